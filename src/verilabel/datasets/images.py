@@ -1,0 +1,97 @@
+"""Reading image files: cheap header probes for import, guarded full decodes for runs.
+
+Every failure of a decode becomes a ``SampleError`` whose message says what is wrong with the file, so a run
+can record it against the sample and go on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from verilabel.errors import SampleError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+# PIL's own decompression-bomb error threshold (2 x Image.MAX_IMAGE_PIXELS); a run may lower or raise it.
+DEFAULT_MAX_PIXELS = 178_956_970
+_TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+_EXIF_ORIENTATION = 0x0112
+
+RGBImage = npt.NDArray[np.uint8]
+
+
+def iter_image_files(root: Path) -> Iterator[Path]:
+    """Image files under ``root``, recursively, in a stable order; hidden folders are skipped."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if Path(name).suffix.lower() in IMAGE_EXTENSIONS and not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    width: int
+    height: int
+    format: str | None
+
+
+def probe(path: str | os.PathLike[str]) -> ImageHeader:
+    """Width and height as displayed (EXIF rotation applied), read from the header only."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+            fmt = img.format
+    except FileNotFoundError as exc:
+        raise SampleError(f"file not found: {path}") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise SampleError(f"not a readable image: {path} ({exc})") from exc
+    if orientation in _TRANSPOSED_ORIENTATIONS:
+        width, height = height, width
+    return ImageHeader(width, height, fmt)
+
+
+def decode(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS,
+           draft_size: int | None = None) -> RGBImage:
+    """Decode to an RGB ``uint8`` array, EXIF orientation applied.
+
+    ``draft_size`` lets the JPEG decoder skip work by decoding at 1/2, 1/4 or 1/8 scale while both sides stay
+    at least that large: models that resize to a small input lose nothing, and relative boxes are unaffected.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise SampleError(
+                    f"image is {width}x{height} = {width * height / 1e6:.0f} Mpx, above the limit of "
+                    f"{max_pixels / 1e6:.0f} Mpx (decompression-bomb guard): {path}. If it is genuine, raise "
+                    "the run's max_image_pixels.")
+            if draft_size and img.format == "JPEG":
+                img.draft("RGB", (draft_size, draft_size))
+            img.load()
+            oriented = ImageOps.exif_transpose(img)
+            rgb = oriented.convert("RGB")
+            return np.asarray(rgb)
+    except SampleError:
+        raise
+    except FileNotFoundError as exc:
+        raise SampleError(f"file not found: {path}. Was it moved or deleted?") from exc
+    except IsADirectoryError as exc:
+        raise SampleError(f"not a file: {path}") from exc
+    except UnidentifiedImageError as exc:
+        raise SampleError(f"not an image (unrecognised format): {path}") from exc
+    except Image.DecompressionBombError as exc:
+        raise SampleError(f"decompression bomb: {path} ({exc})") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        # PIL raises OSError for truncated and corrupt data ("image file is truncated", "broken data stream")
+        raise SampleError(f"corrupt or truncated image: {path} ({exc})") from exc

@@ -1,0 +1,311 @@
+"""Datasets: create them from folders, COCO or YOLO; list, describe and query their samples.
+
+Media files are never copied: a sample is an absolute path plus what the header says (width, height).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from verilabel.datasets.images import iter_image_files, probe
+from verilabel.datasets.views import View
+from verilabel.errors import ConflictError, DatasetImportError, NotFoundError, SampleError
+from verilabel.formats import coco, yolo
+from verilabel.labels import Label
+from verilabel.store import Store
+from verilabel.store.convert import label_columns, row_label
+from verilabel.store.schema import DatasetRow, LabelFieldRow, LabelRow, SampleRow, SampleTagRow
+
+Progress = Callable[[int, int], None]
+_CHUNK = 1000
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class DatasetInfo:
+    id: int
+    name: str
+    created_at: datetime
+    samples: int
+    fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tags: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "created_at": self.created_at.isoformat(),
+                "samples": self.samples, "fields": self.fields, "tags": self.tags}
+
+
+@dataclass
+class Sample:
+    id: int
+    path: str
+    width: int | None
+    height: int | None
+    tags: list[str]
+    metadata: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "path": self.path, "width": self.width, "height": self.height,
+                "tags": self.tags, "metadata": self.metadata}
+
+
+@dataclass
+class ImportSummary:
+    dataset: str
+    added: int = 0
+    already_present: int = 0
+    labels: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "added": self.added, "already_present": self.already_present,
+                "labels": self.labels, "unreadable": self.unreadable}
+
+
+def dataset_row(session: Session, name: str) -> DatasetRow:
+    row = session.scalar(select(DatasetRow).where(DatasetRow.name == name))
+    if row is None:
+        known = session.scalars(select(DatasetRow.name).order_by(DatasetRow.name).limit(20)).all()
+        hint = f"known datasets: {', '.join(known)}" if known else "no dataset exists yet"
+        raise NotFoundError(f"no dataset named {name!r} ({hint}). Create it with "
+                            f"`verilabel dataset create {name} --from-dir DIR`.")
+    return row
+
+
+def create_dataset(store: Store, name: str, *, exist_ok: bool = False) -> DatasetInfo:
+    name = name.strip()
+    if not name:
+        raise ConflictError("a dataset needs a non-empty name")
+    with store.write() as session:
+        existing = session.scalar(select(DatasetRow).where(DatasetRow.name == name))
+        if existing is None:
+            session.add(DatasetRow(name=name, created_at=now()))
+        elif not exist_ok:
+            raise ConflictError(f"dataset {name!r} already exists. Add images to it with "
+                                f"`verilabel dataset add {name} --from-dir DIR`, or pick another name.")
+    return dataset_info(store, name)
+
+
+def delete_dataset(store: Store, name: str) -> None:
+    with store.write() as session:
+        session.execute(delete(DatasetRow).where(DatasetRow.id == dataset_row(session, name).id))
+
+
+def _probe_all(paths: Sequence[Path], summary: ImportSummary, progress: Progress | None) -> list[dict[str, Any]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(path: Path) -> dict[str, Any]:
+        try:
+            header = probe(path)
+            return {"path": str(path), "width": header.width, "height": header.height, "meta": {}}
+        except SampleError as exc:
+            # Kept as a sample: the file may be fixed later, and a run records the failure against it.
+            summary.unreadable.append(str(path))
+            return {"path": str(path), "width": None, "height": None, "meta": {"import_error": str(exc)}}
+
+    rows = []
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for i, row in enumerate(pool.map(one, paths), 1):
+            rows.append(row)
+            if progress and (i % 200 == 0 or i == len(paths)):
+                progress(i, len(paths))
+    return rows
+
+
+def _insert_samples(session: Session, dataset_id: int, rows: Iterable[dict[str, Any]]) -> None:
+    stamp = now()
+    batch = [dict(r, dataset_id=dataset_id, created_at=stamp) for r in rows]
+    for start in range(0, len(batch), _CHUNK):
+        session.execute(insert(SampleRow), batch[start:start + _CHUNK])
+
+
+def _existing_paths(session: Session, dataset_id: int) -> set[str]:
+    return set(session.scalars(select(SampleRow.path).where(SampleRow.dataset_id == dataset_id)))
+
+
+def add_images(store: Store, name: str, directory: str | Path, *, progress: Progress | None = None) -> ImportSummary:
+    """Add every image under ``directory`` (recursively) that the dataset does not have yet."""
+    root = Path(directory).expanduser().resolve()
+    if not root.is_dir():
+        raise DatasetImportError(f"not a folder: {root}. Pass the folder that holds the images.")
+    summary = ImportSummary(name)
+    with store.read() as session:
+        existing = _existing_paths(session, dataset_row(session, name).id)
+    new_paths = []
+    for path in iter_image_files(root):
+        if str(path) in existing:
+            summary.already_present += 1
+        else:
+            new_paths.append(path)
+    rows = _probe_all(new_paths, summary, progress)
+    with store.write() as session:
+        dataset_id = dataset_row(session, name).id
+        # Checked again inside the write transaction: another process may have added some meanwhile.
+        current = _existing_paths(session, dataset_id)
+        fresh = [r for r in rows if r["path"] not in current]
+        summary.already_present += len(rows) - len(fresh)
+        _insert_samples(session, dataset_id, fresh)
+        summary.added = len(fresh)
+    return summary
+
+
+def ensure_field(session: Session, dataset_id: int, field_name: str, kind: str,
+                 run_id: str | None = None) -> LabelFieldRow:
+    row = session.scalar(select(LabelFieldRow).where(LabelFieldRow.dataset_id == dataset_id,
+                                                     LabelFieldRow.name == field_name))
+    if row is None:
+        row = LabelFieldRow(dataset_id=dataset_id, name=field_name, kind=kind, run_id=run_id, created_at=now())
+        session.add(row)
+        session.flush()
+    return row
+
+
+def _import_labelled(store: Store, name: str, field_name: str,
+                     items: list[tuple[Path, int | None, int | None, list[Label]]]) -> ImportSummary:
+    """Add samples with their labels; samples already in the dataset get their labels added to the field."""
+    summary = ImportSummary(name)
+    with store.write() as session:
+        dataset_id = dataset_row(session, name).id
+        field_row = session.scalar(select(LabelFieldRow).where(LabelFieldRow.dataset_id == dataset_id,
+                                                               LabelFieldRow.name == field_name))
+        if field_row is not None:
+            raise ConflictError(f"dataset {name!r} already has a label field {field_name!r}; import into "
+                                "another field with --field NAME")
+        field_row = ensure_field(session, dataset_id, field_name, "detection")
+        ids = dict(session.execute(select(SampleRow.path, SampleRow.id)
+                                   .where(SampleRow.dataset_id == dataset_id)).all())
+        new = [(p, w, h) for p, w, h, _ in items if str(p) not in ids]
+        _insert_samples(session, dataset_id, ({"path": str(p), "width": w, "height": h, "meta": {}}
+                                              for p, w, h in new))
+        summary.added, summary.already_present = len(new), len(items) - len(new)
+        ids = dict(session.execute(select(SampleRow.path, SampleRow.id)
+                                   .where(SampleRow.dataset_id == dataset_id)).all())
+        rows = [dict(label_columns(label), sample_id=ids[str(path)], field_id=field_row.id)
+                for path, _, _, labels in items for label in labels]
+        for start in range(0, len(rows), _CHUNK):
+            session.execute(insert(LabelRow), rows[start:start + _CHUNK])
+        summary.labels = len(rows)
+    return summary
+
+
+def import_coco(store: Store, name: str, coco_file: str | Path, images_dir: str | Path,
+                *, field_name: str = "ground_truth") -> ImportSummary:
+    root = Path(images_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise DatasetImportError(f"images folder not found: {root}")
+    images = coco.read_coco(Path(coco_file))
+    items = []
+    for image in images:
+        path = (root / image.file_name).resolve()
+        items.append((path, image.width, image.height, image.labels))
+    summary = _import_labelled(store, name, field_name, items)
+    summary.unreadable = [str(p) for p, _, _, _ in items if not p.exists()]
+    return summary
+
+
+def import_yolo(store: Store, name: str, directory: str | Path, *, field_name: str = "ground_truth",
+                progress: Progress | None = None) -> ImportSummary:
+    root = Path(directory).expanduser().resolve()
+    if not root.is_dir():
+        raise DatasetImportError(f"not a folder: {root}. Pass the YOLO dataset root (with data.yaml).")
+    names = yolo.read_class_names(root)
+    images = [p for p in iter_image_files(root) if "images" in p.parts]
+    if not images:
+        raise DatasetImportError(f"no images under {root}/images (the YOLO layout is images/ beside labels/)")
+    summary = ImportSummary(name)
+    probed = _probe_all(images, summary, progress)
+    items = [(Path(r["path"]), r["width"], r["height"], list(yolo.read_labels(Path(r["path"]), names)))
+             for r in probed]
+    result = _import_labelled(store, name, field_name, items)
+    result.unreadable = summary.unreadable
+    return result
+
+
+def _info(session: Session, row: DatasetRow) -> DatasetInfo:
+    samples = session.scalar(select(func.count()).select_from(SampleRow).where(SampleRow.dataset_id == row.id))
+    fields = {}
+    for f in session.scalars(select(LabelFieldRow).where(LabelFieldRow.dataset_id == row.id)
+                             .order_by(LabelFieldRow.name)):
+        count = session.scalar(select(func.count()).select_from(LabelRow).where(LabelRow.field_id == f.id))
+        fields[f.name] = {"kind": f.kind, "labels": count, "run": f.run_id}
+    tags = dict(session.execute(
+        select(SampleTagRow.tag, func.count()).join(SampleRow, SampleRow.id == SampleTagRow.sample_id)
+        .where(SampleRow.dataset_id == row.id).group_by(SampleTagRow.tag)).all())
+    return DatasetInfo(row.id, row.name, row.created_at, samples or 0, fields, tags)
+
+
+def dataset_info(store: Store, name: str) -> DatasetInfo:
+    with store.read() as session:
+        return _info(session, dataset_row(session, name))
+
+
+def list_datasets(store: Store) -> list[DatasetInfo]:
+    with store.read() as session:
+        return [_info(session, row) for row in session.scalars(select(DatasetRow).order_by(DatasetRow.name))]
+
+
+def sample_ids(store: Store, name: str, view: View | None = None) -> list[int]:
+    with store.read() as session:
+        dataset_id = dataset_row(session, name).id
+        return list(session.scalars((view or View()).sample_ids_query(dataset_id)))
+
+
+def samples(store: Store, name: str, view: View | None = None, *, limit: int = 100,
+            offset: int = 0) -> list[Sample]:
+    with store.read() as session:
+        dataset_id = dataset_row(session, name).id
+        ids = (view or View()).sample_ids_query(dataset_id).limit(limit).offset(offset).subquery()
+        rows = session.scalars(select(SampleRow).where(SampleRow.id.in_(select(ids.c.id)))
+                               .order_by(SampleRow.id)).all()
+        tags: dict[int, list[str]] = {}
+        for sample_id, tag in session.execute(select(SampleTagRow.sample_id, SampleTagRow.tag)
+                                              .where(SampleTagRow.sample_id.in_([r.id for r in rows]))):
+            tags.setdefault(sample_id, []).append(tag)
+        return [Sample(r.id, r.path, r.width, r.height, sorted(tags.get(r.id, [])), dict(r.meta or {}))
+                for r in rows]
+
+
+def tag_samples(store: Store, name: str, tags: Sequence[str], view: View | None = None) -> int:
+    """Add tags to the samples of a view; returns how many (sample, tag) pairs were new."""
+    added = 0
+    with store.write() as session:
+        dataset_id = dataset_row(session, name).id
+        ids = list(session.scalars((view or View()).sample_ids_query(dataset_id)))
+        for tag in tags:
+            have = set(session.scalars(select(SampleTagRow.sample_id).where(SampleTagRow.tag == tag)))
+            rows = [{"sample_id": i, "tag": tag} for i in ids if i not in have]
+            for start in range(0, len(rows), _CHUNK):
+                session.execute(insert(SampleTagRow), rows[start:start + _CHUNK])
+            added += len(rows)
+    return added
+
+
+def labels_of(store: Store, name: str, field_name: str, sample_id: int) -> list[Label]:
+    with store.read() as session:
+        dataset_id = dataset_row(session, name).id
+        rows = session.scalars(
+            select(LabelRow).join(LabelFieldRow, LabelFieldRow.id == LabelRow.field_id)
+            .where(LabelFieldRow.dataset_id == dataset_id, LabelFieldRow.name == field_name,
+                   LabelRow.sample_id == sample_id).order_by(LabelRow.id)).all()
+        return [row_label(r) for r in rows]
+
+
+def read_id_file(path: str | Path) -> list[int]:
+    """Sample ids from a file: a JSON list, or one id per line."""
+    text = Path(path).read_text()
+    try:
+        values = json.loads(text) if text.lstrip().startswith("[") else text.split()
+        return [int(v) for v in values]
+    except (ValueError, TypeError):
+        raise DatasetImportError(f"{path}: expected sample ids (a JSON list or one integer per line)") from None

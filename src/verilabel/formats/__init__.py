@@ -1,0 +1,1 @@
+"""Interchange formats, one module each; coordinates are converted here and nowhere else."""

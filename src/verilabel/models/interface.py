@@ -1,0 +1,102 @@
+"""The contract between verilabel and a model: a frozen spec and a batched ``predict``.
+
+A model is any object with:
+
+- ``spec``: a ``ModelSpec`` (what it does, its vocabulary, its defaults);
+- ``predict(images, context) -> list[list[Label]]``: one list of labels per input image, in order.
+
+Rules the engine checks on every batch (``verilabel.models.checks``):
+
+- exactly one label list per image;
+- classification models return at most one ``Classification`` per image; detection models ``Detection`` s;
+- every class is in ``context.classes`` (the vocabulary subset or the zero-shot prompts asked for);
+- confidences are in [0, 1]; boxes lie inside the image; a mask's shape matches its box in pixels.
+
+Optionally a model may define ``prepare(image) -> object``: the engine calls it in its decode pool, ahead of
+the model, and hands the result back as ``ImageItem.prepared`` (resize / normalise off the critical path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from verilabel.datasets.images import RGBImage
+from verilabel.labels import Label
+
+Task = Literal["classification", "detection", "segmentation", "keypoints"]
+TASKS: tuple[Task, ...] = ("classification", "detection", "segmentation", "keypoints")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a built model is: its name, tasks, vocabulary and defaults."""
+
+    name: str
+    tasks: tuple[Task, ...]
+    zero_shot: bool
+    vocabulary: tuple[str, ...] = ()
+    default_confidence: float = 0.25
+    batch_size: int = 8
+    # Smallest side the model looks at; the decoder may skip detail beyond it (JPEG draft mode).
+    input_size: int | None = None
+    version: str = ""
+    weights: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.tasks or any(t not in TASKS for t in self.tasks):
+            raise ValueError(f"spec {self.name!r}: tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
+        if not self.zero_shot and not self.vocabulary:
+            raise ValueError(f"spec {self.name!r}: a fixed-vocabulary model needs its vocabulary")
+        if not 0 <= self.default_confidence <= 1:
+            raise ValueError(f"spec {self.name!r}: default_confidence must be in [0, 1]")
+        if self.batch_size < 1:
+            raise ValueError(f"spec {self.name!r}: batch_size must be >= 1")
+
+
+@dataclass
+class ImageItem:
+    """One decoded image handed to a model. ``array`` is RGB uint8 (possibly decoded at reduced scale)."""
+
+    sample_id: int
+    path: str
+    array: RGBImage
+    prepared: Any = None
+
+    @property
+    def width(self) -> int:
+        return int(self.array.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.array.shape[0])
+
+
+@dataclass(frozen=True)
+class PredictContext:
+    """What the engine asks of this batch: which classes (model names or prompts) and the score floor."""
+
+    task: Task
+    classes: tuple[str, ...]
+    min_confidence: float
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Model(Protocol):
+    @property
+    def spec(self) -> ModelSpec: ...
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]: ...
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What a loader receives: where to find weights, the device, and the classes to prepare for."""
+
+    weights: str | None = None
+    device: str = "auto"
+    classes: tuple[str, ...] = ()
+    min_confidence: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)

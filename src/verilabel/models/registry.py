@@ -1,0 +1,132 @@
+"""Finding and building models: the catalogue, plugins (entry point group ``verilabel.models``) and
+``python:package.module:factory`` references to a user's own code."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from verilabel.errors import ConfigError, ModelLoadError
+from verilabel.models.catalogue import CATALOGUE, CatalogueEntry
+from verilabel.models.interface import LoadRequest, Model, ModelSpec, Task
+
+ENTRY_POINT_GROUP = "verilabel.models"
+Factory = Callable[[LoadRequest], Model]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model chosen by name, known well enough to validate a run before anything heavy is loaded."""
+
+    name: str
+    tasks: tuple[Task, ...]
+    zero_shot: bool
+    vocabulary: tuple[str, ...]
+    default_confidence: float
+    factory: str  # "module:function"
+    entry: CatalogueEntry | None = None
+
+
+def _import_object(reference: str, option: str = "model") -> Any:
+    module_name, _, attr = reference.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(option, f"{reference!r} is not `package.module:function`")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(option, f"cannot import {module_name!r} ({exc}); is it installed / on PYTHONPATH?") from None
+    try:
+        obj = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise ConfigError(option, f"{module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def _plugin_entries() -> list[CatalogueEntry]:
+    entries = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        value = ep.load()
+        entries.append(value() if callable(value) and not isinstance(value, CatalogueEntry) else value)
+    return [e for e in entries if isinstance(e, CatalogueEntry)]
+
+
+def catalogue() -> list[CatalogueEntry]:
+    """The built-in catalogue followed by entries that installed plugins register."""
+    return [*CATALOGUE, *_plugin_entries()]
+
+
+def torch_hub_dir() -> Path:
+    if "TORCH_HOME" in os.environ:
+        return Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints"
+    cache = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
+    return cache / "torch" / "hub" / "checkpoints"
+
+
+def is_available(entry: CatalogueEntry) -> bool:
+    """The model runs with no download: its libraries import and its weights are on this machine."""
+    if any(importlib.util.find_spec(module) is None for module in entry.requires):
+        return False
+    if entry.packaged:
+        return True
+    return bool(entry.cache_file) and (torch_hub_dir() / entry.cache_file).exists()
+
+
+def _spec_of(factory: Any, reference: str) -> ModelSpec:
+    spec = getattr(factory, "spec", None)
+    if isinstance(spec, ModelSpec):
+        return spec
+    try:
+        model = factory(LoadRequest())
+    except Exception as exc:
+        raise ModelLoadError(f"model factory {reference!r} failed: {exc}") from exc
+    if not isinstance(getattr(model, "spec", None), ModelSpec):
+        raise ConfigError("model", f"{reference!r} must return an object with a `spec` (verilabel.ModelSpec) and "
+                          "`predict(images, context)`")
+    return model.spec  # type: ignore[no-any-return]
+
+
+def resolve(name: str) -> ModelRef:
+    """Look a model up by catalogue name, or import ``python:package.module:factory``."""
+    if name.startswith("python:"):
+        reference = name.removeprefix("python:")
+        spec = _spec_of(_import_object(reference), reference)
+        return ModelRef(name, spec.tasks, spec.zero_shot, spec.vocabulary, spec.default_confidence, reference)
+    entries = catalogue()
+    for entry in entries:
+        if entry.name == name:
+            return ModelRef(entry.name, entry.tasks, entry.zero_shot, entry.vocabulary, entry.default_confidence,
+                            entry.loader, entry)
+    import difflib
+
+    close = difflib.get_close_matches(name, [e.name for e in entries], n=3, cutoff=0.4)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise ConfigError("model", f"unknown model {name!r}; {hint}`verilabel models` lists them, or pass "
+                      "python:package.module:factory for your own")
+
+
+def load(ref: ModelRef, request: LoadRequest) -> Model:
+    """Build the model. Errors that stop a run (missing library, missing weights) become ModelLoadError."""
+    if ref.entry is not None:
+        missing = [m for m in ref.entry.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ModelLoadError(f"model {ref.name!r} needs {', '.join(missing)}: install them with "
+                                 f"`pip install 'verilabel[{ref.entry.extra}]'`")
+    factory = _import_object(ref.factory)
+    try:
+        model = factory(request, ref.entry) if ref.entry is not None else factory(request)
+    except (ModelLoadError, ConfigError):
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"model {ref.name!r} failed to load: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(getattr(model, "spec", None), ModelSpec) or not callable(getattr(model, "predict", None)):
+        raise ModelLoadError(f"model {ref.name!r}: the factory returned {type(model).__name__}, which lacks "
+                             "`spec` (a ModelSpec) or `predict`")
+    return model  # type: ignore[no-any-return]

@@ -1,0 +1,173 @@
+"""Run configuration: what a user asks for, checked against the store and the model before anything starts.
+
+Every problem is a ``ConfigError`` whose ``field`` names the option (``classes``, ``min_confidence``, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from verilabel.datasets.images import DEFAULT_MAX_PIXELS
+from verilabel.datasets.service import dataset_row, read_id_file
+from verilabel.datasets.views import View, parse_view
+from verilabel.errors import ConfigError, DatasetImportError, NotFoundError
+from verilabel.models import registry
+from verilabel.models.interface import TASKS, Task
+from verilabel.models.mapping import ClassMapping, map_classes, parse_aliases
+from verilabel.store import Store
+from verilabel.store.schema import LabelFieldRow, RunRow
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+MAX_WORKERS = 64
+
+
+@dataclass
+class RunRequest:
+    """Everything a run can be configured with; only dataset, task, model and field are required."""
+
+    dataset: str
+    task: str
+    model: str
+    field: str
+    classes: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
+    min_confidence: float | None = None
+    weights: str | None = None
+    mask_dir: str | None = None
+    name: str | None = None
+    target: str = "all"  # all | view:EXPR | ids:FILE
+    view: View | None = None  # Python API: a View object instead of target
+    sample_ids: list[int] | None = None  # Python API: an explicit selection instead of target
+    workers: int = 1
+    batch_size: int | None = None
+    device: str = "auto"
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    decode_threads: int | None = None
+
+
+@dataclass
+class ValidatedRun:
+    """A request after validation: the model is resolved, classes mapped, and the target is a query."""
+
+    request: RunRequest
+    dataset_id: int
+    name: str
+    task: Task
+    model: registry.ModelRef
+    mapping: ClassMapping
+    min_confidence: float
+    view: View
+
+    def config_json(self) -> dict[str, Any]:
+        """What the workers need, stored on the run (JSON)."""
+        request = asdict(self.request)
+        request.pop("view")
+        request.pop("sample_ids")
+        return {
+            **request,
+            "name": self.name,
+            "min_confidence": self.min_confidence,
+            "model_classes": list(self.mapping.model_classes),
+            "to_dataset": dict(self.mapping.to_dataset),
+        }
+
+
+def _check_name(option: str, value: str) -> str:
+    if not _NAME.match(value):
+        raise ConfigError(option, f"{value!r} is not a valid name: start with a letter or `_`, then letters, "
+                          "digits, `_`, `-` or `.` (at most 200)")
+    return value
+
+
+def _target_view(request: RunRequest) -> View:
+    if request.sample_ids is not None:
+        return View(ids=list(request.sample_ids))
+    if request.view is not None:
+        return request.view
+    kind, _, value = request.target.partition(":")
+    if kind == "all" and not value:
+        return View()
+    if kind == "view" and value:
+        return parse_view(value, option="target")
+    if kind == "ids" and value:
+        try:
+            return View(ids=read_id_file(value))
+        except FileNotFoundError:
+            raise ConfigError("target", f"sample id file not found: {value}") from None
+        except DatasetImportError as exc:
+            raise ConfigError("target", str(exc)) from None
+    raise ConfigError("target", f"{request.target!r}: use `all`, `view:EXPR` or `ids:FILE`")
+
+
+def validate(store: Store, request: RunRequest) -> ValidatedRun:
+    """Check every option; nothing is written. Raises ConfigError / NotFoundError."""
+    if request.task not in TASKS:
+        raise ConfigError("task", f"{request.task!r} is not a task; choose one of {', '.join(TASKS)}")
+    task: Task = request.task  # type: ignore[assignment]
+    model = registry.resolve(request.model)
+    if task not in model.tasks:
+        able = [e.name for e in registry.catalogue() if task in e.tasks]
+        raise ConfigError("task", f"model {model.name!r} does {', '.join(model.tasks)}, not {task}; models for "
+                          f"{task}: {', '.join(able) or 'none installed'}")
+    mapping = map_classes(zero_shot=model.zero_shot, vocabulary=model.vocabulary, classes=request.classes,
+                          aliases=parse_aliases(request.aliases))
+    if request.min_confidence is not None and not 0.0 <= request.min_confidence <= 1.0:
+        raise ConfigError("min_confidence", f"{request.min_confidence} is outside [0, 1]")
+    min_confidence = model.default_confidence if request.min_confidence is None else request.min_confidence
+    _check_name("field", request.field)
+    if task == "segmentation":
+        if not request.mask_dir:
+            raise ConfigError("mask_dir", "segmentation runs write masks as files: pass --mask-dir DIR")
+        request.mask_dir = _writable_dir(request.mask_dir)
+    if not 1 <= request.workers <= MAX_WORKERS:
+        raise ConfigError("workers", f"{request.workers} is outside 1..{MAX_WORKERS}")
+    if request.batch_size is not None and not 1 <= request.batch_size <= 4096:
+        raise ConfigError("batch_size", f"{request.batch_size} is outside 1..4096")
+    if request.decode_threads is not None and not 1 <= request.decode_threads <= 64:
+        raise ConfigError("decode_threads", f"{request.decode_threads} is outside 1..64")
+    if not _DEVICE.match(request.device):
+        raise ConfigError("device", f"{request.device!r}: use auto, cpu, cuda or cuda:N")
+    if request.max_image_pixels < 1:
+        raise ConfigError("max_image_pixels", "must be a positive number of pixels")
+    if request.weights and not request.weights.strip():
+        raise ConfigError("weights", "empty weights source")
+    view = _target_view(request)
+    with store.read() as session:
+        try:
+            dataset_id = dataset_row(session, request.dataset).id
+        except NotFoundError as exc:
+            raise ConfigError("dataset", str(exc)) from None
+        existing = session.scalar(select(LabelFieldRow).where(LabelFieldRow.dataset_id == dataset_id,
+                                                              LabelFieldRow.name == request.field))
+        if existing is not None:
+            owner = f" (reserved by run {existing.run_id})" if existing.run_id else ""
+            raise ConfigError("field", f"dataset {request.dataset!r} already has a field {request.field!r}{owner}; "
+                              "a run writes a new field: pick another --field (to review an existing field, "
+                              "use `verilabel run analyze`)")
+        name = request.name or f"{model.name.removeprefix('python:').split(':')[-1]}-{request.field}-" \
+                                f"{secrets.token_hex(3)}"
+        _check_name("name", name)
+        if session.scalar(select(RunRow.id).where(RunRow.dataset_id == dataset_id, RunRow.name == name)):
+            raise ConfigError("name", f"dataset {request.dataset!r} already has a run named {name!r}")
+        if session.scalar(view.sample_ids_query(dataset_id).limit(1)) is None:
+            raise ConfigError("target", f"{request.target!r} selects no samples of {request.dataset!r}")
+    return ValidatedRun(request, dataset_id, name, task, model, mapping, min_confidence, view)
+
+
+def _writable_dir(path: str) -> str:
+    resolved = Path(path).expanduser().resolve()
+    try:
+        resolved.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("mask_dir", f"cannot create {resolved}: {exc.strerror}") from None
+    if not os.access(resolved, os.W_OK):
+        raise ConfigError("mask_dir", f"{resolved} is not writable")
+    return str(resolved)

@@ -1,0 +1,254 @@
+"""A run's worker process: ``python -m verilabel.runs.worker RUN_ID SHARD``.
+
+It labels the pending samples of its shard and nothing else. Each batch's labels and the ``done`` / ``failed``
+states of its samples are committed in ONE transaction, so a SIGKILL at any instant leaves every sample either
+finished with all its labels or pending with none: resume redoes exactly the unfinished ones.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from verilabel.errors import ModelLoadError, VerilabelError
+from verilabel.labels import Detection, Label, Mask, mask_file_path
+from verilabel.models import registry
+from verilabel.models.interface import LoadRequest, Model, PredictContext
+from verilabel.runs.pipeline import Outcome, Pipeline, PipelineOptions, StageTimer, WorkItem
+from verilabel.runs.service import ACTIVE, _worker_info, now
+from verilabel.store import Store
+from verilabel.store.convert import label_columns
+from verilabel.store.schema import RunLabelRow, RunRow, RunSampleRow, RunWorkerRow, SampleRow
+
+HEARTBEAT_SECONDS = 1.0
+PAGE = 512
+
+
+class Worker:
+    def __init__(self, store: Store, run_id: str, shard: int) -> None:
+        self.store, self.run_id, self.shard = store, run_id, shard
+        self.timer = StageTimer()
+        self.stop = threading.Event()
+        self.stop_reason = ""
+        self.processed = 0
+        self._lock = threading.Lock()
+        with store.read() as session:
+            run = session.get(RunRow, run_id)
+            if run is None:
+                raise VerilabelError(f"run {run_id} does not exist")
+            self.config: dict[str, Any] = dict(run.config)
+            self.task = run.task
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+    def register(self) -> bool:
+        """Claim the shard and mark the run generating. False if the run is no longer active."""
+        with self.store.write() as session:
+            run = session.get(RunRow, self.run_id, with_for_update=True)
+            if run is None or run.status not in ACTIVE or run.cancel_requested:
+                return False
+            existing = session.get(RunWorkerRow, (self.run_id, self.shard))
+            if existing is not None and _worker_info(existing, now()).alive and existing.pid != os.getpid():
+                return False  # another live process already owns this shard
+            if existing is not None:
+                session.delete(existing)
+                session.flush()
+            stamp = now()
+            session.add(RunWorkerRow(run_id=self.run_id, shard=self.shard, pid=os.getpid(),
+                                     hostname=socket.gethostname(), state="running", processed=0,
+                                     started_at=stamp, heartbeat_at=stamp, timings={}))
+            if run.status == "queued":
+                run.status = "generating"
+            run.started_at = run.started_at or stamp
+        return True
+
+    def heartbeat(self) -> None:
+        while not self.stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self._beat()
+            except Exception:  # a busy database must not kill the worker; the next beat retries
+                traceback.print_exc()
+
+    def _beat(self, state: str | None = None) -> None:
+        with self.store.write() as session:
+            values: dict[str, Any] = {"heartbeat_at": now(), "processed": self.processed,
+                                      "timings": self.timer.snapshot()}
+            if state:
+                values["state"] = state
+            session.execute(update(RunWorkerRow).where(RunWorkerRow.run_id == self.run_id,
+                                                       RunWorkerRow.shard == self.shard).values(**values))
+            run = session.get(RunRow, self.run_id)
+            if run is not None and (run.cancel_requested or run.status == "error") and not self.stop.is_set():
+                self.stop_reason = "cancelled" if run.cancel_requested else "error elsewhere"
+                self.stop.set()
+
+    def finish(self, state: str, error: str | None = None) -> None:
+        """Record this worker's end; the last worker standing settles the run's status."""
+        self._beat(state)
+        with self.store.write() as session:
+            run = session.get(RunRow, self.run_id, with_for_update=True)
+            assert run is not None
+            if error and run.status != "error":
+                run.status, run.error = "error", error
+            at = now()
+            others = session.scalars(select(RunWorkerRow).where(RunWorkerRow.run_id == self.run_id,
+                                                                RunWorkerRow.shard != self.shard)).all()
+            if any(_worker_info(w, at).alive for w in others):
+                return
+            pending = session.scalar(select(RunSampleRow.sample_id).where(
+                RunSampleRow.run_id == self.run_id, RunSampleRow.state == "pending").limit(1))
+            if run.status == "error":
+                pass
+            elif run.cancel_requested:
+                run.status = "cancelled"
+            elif pending is None:
+                run.status = "in_review"
+            else:
+                return  # some shard died or stopped: the run stays resumable
+            run.finished_at = at
+            run.timings = self.timer.snapshot()
+
+    # --- work ------------------------------------------------------------------------------------------
+    def pending_items(self) -> Iterator[WorkItem]:
+        """This shard's pending samples in id order, a page at a time (keyset pagination)."""
+        last = -1
+        while not self.stop.is_set():
+            with self.store.read() as session:
+                page = session.execute(
+                    select(RunSampleRow.sample_id, SampleRow.path)
+                    .join(SampleRow, SampleRow.id == RunSampleRow.sample_id)
+                    .where(RunSampleRow.run_id == self.run_id, RunSampleRow.shard == self.shard,
+                           RunSampleRow.state == "pending", RunSampleRow.sample_id > last)
+                    .order_by(RunSampleRow.sample_id).limit(PAGE)).all()
+            if not page:
+                return
+            for sample_id, path in page:
+                yield WorkItem(sample_id, path)
+            last = page[-1][0]
+
+    def _store_mask(self, label: Label) -> Label:
+        if isinstance(label, Detection) and label.mask is not None and label.mask.array is not None:
+            from PIL import Image
+
+            path = mask_file_path(self.config["mask_dir"], self.run_id, label.id)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            Image.fromarray(label.mask.array.astype("uint8") * 255).save(path, optimize=False, compress_level=1)
+            label.mask = Mask(path=path)
+        return label
+
+    def write(self, outcomes: list[Outcome]) -> None:
+        """One transaction: labels of finished samples + their states. Samples that are no longer pending
+        (another process finished them) are skipped, so no label is ever written twice."""
+        prepared = [(o, [self._store_mask(label) for label in o.labels]) for o in outcomes]
+        ids = [o.sample_id for o in outcomes]
+        with self.store.write() as session:
+            still_pending = set(session.scalars(
+                select(RunSampleRow.sample_id).where(RunSampleRow.run_id == self.run_id,
+                                                     RunSampleRow.sample_id.in_(ids),
+                                                     RunSampleRow.state == "pending").with_for_update()))
+            rows = [dict(label_columns(label), run_id=self.run_id, sample_id=o.sample_id, review_state="review")
+                    for o, labels in prepared if o.sample_id in still_pending for label in labels]
+            if rows:
+                session.execute(insert(RunLabelRow), rows)
+            updates = [{"run_id": self.run_id, "sample_id": o.sample_id,
+                        "state": "failed" if o.error else "done", "error": o.error}
+                       for o in outcomes if o.sample_id in still_pending]
+            if updates:
+                session.execute(update(RunSampleRow), updates)
+
+    def _count(self, n: int) -> None:
+        with self._lock:
+            self.processed += n
+
+    def load_model(self) -> Model:
+        ref = registry.resolve(self.config["model"])
+        device = self.config.get("device", "auto")
+        if device in ("auto", "cuda") and self.config.get("workers", 1) > 1:
+            device = _gpu_for_shard(self.shard, device)
+        request = LoadRequest(weights=self.config.get("weights"), device=device,
+                              classes=tuple(self.config["model_classes"]),
+                              min_confidence=self.config["min_confidence"])
+        start = time.perf_counter()
+        model = registry.load(ref, request)
+        self.timer.add("load_model", time.perf_counter() - start)
+        with self.store.write() as session:
+            run = session.get(RunRow, self.run_id)
+            if run is not None and not run.model_info:
+                spec = model.spec
+                run.model_info = {"name": spec.name, "version": spec.version, "weights": self.config.get("weights")
+                                  or spec.weights, "device": device, "batch_size": self._batch_size(model)}
+        return model
+
+    def _batch_size(self, model: Model) -> int:
+        return int(self.config.get("batch_size") or model.spec.batch_size)
+
+    def run(self) -> int:
+        if not self.register():
+            return 0
+        beat = threading.Thread(target=self.heartbeat, name="verilabel-heartbeat", daemon=True)
+        beat.start()
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            model = self.load_model()
+            context = PredictContext(task=self.task, classes=tuple(self.config["model_classes"]),  # type: ignore[arg-type]
+                                     min_confidence=float(self.config["min_confidence"]))
+            threads = self.config.get("decode_threads") or min(4, max(2, os.cpu_count() or 2))
+            options = PipelineOptions(
+                batch_size=self._batch_size(model), decode_threads=threads,
+                max_pixels=int(self.config["max_image_pixels"]), draft_size=model.spec.input_size,
+                min_confidence=float(self.config["min_confidence"]), to_dataset=self.config["to_dataset"])
+            start = time.perf_counter()
+            Pipeline(model, context, options, self.timer, self.stop, self._count).run(self.pending_items(),
+                                                                                        self.write)
+            self.timer.add("wall", time.perf_counter() - start)
+        except (ModelLoadError, VerilabelError) as exc:
+            self.stop.set()
+            self.finish("failed", error=str(exc))
+            return 1
+        except Exception as exc:
+            self.stop.set()
+            traceback.print_exc()
+            self.finish("failed", error=f"worker {self.shard} crashed: {type(exc).__name__}: {exc} "
+                                        f"(log: verilabel home logs/{self.run_id}-{self.shard}.log)")
+            return 1
+        interrupted = self.stop.is_set() and self.stop_reason == "signal"
+        self.stop.set()
+        beat.join(timeout=5)
+        self.finish("stopped" if interrupted else "finished")
+        return 0
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        self.stop_reason = "signal"
+        self.stop.set()
+
+
+def _gpu_for_shard(shard: int, device: str) -> str:
+    """Several workers on several GPUs: one GPU each, round robin."""
+    try:
+        import torch
+
+        count = torch.cuda.device_count()
+    except ImportError:
+        return device
+    return f"cuda:{shard % count}" if count > 1 else device
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m verilabel.runs.worker RUN_ID SHARD", file=sys.stderr)
+        return 2
+    store = Store.open()
+    return Worker(store, args[0], int(args[1])).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Opening the store: engines, SQLite tuning, and schema migrations (Alembic) on first use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.orm import Session, sessionmaker
+
+from verilabel.errors import StoreError
+from verilabel.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _sqlite_engine(url: str, immediate: bool) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _tune(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes, which is what WAL promises
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # A writer takes the write lock up front: a deferred transaction that upgrades to write while another
+        # process writes fails with "database is locked" instead of waiting for the busy timeout.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Store:
+    """The database behind verilabel: ``read()`` and ``write()`` give transactional sessions.
+
+    SQLite (the default, a file under ``VERILABEL_HOME``) runs in WAL mode so readers never block the
+    writers of a running worker; any other SQLAlchemy URL (PostgreSQL) works through ``VERILABEL_DATABASE_URL``.
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            db_path = url.split("///", 1)[-1]
+            if db_path and db_path != ":memory:":
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            self._read_engine = _sqlite_engine(url, immediate=False)
+            self._write_engine = _sqlite_engine(url, immediate=True)
+        else:
+            try:
+                self._read_engine = self._write_engine = create_engine(url, pool_pre_ping=True)
+            except Exception as exc:  # a bad URL or a missing driver
+                raise StoreError(f"cannot open database {url!r}: {exc}. Check VERILABEL_DATABASE_URL "
+                                 "(PostgreSQL needs `pip install 'verilabel[postgres]'`).") from exc
+        self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
+        self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
+        if migrate:
+            self.migrate()
+
+    @classmethod
+    def open(cls, url: str | None = None) -> Store:
+        return cls(url or Settings.from_env().database_url)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._reader() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction that commits on success and rolls back on any exception."""
+        with self._writer() as session, session.begin():
+            yield session
+
+    @property
+    def engine(self) -> Engine:
+        return self._write_engine
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (no-op when it is already there)."""
+        from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        head = ScriptDirectory.from_config(config).get_current_head()
+        try:
+            with self._write_engine.connect() as conn:
+                if MigrationContext.configure(conn).get_current_revision() == head:
+                    return
+        except Exception as exc:
+            raise StoreError(f"cannot open database {self.url!r}: {exc}") from exc
+        from alembic import command
+
+        with self._write_engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def table_names(self) -> list[str]:
+        return inspect(self._read_engine).get_table_names()
+
+    def dispose(self) -> None:
+        self._read_engine.dispose()
+        if self._write_engine is not self._read_engine:
+            self._write_engine.dispose()
+
