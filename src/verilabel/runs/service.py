@@ -73,6 +73,7 @@ class RunInfo:
     model: str
     field: str
     created_at: datetime
+    queued_at: datetime
     total: int
     done: int
     failed: int
@@ -93,7 +94,7 @@ class RunInfo:
     def stalled(self) -> bool:
         """Generating (or queued) in the store, but no worker is alive to do it."""
         return self.status in ACTIVE and not any(w.alive for w in self.workers) and (
-            bool(self.workers) or now() - self.created_at > STALE_AFTER)
+            bool(self.workers) or now() - self.queued_at > STALE_AFTER)
 
     @property
     def resumable(self) -> bool:
@@ -178,11 +179,11 @@ def _info(session: Session, row: RunRow, *, failures: int = 20) -> RunInfo:
         .order_by(RunSampleRow.sample_id).limit(failures)).all()
     dataset = session.scalar(select(DatasetRow.name).where(DatasetRow.id == row.dataset_id)) or ""
     timings = _merge_timings([w.timings for w in workers]) or dict(row.timings or {})
-    created = _aware(row.created_at)
-    assert created is not None
+    created, queued = _aware(row.created_at), _aware(row.queued_at)
+    assert created is not None and queued is not None
     return RunInfo(
         id=row.id, name=row.name, dataset=dataset, status=row.status, task=row.task, model=row.model,
-        field=row.field, created_at=created, total=row.total, done=counts.get("done", 0),
+        field=row.field, created_at=created, queued_at=queued, total=row.total, done=counts.get("done", 0),
         failed=counts.get("failed", 0), error=row.error, labels=labels, classes=classes, config=dict(row.config),
         model_info=dict(row.model_info or {}), workers=workers, timings=timings,
         failures=[{"sample_id": s, "error": e} for s, e in failed_rows])
@@ -233,7 +234,7 @@ def _insert_run(session: Session, validated: ValidatedRun, run_id: str) -> None:
         id=run_id, dataset_id=validated.dataset_id, name=validated.name, status="queued", task=validated.task,
         model=validated.model.name, field=request.field, config=validated.config_json(),
         model_info={}, timings={}, total=0, workers=request.workers, error=None, cancel_requested=False,
-        created_at=now()))
+        created_at=now(), queued_at=now()))
     session.flush()
     kind = "classification" if validated.task == "classification" else "detection"
     ensure_field(session, validated.dataset_id, request.field, kind, run_id=run_id)
@@ -296,8 +297,8 @@ def resume_run(store: Store, run: str, *, workers: int | None = None, retry_fail
         session.execute(update(RunSampleRow).where(RunSampleRow.run_id == row.id, RunSampleRow.state.in_(states))
                         .values(state="pending", error=None, shard=RunSampleRow.sample_id % count))
         session.execute(delete(RunWorkerRow).where(RunWorkerRow.run_id == row.id))
-        row.status, row.error, row.cancel_requested, row.workers, row.finished_at = (
-            "queued", None, False, count, None)
+        row.status, row.error, row.cancel_requested, row.workers, row.finished_at, row.queued_at = (
+            "queued", None, False, count, None, now())
         run_id = row.id
     if start:
         start_workers(store, run_id, range(count))

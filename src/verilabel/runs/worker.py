@@ -7,6 +7,7 @@ finished with all its labels or pending with none: resume redoes exactly the unf
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import socket
@@ -246,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m verilabel.runs.worker RUN_ID SHARD", file=sys.stderr)
         return 2
+    faulthandler.enable()  # a native crash (segfault in a decoder or model) still leaves a trace in the log
     store = Store.open()
     return Worker(store, args[0], int(args[1])).run()
 

@@ -25,13 +25,15 @@ def _logistic(value: float) -> float:
 
 
 class OpenCvDetector:
-    def __init__(self, entry: CatalogueEntry, detect: Detector, grayscale: bool) -> None:
+    def __init__(self, entry: CatalogueEntry, detect: Detector, grayscale: bool,
+                 min_size: tuple[int, int]) -> None:
         self.spec = ModelSpec(entry.name, entry.tasks, zero_shot=False, vocabulary=entry.vocabulary,
                               default_confidence=entry.default_confidence, batch_size=8, input_size=MAX_SIDE,
                               version=entry.version, weights=entry.weights)
         self._detect = detect
         self._grayscale = grayscale
         self._label = entry.vocabulary[0]
+        self._min_width, self._min_height = min_size
 
     def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
         import cv2
@@ -43,6 +45,9 @@ class OpenCvDetector:
             if scale < 1.0:
                 image = cv2.resize(image, (round(item.width * scale), round(item.height * scale)),
                                    interpolation=cv2.INTER_AREA)
+            if image.shape[1] < self._min_width or image.shape[0] < self._min_height:
+                results.append([])  # smaller than the detector window: nothing to find (and HOG crashes)
+                continue
             if self._grayscale:
                 image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
             rects, scores = self._detect(image)
@@ -66,7 +71,7 @@ def load_hog_person(request: LoadRequest, entry: CatalogueEntry) -> OpenCvDetect
         rects, weights = hog.detectMultiScale(image, winStride=(8, 8), padding=(8, 8), scale=1.05)
         return rects, weights
 
-    return OpenCvDetector(entry, detect, grayscale=False)
+    return OpenCvDetector(entry, detect, grayscale=False, min_size=(64 + 16, 128 + 16))
 
 
 def load_haar_face(request: LoadRequest, entry: CatalogueEntry) -> OpenCvDetector:
@@ -84,4 +89,4 @@ def load_haar_face(request: LoadRequest, entry: CatalogueEntry) -> OpenCvDetecto
                                                             minSize=(24, 24), outputRejectLevels=True)
         return rects, weights
 
-    return OpenCvDetector(entry, detect, grayscale=True)
+    return OpenCvDetector(entry, detect, grayscale=True, min_size=(24, 24))

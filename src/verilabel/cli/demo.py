@@ -1,0 +1,45 @@
+"""``verilabel demo``: label sample images with the offline models and leave the runs in review."""
+
+from __future__ import annotations
+
+import typer
+
+from verilabel.cli.output import JSON_OPTION_HELP, console, print_json
+
+
+def demo(
+    dataset: str = typer.Option("demo", "--dataset", help="Name of the demo dataset (recreated if it exists)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
+    """Build a small dataset from scikit-image's sample images and label it with the offline models."""
+    from verilabel.cli.run import follow
+    from verilabel.demo import DEMO_RUNS, build_demo
+    from verilabel.store import Store
+
+    store = Store.open()
+    summary, runs, skipped = build_demo(store, dataset)
+    out = console()
+    if not as_json:
+        out.print(f"dataset [bold]{dataset}[/]: {summary.added} sample images from scikit-image "
+                  f"({len(summary.unreadable)} unreadable)")
+        for run in runs:
+            why = next(d.why for d in DEMO_RUNS if d.model == run.model)
+            out.print(f"  run [bold]{run.name}[/] ({run.model}): {why}")
+        for name in skipped:
+            out.print(f"  [yellow]skipped[/] {name}")
+    finished = [follow(store, run.id, quiet=as_json) for run in runs]
+    if as_json:
+        print_json({"dataset": dataset, "samples": summary.added, "skipped": skipped,
+                    "runs": [info.to_json() for info in finished]})
+        return
+    out.print()
+    for info in finished:
+        colour = "green" if info.status == "in_review" else "red"
+        out.print(f"[{colour}]{info.status}[/] {info.name}: {info.labels} labels in {info.classes} classes on "
+                  f"{info.done} images ({info.failed} failed)" + (f": {info.error}" if info.error else ""))
+    out.print("\nWhat to look at next:")
+    out.print(f"  verilabel run list {dataset}                 # the runs, now in review")
+    if finished:
+        out.print(f"  verilabel run show {finished[0].id}          # progress, failures, per-stage timings")
+    out.print(f"  verilabel dataset show {dataset}             # samples and fields")
+    out.print("  verilabel models                          # every model in the catalogue")
