@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,10 @@ def load_state_dict(weights: str | None, *, name: str, url: str, cache_dir: Path
     cached = cache_dir / Path(url).name
     if cached.is_file():
         return _read(cached)
+    if offline():
+        raise ModelLoadError(f"weights for {name!r} are not on this machine and VERILABEL_OFFLINE is set. "
+                             f"Download {url} where a network is available and put it at {cached}, or pass "
+                             "--weights /path/to/file.pth.")
     try:
         return torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True)  # type: ignore[no-any-return]
     except Exception as exc:
@@ -42,6 +47,11 @@ def load_state_dict(weights: str | None, *, name: str, url: str, cache_dir: Path
             f"weights for {name!r} are not on this machine and the download failed ({type(exc).__name__}: "
             f"{exc}). Download {url} where a network is available and put it at {cached}, or pass "
             "--weights /path/to/file.pth.") from None
+
+
+def offline() -> bool:
+    """``VERILABEL_OFFLINE=1`` (or HF_HUB_OFFLINE=1) forbids every download attempt."""
+    return any(os.environ.get(var, "") not in ("", "0") for var in ("VERILABEL_OFFLINE", "HF_HUB_OFFLINE"))
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
 
 from verilabel.errors import ModelLoadError, VerilabelError
 from verilabel.labels import Detection, Label, Mask, mask_file_path
@@ -80,23 +81,27 @@ class Worker:
 
     def _beat(self, state: str | None = None) -> None:
         with self.store.write() as session:
-            values: dict[str, Any] = {"heartbeat_at": now(), "processed": self.processed,
-                                      "timings": self.timer.snapshot()}
-            if state:
-                values["state"] = state
-            session.execute(update(RunWorkerRow).where(RunWorkerRow.run_id == self.run_id,
-                                                       RunWorkerRow.shard == self.shard).values(**values))
+            self._record(session, state)
             run = session.get(RunRow, self.run_id)
             if run is not None and (run.cancel_requested or run.status == "error") and not self.stop.is_set():
                 self.stop_reason = "cancelled" if run.cancel_requested else "error elsewhere"
                 self.stop.set()
 
+    def _record(self, session: Session, state: str | None = None) -> None:
+        values: dict[str, Any] = {"heartbeat_at": now(), "processed": self.processed,
+                                  "timings": self.timer.snapshot()}
+        if state:
+            values["state"] = state
+        session.execute(update(RunWorkerRow).where(RunWorkerRow.run_id == self.run_id,
+                                                   RunWorkerRow.shard == self.shard).values(**values))
+
     def finish(self, state: str, error: str | None = None) -> None:
-        """Record this worker's end; the last worker standing settles the run's status."""
-        self._beat(state)
+        """Record this worker's end and, if it is the last one standing, settle the run's status, in ONE
+        transaction: a reader never sees every worker gone while the run still reads ``generating``."""
         with self.store.write() as session:
             run = session.get(RunRow, self.run_id, with_for_update=True)
             assert run is not None
+            self._record(session, state)
             if error and run.status != "error":
                 run.status, run.error = "error", error
             at = now()

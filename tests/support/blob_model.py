@@ -1,0 +1,103 @@
+"""A deterministic user model for tests: finds pure red / green / blue rectangles in images.
+
+It is loaded the way users load their own models (``--model python:tests.support.blob_model:detector``), so
+tests exercise the real plugin path, in real worker processes. ``BLOB_MODEL_DELAY`` (seconds per batch) slows
+it down so a test can kill a worker mid-run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from verilabel import Box, Classification, Detection, ImageItem, LoadRequest, Mask, ModelSpec, PredictContext
+from verilabel.labels import Label
+
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
+
+
+def colour_mask(array: np.ndarray, rgb: tuple[int, int, int]) -> np.ndarray:
+    diff = np.abs(array.astype(np.int16) - np.array(rgb, dtype=np.int16)).max(axis=2)
+    return diff < 40
+
+
+def confidence_for(box: Box) -> float:
+    """Deterministic and spread over (0.2, 1): bigger blobs are 'surer'."""
+    return round(min(0.99, 0.2 + 4 * box.w * box.h), 4)
+
+
+class BlobModel:
+    def __init__(self, spec: ModelSpec, with_masks: bool = False) -> None:
+        self.spec = spec
+        self.with_masks = with_masks
+
+    def _blobs(self, item: ImageItem, names: Sequence[str]) -> list[Detection]:
+        found = []
+        for name in names:
+            if name not in COLOURS:
+                continue
+            mask = colour_mask(item.array, COLOURS[name])
+            if mask.sum() < 16:
+                continue
+            ys, xs = np.nonzero(mask)
+            box = Box.from_xyxy_pixels(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1, item.width, item.height)
+            detection = Detection(name, box, confidence_for(box))
+            if self.with_masks:
+                x, y, w, h = box.to_pixels(item.width, item.height)
+                detection.mask = Mask(array=mask[y:y + h, x:x + w])
+            found.append(detection)
+        return found
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        delay = float(os.environ.get("BLOB_MODEL_DELAY", "0"))
+        if delay:
+            time.sleep(delay)
+        results: list[list[Label]] = []
+        for item in images:
+            blobs = self._blobs(item, context.classes)
+            if context.task == "classification":
+                best = max(blobs, key=lambda d: d.box.w * d.box.h, default=None)
+                results.append([Classification(best.label, best.confidence)] if best else [])
+            else:
+                results.append(list(blobs))
+        return results
+
+
+def _spec(name: str, tasks: tuple, zero_shot: bool) -> ModelSpec:
+    return ModelSpec(name, tasks, zero_shot=zero_shot, vocabulary=() if zero_shot else tuple(COLOURS),
+                     default_confidence=0.1, batch_size=4, version="test")
+
+
+def detector(request: LoadRequest) -> BlobModel:
+    return BlobModel(detector.spec)
+
+
+def zero_shot(request: LoadRequest) -> BlobModel:
+    return BlobModel(zero_shot.spec)
+
+
+def segmenter(request: LoadRequest) -> BlobModel:
+    return BlobModel(segmenter.spec, with_masks=True)
+
+
+def broken(request: LoadRequest) -> BlobModel:
+    raise RuntimeError("weights file /nowhere/blob.pth is missing")
+
+
+class _Liar(BlobModel):
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        return super().predict(images, context)[:-1]  # one result short: breaks the contract
+
+
+def liar(request: LoadRequest) -> BlobModel:
+    return _Liar(liar.spec)
+
+
+detector.spec = _spec("blobs", ("classification", "detection"), zero_shot=False)  # type: ignore[attr-defined]
+zero_shot.spec = _spec("blobs-zero-shot", ("classification", "detection"), zero_shot=True)  # type: ignore[attr-defined]
+segmenter.spec = _spec("blobs-seg", ("segmentation",), zero_shot=False)  # type: ignore[attr-defined]
+broken.spec = _spec("blobs-broken", ("detection",), zero_shot=False)  # type: ignore[attr-defined]
+liar.spec = _spec("blobs-liar", ("detection",), zero_shot=False)  # type: ignore[attr-defined]

@@ -1,0 +1,173 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.support.images import write_blob_images
+from verilabel.datasets import service as ds
+from verilabel.datasets.views import View, parse_view
+from verilabel.errors import ConfigError, ConflictError, DatasetImportError, NotFoundError
+from verilabel.labels import Detection
+from verilabel.store import Store
+
+
+def make_tree(root: Path) -> None:
+    write_blob_images(root, 2, fmt="jpg")
+    write_blob_images(root / "sub" / "deeper", 2, start=10, fmt="png")
+    for ext in ("webp", "bmp", "tif", "jpeg"):
+        Image.new("RGB", (30, 20), "white").save(root / "sub" / f"other.{ext}")
+    (root / "notes.txt").write_text("not an image")
+    (root / ".hidden").mkdir()
+    Image.new("RGB", (5, 5)).save(root / ".hidden" / "skip.png")
+
+
+def test_folder_import_is_recursive_and_readding_adds_only_new_files(store: Store, tmp_path: Path):
+    make_tree(tmp_path / "imgs")
+    ds.create_dataset(store, "d")
+    first = ds.add_images(store, "d", tmp_path / "imgs")
+    assert first.added == 8 and first.already_present == 0
+    write_blob_images(tmp_path / "imgs" / "sub", 1, start=99)
+    again = ds.add_images(store, "d", tmp_path / "imgs")
+    assert (again.added, again.already_present) == (1, 8)
+    samples = ds.samples(store, "d", limit=100)
+    assert {Path(s.path).suffix for s in samples} == {".jpg", ".png", ".webp", ".bmp", ".tif", ".jpeg"}
+    webp = next(s for s in samples if s.path.endswith(".webp"))
+    assert (webp.width, webp.height) == (30, 20)
+    assert all(Path(s.path).is_absolute() and str(tmp_path) in s.path for s in samples)  # never copied
+
+
+def test_unreadable_files_are_kept_as_samples_and_reported(store: Store, tmp_path: Path):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "broken.jpg").write_bytes(b"not a jpeg")
+    ds.create_dataset(store, "d")
+    summary = ds.add_images(store, "d", tmp_path / "imgs")
+    assert summary.added == 1 and summary.unreadable == [str(tmp_path / "imgs" / "broken.jpg")]
+    assert ds.samples(store, "d")[0].metadata["import_error"].startswith("not a readable image")
+
+
+def test_exif_rotation_swaps_width_and_height(store: Store, tmp_path: Path):
+    (tmp_path / "imgs").mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees when displayed
+    Image.new("RGB", (40, 10)).save(tmp_path / "imgs" / "rot.jpg", exif=exif)
+    ds.create_dataset(store, "d")
+    ds.add_images(store, "d", tmp_path / "imgs")
+    sample = ds.samples(store, "d")[0]
+    assert (sample.width, sample.height) == (10, 40)
+
+
+def test_dataset_errors_name_the_fix(store: Store, tmp_path: Path):
+    with pytest.raises(NotFoundError, match="dataset create nope"):
+        ds.dataset_info(store, "nope")
+    ds.create_dataset(store, "d")
+    with pytest.raises(ConflictError, match="dataset add d"):
+        ds.create_dataset(store, "d")
+    with pytest.raises(DatasetImportError, match="not a folder"):
+        ds.add_images(store, "d", tmp_path / "missing")
+
+
+def coco_file(tmp_path: Path) -> Path:
+    write_blob_images(tmp_path / "imgs", 2)
+    mask = np.zeros((120, 160), bool)
+    mask[10:30, 20:60] = True
+    from verilabel.labels import rle_encode
+
+    data = {
+        "images": [{"id": 1, "file_name": "img_00000.png", "width": 160, "height": 120},
+                   {"id": 2, "file_name": "img_00001.png", "width": 160, "height": 120}],
+        "categories": [{"id": 3, "name": "car"}, {"id": 7, "name": "dog"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 3, "bbox": [16, 12, 32, 24], "score": 0.8,
+             "segmentation": [[16, 12, 48, 12, 48, 36]]},
+            {"id": 2, "image_id": 2, "category_id": 7, "bbox": [20, 10, 40, 20],
+             "segmentation": rle_encode(mask)},
+        ],
+    }
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_coco_import_converts_boxes_polygons_rle_and_scores(store: Store, tmp_path: Path):
+    path = coco_file(tmp_path)
+    ds.create_dataset(store, "d")
+    summary = ds.import_coco(store, "d", path, tmp_path / "imgs")
+    assert (summary.added, summary.labels) == (2, 2)
+    first, second = ds.samples(store, "d")
+    (car,) = ds.labels_of(store, "d", "ground_truth", first.id)
+    assert isinstance(car, Detection) and car.label == "car" and car.confidence == 0.8
+    assert car.box.as_tuple() == pytest.approx((0.1, 0.1, 0.2, 0.2))
+    assert car.polygon is not None and car.polygon.rings[0][1] == pytest.approx((0.3, 0.1))
+    (dog,) = ds.labels_of(store, "d", "ground_truth", second.id)
+    assert dog.confidence is None and dog.mask is not None
+    crop = dog.mask.load()
+    assert crop.shape == (20, 40) and crop[:, :].sum() == 20 * 40
+    info = ds.dataset_info(store, "d")
+    assert info.fields["ground_truth"]["labels"] == 2
+
+
+def test_coco_errors_are_precise(store: Store, tmp_path: Path):
+    ds.create_dataset(store, "d")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(DatasetImportError, match="not valid JSON"):
+        ds.import_coco(store, "d", tmp_path / "bad.json", tmp_path)
+    (tmp_path / "orphan.json").write_text(json.dumps(
+        {"images": [], "categories": [], "annotations": [{"id": 5, "image_id": 9, "category_id": 1, "bbox": [0, 0, 1, 1]}]}))
+    with pytest.raises(DatasetImportError, match="annotation 5 refers to unknown image 9"):
+        ds.import_coco(store, "d", tmp_path / "orphan.json", tmp_path)
+
+
+def test_yolo_import_reads_boxes_polygons_and_names(store: Store, tmp_path: Path):
+    root = tmp_path / "yolo"
+    write_blob_images(root / "images" / "train", 2)
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "data.yaml").write_text("names:\n  0: cat\n  1: dog\n")
+    (root / "labels" / "train" / "img_00000.txt").write_text("1 0.5 0.5 0.2 0.4\n0 0.25 0.25 0.1 0.1 0.9\n")
+    (root / "labels" / "train" / "img_00001.txt").write_text("0 0.1 0.1 0.3 0.1 0.3 0.4\n")
+    ds.create_dataset(store, "d")
+    summary = ds.import_yolo(store, "d", root)
+    assert (summary.added, summary.labels) == (2, 3)
+    first, second = ds.samples(store, "d")
+    labels = ds.labels_of(store, "d", "ground_truth", first.id)
+    dog = next(label for label in labels if label.label == "dog")
+    assert dog.box.as_tuple() == pytest.approx((0.4, 0.3, 0.2, 0.4))
+    assert next(label for label in labels if label.label == "cat").confidence == 0.9
+    (poly,) = ds.labels_of(store, "d", "ground_truth", second.id)
+    assert poly.polygon is not None and poly.box.as_tuple() == pytest.approx((0.1, 0.1, 0.2, 0.3))
+    (root / "labels" / "train" / "img_00001.txt").write_text("5 0.1 0.1 0.1 0.1\n")
+    ds.create_dataset(store, "e")
+    with pytest.raises(DatasetImportError, match="class index 5"):
+        ds.import_yolo(store, "e", root)
+
+
+def test_views_filter_by_tags_ids_and_label_fields(store: Store, tmp_path: Path):
+    coco = coco_file(tmp_path)
+    ds.create_dataset(store, "d")
+    ds.import_coco(store, "d", coco, tmp_path / "imgs")
+    write_blob_images(tmp_path / "more", 1, start=5)
+    ds.add_images(store, "d", tmp_path / "more")
+    a, b, c = (s.id for s in ds.samples(store, "d"))
+    ds.tag_samples(store, "d", ["needs-fix"], View(ids=[b, c]))
+
+    def ids(expr: str) -> list[int]:
+        return ds.sample_ids(store, "d", parse_view(expr))
+
+    assert ids("tags=needs-fix") == [b, c]
+    assert ids("ids=1,3") == [1, 3]
+    assert ids("has=ground_truth") == [a, b]
+    assert ids("missing=ground_truth") == [c]
+    assert ids("ground_truth.label=dog") == [b]
+    assert ids("ground_truth.confidence>=0.5") == [a]
+    assert ids("ground_truth.confidence<0.8") == []
+    assert ids("ground_truth.label=car; ground_truth.confidence>0.9") == []
+    assert ids("tags=needs-fix; has=ground_truth") == [b]
+    assert ds.dataset_info(store, "d").tags == {"needs-fix": 2}
+
+
+@pytest.mark.parametrize("bad", ["tags>3", "what=1", "gt.confidence>=x", "ids=a", "nonsense"])
+def test_bad_view_expressions_explain_the_grammar(bad):
+    with pytest.raises(ConfigError) as info:
+        parse_view(bad)
+    assert info.value.field == "view"

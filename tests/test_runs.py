@@ -1,0 +1,194 @@
+"""The run engine end to end: real worker processes, a real (user-plugin) model, a real database."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.runs_helpers import blob_dataset, label_snapshot, request
+from tests.support.blob_model import COLOURS
+from tests.support.images import blob_image
+from verilabel.datasets import service as ds
+from verilabel.errors import ConflictError
+from verilabel.runs import service as runs
+from verilabel.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+def expected_blobs(index: int) -> set[str]:
+    image = blob_image(index)
+    return {name for name, rgb in COLOURS.items() if (np.abs(image.astype(int) - rgb).max(axis=2) < 40).sum() >= 16}
+
+
+def test_run_returns_at_once_and_generates_in_the_background(store: Store, tmp_path: Path):
+    blob_dataset(store, tmp_path / "imgs", 12)
+    started = time.monotonic()
+    info = runs.create_run(store, request("blobs"))
+    assert time.monotonic() - started < 5
+    assert info.status in ("queued", "generating") and info.total == 12
+    info = runs.wait_run(store, info.id, timeout=120)
+    assert info.status == "in_review", info.to_json()
+    assert (info.done, info.failed, info.pending) == (12, 0, 0)
+    found: dict[int, set[str]] = {}
+    for sample_id, label, *_ in label_snapshot(store, info.id):
+        found.setdefault(sample_id, set()).add(label)
+    samples = ds.samples(store, "d", limit=100)
+    for sample in samples:
+        index = int(Path(sample.path).stem.split("_")[1])
+        assert found.get(sample.id, set()) == expected_blobs(index)
+    assert set(info.timings) >= {"decode", "model", "write", "wait_decode", "load_model"}
+    assert info.model_info["name"] == "blobs"
+    # the field is reserved: a second run cannot take it
+    assert ds.dataset_info(store, "d").fields["blobs"]["run"] == info.id
+
+
+def test_per_sample_failures_are_recorded_and_the_run_goes_on(store: Store, tmp_path: Path):
+    root = tmp_path / "imgs"
+    blob_dataset(store, root, 4)
+    (root / "missing.png").write_bytes((root / "img_00000.png").read_bytes())
+    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(2000))
+    full = (root / "img_00001.png").read_bytes()
+    Image.fromarray(blob_image(7, 400, 300)).save(root / "truncated.jpg")
+    (root / "truncated.jpg").write_bytes((root / "truncated.jpg").read_bytes()[:1500])
+    (root / "notimage.png").write_text("hello, I am text")
+    Image.fromarray(blob_image(8, 600, 500)).save(root / "huge.png")
+    assert full
+    ds.add_images(store, "d", root)
+    (root / "missing.png").unlink()
+    info = runs.create_run(store, request("blobs", max_image_pixels=200_000))
+    info = runs.wait_run(store, info.id, timeout=120)
+    assert info.status == "in_review", info.to_json()
+    assert (info.done, info.failed) == (4, 5)
+    errors = {Path(p).name: e for p, e in _failure_paths(store, info)}
+    assert errors["missing.png"].startswith("file not found")
+    assert "corrupt or truncated" in errors["truncated.jpg"]
+    assert errors["corrupt.jpg"].startswith(("corrupt", "not an image"))
+    assert errors["notimage.png"].startswith("not an image")
+    assert "decompression-bomb guard" in errors["huge.png"] and "max_image_pixels" in errors["huge.png"]
+
+
+def _failure_paths(store: Store, info: runs.RunInfo) -> list[tuple[str, str]]:
+    by_id = {s.id: s.path for s in ds.samples(store, "d", limit=1000)}
+    return [(by_id[f["sample_id"]], f["error"]) for f in info.failures]
+
+
+def test_sigkill_mid_run_then_resume_gives_exactly_the_uninterrupted_labels(store: Store, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch):
+    blob_dataset(store, tmp_path / "imgs", 120)
+    reference = runs.wait_run(store, runs.create_run(store, request("reference")).id, timeout=180)
+    assert reference.status == "in_review"
+
+    monkeypatch.setenv("BLOB_MODEL_DELAY", "0.15")  # ~40 ms per image: the kill lands mid-run
+    info = runs.create_run(store, request("killed"))
+    deadline = time.monotonic() + 120
+    while (current := runs.get_run(store, info.id)).done < 30:
+        assert time.monotonic() < deadline and current.status in ("queued", "generating"), current.error
+        time.sleep(0.05)
+    pid = current.workers[0].pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0) if _is_child(pid) else None
+    stalled = runs.wait_run(store, info.id, timeout=60)
+    assert stalled.stalled and stalled.resumable and stalled.status == "generating"
+    assert 30 <= stalled.done < 120
+
+    monkeypatch.setenv("BLOB_MODEL_DELAY", "0")
+    resumed = runs.wait_run(store, runs.resume_run(store, info.id).id, timeout=180)
+    assert resumed.status == "in_review" and (resumed.done, resumed.failed) == (120, 0)
+    assert label_snapshot(store, info.id) == label_snapshot(store, reference.id)
+    assert resumed.labels == reference.labels
+
+
+def _is_child(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG) is not None
+    except ChildProcessError:
+        return False
+
+
+def test_two_workers_on_disjoint_shards_produce_each_label_once(store: Store, tmp_path: Path):
+    blob_dataset(store, tmp_path / "imgs", 40)
+    single = runs.wait_run(store, runs.create_run(store, request("one")).id, timeout=180)
+    double = runs.wait_run(store, runs.create_run(store, request("two", workers=2)).id, timeout=180)
+    assert double.status == "in_review", double.to_json()
+    assert len(double.workers) == 2 and {w.shard for w in double.workers} == {0, 1}
+    assert all(w.processed > 0 for w in double.workers)
+    assert label_snapshot(store, double.id) == label_snapshot(store, single.id)
+
+
+def test_cancel_then_resume_finishes_without_duplicates(store: Store, tmp_path: Path, monkeypatch):
+    blob_dataset(store, tmp_path / "imgs", 60)
+    reference = runs.wait_run(store, runs.create_run(store, request("reference")).id, timeout=180)
+    monkeypatch.setenv("BLOB_MODEL_DELAY", "0.1")
+    info = runs.create_run(store, request("cancelled"))
+    while runs.get_run(store, info.id).done < 8:
+        time.sleep(0.05)
+    runs.cancel_run(store, info.id)
+    cancelled = runs.wait_run(store, info.id, timeout=60)
+    assert cancelled.status == "cancelled" and cancelled.done < 60 and cancelled.resumable
+    with pytest.raises(ConflictError, match="cancelled"):
+        runs.cancel_run(store, info.id)
+    monkeypatch.setenv("BLOB_MODEL_DELAY", "0")
+    done = runs.wait_run(store, runs.resume_run(store, info.id).id, timeout=180)
+    assert done.status == "in_review", done.to_json()
+    assert label_snapshot(store, info.id) == label_snapshot(store, reference.id)
+
+
+def test_a_model_that_cannot_load_puts_the_run_in_error_and_resume_retries(store: Store, tmp_path: Path):
+    blob_dataset(store, tmp_path / "imgs", 3)
+    info = runs.create_run(store, request("broken", model="python:tests.support.blob_model:broken"))
+    info = runs.wait_run(store, info.id, timeout=60)
+    assert info.status == "error" and "weights file /nowhere/blob.pth is missing" in info.error
+    assert info.resumable and info.done == 0
+    with pytest.raises(ConflictError, match="in_review"):
+        runs.resume_run(store, runs.wait_run(store, runs.create_run(store, request("ok")).id, timeout=60).id)
+
+
+def test_a_model_breaking_its_contract_fails_the_run_with_one_precise_error(store: Store, tmp_path: Path):
+    blob_dataset(store, tmp_path / "imgs", 5)
+    info = runs.wait_run(store, runs.create_run(store, request("liar", model="python:tests.support.blob_model:liar")).id,
+                         timeout=60)
+    assert info.status == "error"
+    assert "one label list per image: 4 images in, 3 results out" in info.error
+
+
+def test_segmentation_masks_are_written_under_the_mask_location(store: Store, tmp_path: Path):
+    blob_dataset(store, tmp_path / "imgs", 4)
+    info = runs.create_run(store, request("masks", task="segmentation", model="python:tests.support.blob_model:segmenter",
+                                          mask_dir=str(tmp_path / "masks")))
+    info = runs.wait_run(store, info.id, timeout=60)
+    assert info.status == "in_review", info.to_json()
+    files = sorted((tmp_path / "masks" / info.id).glob("*.png"))
+    assert len(files) == info.labels > 0
+    mask = np.asarray(Image.open(files[0])) > 127
+    assert mask.all()  # the blob fills its own box
+
+
+def test_classification_and_zero_shot_runs(store: Store, tmp_path: Path):
+    blob_dataset(store, tmp_path / "imgs", 6)
+    cls = runs.create_run(store, request("colour", task="classification", classes=["red", "blue"]))
+    zs = runs.create_run(store, request("zs", model="python:tests.support.blob_model:zero_shot",
+                                        classes=["green"], aliases=["primary=red,blue"]))
+    cls, zs = runs.wait_run(store, cls.id, timeout=60), runs.wait_run(store, zs.id, timeout=60)
+    assert cls.status == zs.status == "in_review"
+    classes = {row[1] for row in label_snapshot(store, cls.id)}
+    assert classes <= {"red", "blue"}
+    per_sample: dict[int, int] = {}
+    for row in label_snapshot(store, cls.id):
+        per_sample[row[0]] = per_sample.get(row[0], 0) + 1
+    assert set(per_sample.values()) == {1}
+    assert {row[1] for row in label_snapshot(store, zs.id)} <= {"green", "primary"}
+    assert "primary" in {row[1] for row in label_snapshot(store, zs.id)}
+
+
+def test_min_confidence_drops_weaker_labels(store: Store, tmp_path: Path):
+    blob_dataset(store, tmp_path / "imgs", 10)
+    low = runs.wait_run(store, runs.create_run(store, request("low", min_confidence=0.0)).id, timeout=60)
+    high = runs.wait_run(store, runs.create_run(store, request("high", min_confidence=0.5)).id, timeout=60)
+    expected = [row for row in label_snapshot(store, low.id) if row[2] >= 0.5]
+    assert label_snapshot(store, high.id) == expected and len(expected) < low.labels

@@ -1,0 +1,49 @@
+import sqlite3
+from pathlib import Path
+
+from sqlalchemy import inspect
+
+from verilabel.settings import Settings
+from verilabel.store import Store
+
+TABLES = {"datasets", "samples", "sample_tags", "label_fields", "labels", "runs", "run_workers", "run_samples",
+          "run_labels", "alembic_version"}
+
+
+def test_default_store_is_a_wal_sqlite_file_under_verilabel_home(home: Path):
+    store = Store.open()
+    assert Settings.from_env().database_url == f"sqlite:///{home / 'verilabel.db'}"
+    assert (home / "verilabel.db").exists()
+    assert TABLES <= set(store.table_names())
+    with sqlite3.connect(home / "verilabel.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_database_url_selects_another_database(tmp_path: Path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("VERILABEL_DATABASE_URL", url)
+    Store.open()
+    assert (tmp_path / "elsewhere.db").exists()
+
+
+def test_migrations_are_idempotent_and_indexes_cover_per_run_queries(store: Store):
+    store.migrate()
+    Store(store.url)  # a second process opening the same database changes nothing
+    indexes = {ix["name"]: ix["column_names"] for ix in inspect(store.engine).get_indexes("run_labels")}
+    assert indexes["ix_run_labels_run_state_label"] == ["run_id", "review_state", "label", "confidence"]
+    sample_indexes = {ix["name"] for ix in inspect(store.engine).get_indexes("run_samples")}
+    assert "ix_run_samples_run_shard_state" in sample_indexes
+
+
+def test_write_rolls_back_on_error(store: Store):
+    from verilabel.store.schema import DatasetRow
+
+    try:
+        with store.write() as session:
+            session.add(DatasetRow(name="x", created_at=__import__("datetime").datetime.now()))
+            session.flush()
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    with store.read() as session:
+        assert session.query(DatasetRow).count() == 0
