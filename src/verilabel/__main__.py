@@ -1,0 +1,3 @@
+from verilabel.cli import run_main
+
+run_main()

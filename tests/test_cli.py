@@ -1,0 +1,117 @@
+"""The CLI as scripts use it: --json outputs, exit codes, errors on stderr without tracebacks."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.images import write_blob_images
+from verilabel.cli import main
+
+BLOBS = "python:tests.support.blob_model:detector"
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def cli_json(capsys: pytest.CaptureFixture[str], *args: str):
+    code, out, err = cli(capsys, *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    write_blob_images(tmp_path / "imgs", 6)
+    return tmp_path / "imgs"
+
+
+def test_dataset_commands(capsys, images: Path, tmp_path: Path):
+    summary = cli_json(capsys, "dataset", "create", "pets", "--from-dir", str(images))
+    assert summary["added"] == 6
+    assert [d["name"] for d in cli_json(capsys, "dataset", "list")] == ["pets"]
+    shown = cli_json(capsys, "dataset", "show", "pets", "--view", "ids=1,2")
+    assert shown["samples"] == 6 and shown["matching"] == 2
+    write_blob_images(images, 1, start=50)
+    assert cli_json(capsys, "dataset", "add", "pets", "--from-dir", str(images))["added"] == 1
+    code, out, err = cli(capsys, "dataset", "create", "pets", "--from-dir", str(images))
+    assert code == 1 and "already exists" in err and "Traceback" not in err and out == ""
+
+
+@pytest.mark.slow
+def test_run_commands(capsys, images: Path):
+    cli_json(capsys, "dataset", "create", "pets", "--from-dir", str(images))
+    created = cli_json(capsys, "run", "create", "pets", "--task", "detection", "--model", BLOBS, "--field", "blobs",
+                       "--classes", "red,green", "--alias", "cool=blue", "--name", "first")
+    assert set(created) >= {"id"}
+    code, out, err = cli(capsys, "run", "watch", created["id"])
+    assert code == 0 and "in_review" in out
+    shown = cli_json(capsys, "run", "show", "first")
+    assert set(shown) >= {"id", "name", "dataset", "status", "progress", "error", "labels", "classes"}
+    assert shown["status"] == "in_review" and shown["progress"] == {**shown["progress"], "done": 6, "failed": 0,
+                                                                      "total": 6}
+    assert shown["dataset"] == "pets" and shown["labels"] > 0
+    waited = cli_json(capsys, "run", "create", "pets", "--task", "classification", "--model", BLOBS, "--field",
+                      "colour", "--wait")
+    assert waited["status"] == "in_review" and waited["progress"]["done"] == 6
+    listed = cli_json(capsys, "run", "list", "pets")
+    assert [r["name"] for r in listed] == ["first", waited["name"]] and all("id" in r for r in listed)
+    code, _, err = cli(capsys, "run", "cancel", "first")
+    assert code == 1 and "only queued or generating runs can be cancelled" in err
+    code, _, err = cli(capsys, "run", "resume", "first")
+    assert code == 1 and "cannot be resumed" in err
+
+
+def test_invalid_config_exits_2_naming_the_field(capsys, images: Path):
+    cli_json(capsys, "dataset", "create", "pets", "--from-dir", str(images))
+    code, out, err = cli(capsys, "run", "create", "pets", "--task", "detection", "--model", BLOBS, "--field", "f",
+                         "--classes", "rde")
+    assert code == 2 and out == ""
+    assert err.startswith("error: invalid classes: 'rde' is not in the model's vocabulary (closest names: red")
+    code, _, err = cli(capsys, "run", "create", "pets", "--task", "detection", "--model", BLOBS, "--field", "f",
+                       "--min-confidence", "2")
+    assert code == 2 and "invalid min_confidence" in err
+
+
+def test_debug_shows_the_traceback(capsys):
+    code, _, err = cli(capsys, "dataset", "show", "nope")
+    assert code == 1 and "no dataset named 'nope'" in err and "Traceback" not in err
+    with pytest.raises(Exception, match="no dataset named"):
+        main(["--debug", "dataset", "show", "nope"])
+
+
+def test_models_lists_the_catalogue(capsys):
+    rows = cli_json(capsys, "models")
+    assert {"mediapipe-face", "rapidocr-text", "efficientnet-lite0-imagenet"} <= {r["name"] for r in rows}
+    for row in rows:
+        assert set(row) >= {"name", "family", "tasks", "zero_shot", "available"}
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["mediapipe-face"]["available"] is True
+    assert by_name["faster-rcnn-resnet50-fpn-coco"]["available"] is False  # weights not downloaded here
+    classification = cli_json(capsys, "models", "--task", "classification")
+    assert classification and all("classification" in r["tasks"] for r in classification)
+    assert all(not r["zero_shot"] for r in cli_json(capsys, "models", "--fixed"))
+    code, _, err = cli(capsys, "models", "--task", "dance")
+    assert code == 2 and "invalid task" in err
+
+
+def test_usage_errors_and_help(capsys):
+    code, out, _ = cli(capsys, "--help")
+    assert code == 0 and "dataset" in out and "run" in out and "demo" in out
+    code, _, err = cli(capsys, "run", "create")
+    assert code == 2 and "Missing" in err
+
+
+def test_import_and_help_stay_light():
+    probe = ("import sys, verilabel, verilabel.cli; "
+             "heavy = [m for m in ('torch', 'sqlalchemy', 'cv2', 'mediapipe', 'numpy') if m in sys.modules]; "
+             "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    result = subprocess.run([sys.executable, "-m", "verilabel", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "Verified auto-labeling" in result.stdout

@@ -1,0 +1,86 @@
+"""Run configurations are validated before anything starts; each error names its field and the fix."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.runs_helpers import BLOBS, blob_dataset, request
+from verilabel.errors import ConfigError
+from verilabel.runs import service as runs
+from verilabel.runs.config import validate
+from verilabel.store import Store
+from verilabel.store.schema import RunRow
+
+
+@pytest.fixture
+def dataset(store: Store, tmp_path: Path) -> Store:
+    blob_dataset(store, tmp_path / "imgs", 3)
+    return store
+
+
+CASES = [
+    ({"task": "tracking"}, "task", "choose one of classification, detection"),
+    ({"task": "segmentation"}, "task", "does classification, detection, not segmentation"),
+    ({"model": "blobz"}, "model", "unknown model 'blobz'"),
+    ({"model": "mediapipe-fase"}, "model", "did you mean mediapipe-face"),
+    ({"model": "python:tests.support.nowhere:factory"}, "model", "cannot import 'tests.support.nowhere'"),
+    ({"model": "python:tests.support.blob_model:missing"}, "model", "has no attribute 'missing'"),
+    ({"classes": ["rde"]}, "classes", "closest names: red"),
+    ({"model": "python:tests.support.blob_model:zero_shot"}, "classes", "zero-shot model needs at least one class"),
+    ({"aliases": ["colour"]}, "aliases", "DATASET_CLASS=MODEL_CLASS"),
+    ({"min_confidence": 1.5}, "min_confidence", "outside [0, 1]"),
+    ({"min_confidence": -0.1}, "min_confidence", "outside [0, 1]"),
+    ({"field": "bad field!"}, "field", "not a valid name"),
+    ({"task": "segmentation", "model": "python:tests.support.blob_model:segmenter"}, "mask_dir", "--mask-dir"),
+    ({"workers": 0}, "workers", "outside 1..64"),
+    ({"batch_size": 0}, "batch_size", "outside 1..4096"),
+    ({"device": "gpu7"}, "device", "auto, cpu, cuda or cuda:N"),
+    ({"target": "some"}, "target", "`all`, `view:EXPR` or `ids:FILE`"),
+    ({"target": "view:tags=none-such"}, "target", "selects no samples"),
+    ({"target": "view:bogus"}, "target", "cannot read clause"),
+    ({"target": "ids:/nonexistent/ids.txt"}, "target", "sample id file not found"),
+    ({"dataset": "other"}, "dataset", "no dataset named 'other'"),
+    ({"name": "has space"}, "name", "not a valid name"),
+]
+
+
+@pytest.mark.parametrize(("change", "field", "message"), CASES, ids=[c[1] + ":" + str(c[0]) for c in CASES])
+def test_invalid_configs_are_rejected_with_field_specific_messages(dataset: Store, change, field, message):
+    change = dict(change)
+    with pytest.raises(ConfigError) as info:
+        runs.create_run(dataset, request(change.pop("field", "out"), **change), start=False)
+    assert info.value.field == field
+    assert message in str(info.value)
+    with dataset.read() as session:
+        assert session.query(RunRow).count() == 0  # nothing was written
+
+
+def test_field_and_name_must_be_new(dataset: Store):
+    first = runs.create_run(dataset, request("taken", name="first"), start=False)
+    with pytest.raises(ConfigError) as info:
+        validate(dataset, request("taken"))
+    assert info.value.field == "field" and first.id in str(info.value) and "run analyze" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        validate(dataset, request("other", name="first"))
+    assert info.value.field == "name"
+
+
+def test_defaults_are_filled_in(dataset: Store):
+    validated = validate(dataset, request("out"))
+    assert validated.min_confidence == 0.1  # the model's default
+    assert validated.name.startswith("detector-out-")
+    assert validated.mapping.model_classes == ("red", "green", "blue")
+
+
+def test_target_selections(dataset: Store, tmp_path: Path):
+    (tmp_path / "ids.txt").write_text("1\n3\n")
+    assert runs.create_run(dataset, request("a", target=f"ids:{tmp_path / 'ids.txt'}"), start=False).total == 2
+    assert runs.create_run(dataset, request("b", target="view:ids=2"), start=False).total == 1
+    assert runs.create_run(dataset, request("c", sample_ids=[1]), start=False).total == 1
+    assert runs.create_run(dataset, request("d"), start=False).total == 3
+
+
+def test_mask_dir_is_created(dataset: Store, tmp_path: Path):
+    validated = validate(dataset, request("m", task="segmentation", model=BLOBS.replace("detector", "segmenter"),
+                                          mask_dir=str(tmp_path / "new" / "masks")))
+    assert Path(validated.request.mask_dir or "").is_dir()
