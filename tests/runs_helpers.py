@@ -32,8 +32,16 @@ def label_snapshot(store: Store, run_id: str) -> list[tuple]:
     """A run's labels without their ids: what must be identical between equivalent runs."""
     with store.read() as session:
         rows = session.execute(
-            select(RunLabelRow.sample_id, RunLabelRow.label, RunLabelRow.confidence, RunLabelRow.x,
-                   RunLabelRow.y, RunLabelRow.w, RunLabelRow.h).where(RunLabelRow.run_id == run_id)).all()
+            select(
+                RunLabelRow.sample_id,
+                RunLabelRow.label,
+                RunLabelRow.confidence,
+                RunLabelRow.x,
+                RunLabelRow.y,
+                RunLabelRow.w,
+                RunLabelRow.h,
+            ).where(RunLabelRow.run_id == run_id)
+        ).all()
     return sorted(tuple(round(v, 6) if isinstance(v, float) else v for v in row) for row in rows)
 
 

@@ -46,18 +46,39 @@ def test_dataset_commands(capsys, images: Path, tmp_path: Path):
 @pytest.mark.slow
 def test_run_commands(capsys, images: Path):
     cli_json(capsys, "dataset", "create", "pets", "--from-dir", str(images))
-    created = cli_json(capsys, "run", "create", "pets", "--task", "detection", "--model", BLOBS, "--field", "blobs",
-                       "--classes", "red,green", "--alias", "cool=blue", "--name", "first")
+    created = cli_json(
+        capsys,
+        "run",
+        "create",
+        "pets",
+        "--task",
+        "detection",
+        "--model",
+        BLOBS,
+        "--field",
+        "blobs",
+        "--classes",
+        "red,green",
+        "--alias",
+        "cool=blue",
+        "--name",
+        "first",
+    )
     assert set(created) >= {"id"}
     code, out, err = cli(capsys, "run", "watch", created["id"])
     assert code == 0 and "in_review" in out
     shown = cli_json(capsys, "run", "show", "first")
     assert set(shown) >= {"id", "name", "dataset", "status", "progress", "error", "labels", "classes"}
-    assert shown["status"] == "in_review" and shown["progress"] == {**shown["progress"], "done": 6, "failed": 0,
-                                                                      "total": 6}
+    assert shown["status"] == "in_review" and shown["progress"] == {
+        **shown["progress"],
+        "done": 6,
+        "failed": 0,
+        "total": 6,
+    }
     assert shown["dataset"] == "pets" and shown["labels"] > 0
-    waited = cli_json(capsys, "run", "create", "pets", "--task", "classification", "--model", BLOBS, "--field",
-                      "colour", "--wait")
+    waited = cli_json(
+        capsys, "run", "create", "pets", "--task", "classification", "--model", BLOBS, "--field", "colour", "--wait"
+    )
     assert waited["status"] == "in_review" and waited["progress"]["done"] == 6
     listed = cli_json(capsys, "run", "list", "pets")
     assert [r["name"] for r in listed] == ["first", waited["name"]] and all("id" in r for r in listed)
@@ -69,12 +90,25 @@ def test_run_commands(capsys, images: Path):
 
 def test_invalid_config_exits_2_naming_the_field(capsys, images: Path):
     cli_json(capsys, "dataset", "create", "pets", "--from-dir", str(images))
-    code, out, err = cli(capsys, "run", "create", "pets", "--task", "detection", "--model", BLOBS, "--field", "f",
-                         "--classes", "rde")
+    code, out, err = cli(
+        capsys, "run", "create", "pets", "--task", "detection", "--model", BLOBS, "--field", "f", "--classes", "rde"
+    )
     assert code == 2 and out == ""
     assert err.startswith("error: invalid classes: 'rde' is not in the model's vocabulary (closest names: red")
-    code, _, err = cli(capsys, "run", "create", "pets", "--task", "detection", "--model", BLOBS, "--field", "f",
-                       "--min-confidence", "2")
+    code, _, err = cli(
+        capsys,
+        "run",
+        "create",
+        "pets",
+        "--task",
+        "detection",
+        "--model",
+        BLOBS,
+        "--field",
+        "f",
+        "--min-confidence",
+        "2",
+    )
     assert code == 2 and "invalid min_confidence" in err
 
 
@@ -108,9 +142,11 @@ def test_usage_errors_and_help(capsys):
 
 
 def test_import_and_help_stay_light():
-    probe = ("import sys, verilabel, verilabel.cli; "
-             "heavy = [m for m in ('torch', 'sqlalchemy', 'cv2', 'mediapipe', 'numpy') if m in sys.modules]; "
-             "print(heavy)")
+    probe = (
+        "import sys, verilabel, verilabel.cli; "
+        "heavy = [m for m in ('torch', 'sqlalchemy', 'cv2', 'mediapipe', 'numpy') if m in sys.modules]; "
+        "print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     result = subprocess.run([sys.executable, "-m", "verilabel", "--help"], capture_output=True, text=True)

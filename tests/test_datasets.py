@@ -75,14 +75,21 @@ def coco_file(tmp_path: Path) -> Path:
     from verilabel.labels import rle_encode
 
     data = {
-        "images": [{"id": 1, "file_name": "img_00000.png", "width": 160, "height": 120},
-                   {"id": 2, "file_name": "img_00001.png", "width": 160, "height": 120}],
+        "images": [
+            {"id": 1, "file_name": "img_00000.png", "width": 160, "height": 120},
+            {"id": 2, "file_name": "img_00001.png", "width": 160, "height": 120},
+        ],
         "categories": [{"id": 3, "name": "car"}, {"id": 7, "name": "dog"}],
         "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 3, "bbox": [16, 12, 32, 24], "score": 0.8,
-             "segmentation": [[16, 12, 48, 12, 48, 36]]},
-            {"id": 2, "image_id": 2, "category_id": 7, "bbox": [20, 10, 40, 20],
-             "segmentation": rle_encode(mask)},
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 3,
+                "bbox": [16, 12, 32, 24],
+                "score": 0.8,
+                "segmentation": [[16, 12, 48, 12, 48, 36]],
+            },
+            {"id": 2, "image_id": 2, "category_id": 7, "bbox": [20, 10, 40, 20], "segmentation": rle_encode(mask)},
         ],
     }
     path = tmp_path / "coco.json"
@@ -113,8 +120,15 @@ def test_coco_errors_are_precise(store: Store, tmp_path: Path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(DatasetImportError, match="not valid JSON"):
         ds.import_coco(store, "d", tmp_path / "bad.json", tmp_path)
-    (tmp_path / "orphan.json").write_text(json.dumps(
-        {"images": [], "categories": [], "annotations": [{"id": 5, "image_id": 9, "category_id": 1, "bbox": [0, 0, 1, 1]}]}))
+    (tmp_path / "orphan.json").write_text(
+        json.dumps(
+            {
+                "images": [],
+                "categories": [],
+                "annotations": [{"id": 5, "image_id": 9, "category_id": 1, "bbox": [0, 0, 1, 1]}],
+            }
+        )
+    )
     with pytest.raises(DatasetImportError, match="annotation 5 refers to unknown image 9"):
         ds.import_coco(store, "d", tmp_path / "orphan.json", tmp_path)
 

@@ -20,7 +20,11 @@ def test_demo_labels_sample_images_offline_and_leaves_runs_in_review(capsys):
         assert run["progress"]["done"] + run["progress"]["failed"] == run["progress"]["total"] == result["samples"]
     assert runs["faces"]["labels"] >= 1 and runs["text"]["labels"] >= 5
     if "imagenet" in runs:
-        assert runs["imagenet"]["progress"]["done"] // 2 <= runs["imagenet"]["labels"] <= runs["imagenet"]["progress"]["done"]
+        assert (
+            runs["imagenet"]["progress"]["done"] // 2
+            <= runs["imagenet"]["labels"]
+            <= runs["imagenet"]["progress"]["done"]
+        )
     # running it again rebuilds the demo dataset instead of failing
     assert main(["demo", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["samples"] == result["samples"]

@@ -22,18 +22,24 @@ def ctx(task: str = "detection", classes=("cat",)) -> PredictContext:
     return PredictContext(task, tuple(classes), 0.1)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("outputs", "task", "message"), [
-    ([], "detection", "1 images in, 0 results out"),
-    ("nope", "detection", "1 images in, str out"),
-    ([Detection("cat", Box(0, 0, 1, 1), 0.5)], "detection", "expected a list of labels"),
-    ([[Classification("cat", 0.5), Classification("dog", 0.5)]], "classification", "at most one Classification"),
-    ([[Classification("cat", 0.5)]], "detection", "returns Detection labels"),
-    ([[Detection("bird", Box(0, 0, 1, 1), 0.5)]], "detection", "class 'bird' is neither"),
-    ([[Detection("cat", Box(0, 0, 1, 1), None)]], "detection", "has no confidence"),
-    ([[Detection("cat", Box(0, 0, 1, 1), 0.5)]], "segmentation", "needs a mask or polygon"),
-    ([[Detection("cat", Box(0, 0, 0.5, 0.5), 0.5, mask=Mask(array=np.ones((50, 100), bool)))]], "segmentation",
-     "mask of 'cat' is 100x50 px, but its box covers 50x25 px"),
-])
+@pytest.mark.parametrize(
+    ("outputs", "task", "message"),
+    [
+        ([], "detection", "1 images in, 0 results out"),
+        ("nope", "detection", "1 images in, str out"),
+        ([Detection("cat", Box(0, 0, 1, 1), 0.5)], "detection", "expected a list of labels"),
+        ([[Classification("cat", 0.5), Classification("dog", 0.5)]], "classification", "at most one Classification"),
+        ([[Classification("cat", 0.5)]], "detection", "returns Detection labels"),
+        ([[Detection("bird", Box(0, 0, 1, 1), 0.5)]], "detection", "class 'bird' is neither"),
+        ([[Detection("cat", Box(0, 0, 1, 1), None)]], "detection", "has no confidence"),
+        ([[Detection("cat", Box(0, 0, 1, 1), 0.5)]], "segmentation", "needs a mask or polygon"),
+        (
+            [[Detection("cat", Box(0, 0, 0.5, 0.5), 0.5, mask=Mask(array=np.ones((50, 100), bool)))]],
+            "segmentation",
+            "mask of 'cat' is 100x50 px, but its box covers 50x25 px",
+        ),
+    ],
+)
 def test_output_checks_raise_one_precise_error(outputs, task, message):
     with pytest.raises(ModelOutputError, match="model 'm'") as info:
         check_predictions(SPEC, ctx(task), [item()], outputs)
@@ -50,13 +56,13 @@ def test_python_factories_resolve_with_their_spec():
     assert ref.zero_shot and ref.tasks == ("classification", "detection")
     model = registry.load(ref, LoadRequest())
     assert model.spec.name == "blobs-zero-shot"
-    with pytest.raises(ConfigError, match="not `package.module:function`"):
+    with pytest.raises(ConfigError, match=r"not `package.module:function`"):
         registry.resolve("python:nocolon")
 
 
 def test_a_factory_returning_a_non_model_is_refused():
     ref = registry.ModelRef("x", ("detection",), False, ("a",), 0.5, "builtins:repr")
-    with pytest.raises(ModelLoadError, match="lacks `spec`"):
+    with pytest.raises(ModelLoadError, match=r"lacks `spec`"):
         registry.load(ref, LoadRequest())
 
 
@@ -73,8 +79,9 @@ def test_plugins_register_catalogue_entries(monkeypatch):
         def load(self):
             return plugin
 
-    monkeypatch.setattr(registry, "entry_points",
-                        lambda group: [FakeEntryPoint()] if group == "verilabel.models" else [])
+    monkeypatch.setattr(
+        registry, "entry_points", lambda group: [FakeEntryPoint()] if group == "verilabel.models" else []
+    )
     assert registry.resolve("plugin-face").entry is plugin
     assert metadata  # the real entry_points function is what registry uses otherwise
 
@@ -84,12 +91,14 @@ def test_missing_dependency_names_the_extra(monkeypatch):
     assert entry is not None
     fake = entry.__class__(**{**entry.__dict__, "requires": ("not_a_real_module_xyz",)})
     with pytest.raises(ModelLoadError, match=r"pip install 'verilabel\[offline\]'"):
-        registry.load(registry.ModelRef(fake.name, fake.tasks, False, fake.vocabulary, 0.5, fake.loader, fake),
-                      LoadRequest())
+        registry.load(
+            registry.ModelRef(fake.name, fake.tasks, False, fake.vocabulary, 0.5, fake.loader, fake), LoadRequest()
+        )
     assert not registry.is_available(fake)
 
 
 # --- offline packaged models on scikit-image's sample photos --------------------------------------------------
+
 
 def photo(name: str) -> ImageItem:
     from skimage import data
@@ -104,15 +113,20 @@ def run_model(name: str, images: list[ImageItem], **context: object):
     ref = registry.resolve(name)
     model = registry.load(ref, LoadRequest())
     task = context.pop("task", ref.tasks[0])
-    prediction_context = PredictContext(task, tuple(context.pop("classes", ref.vocabulary)),  # type: ignore[arg-type]
-                                        ref.default_confidence)
+    prediction_context = PredictContext(
+        task,
+        tuple(context.pop("classes", ref.vocabulary)),  # type: ignore[arg-type]
+        ref.default_confidence,
+    )
     return check_predictions(model.spec, prediction_context, images, model.predict(images, prediction_context))
 
 
 @pytest.mark.slow
 def test_mediapipe_finds_the_astronauts_face_with_keypoints():
-    (faces,), (none,) = run_model("mediapipe-face", [photo("astronaut")]), run_model("mediapipe-face",
-                                                                                     [photo("coffee")])
+    (faces,), (none,) = (
+        run_model("mediapipe-face", [photo("astronaut")]),
+        run_model("mediapipe-face", [photo("coffee")]),
+    )
     (face,) = faces
     assert face.label == "face" and face.confidence > 0.8
     assert 0.3 < face.box.x < 0.4 and 0.1 < face.box.y < 0.2 and 0.15 < face.box.w < 0.25

@@ -81,6 +81,13 @@ def test_target_selections(dataset: Store, tmp_path: Path):
 
 
 def test_mask_dir_is_created(dataset: Store, tmp_path: Path):
-    validated = validate(dataset, request("m", task="segmentation", model=BLOBS.replace("detector", "segmenter"),
-                                          mask_dir=str(tmp_path / "new" / "masks")))
+    validated = validate(
+        dataset,
+        request(
+            "m",
+            task="segmentation",
+            model=BLOBS.replace("detector", "segmenter"),
+            mask_dir=str(tmp_path / "new" / "masks"),
+        ),
+    )
     assert Path(validated.request.mask_dir or "").is_dir()

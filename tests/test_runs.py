@@ -77,8 +77,9 @@ def _failure_paths(store: Store, info: runs.RunInfo) -> list[tuple[str, str]]:
     return [(by_id[f["sample_id"]], f["error"]) for f in info.failures]
 
 
-def test_sigkill_mid_run_then_resume_gives_exactly_the_uninterrupted_labels(store: Store, tmp_path: Path,
-                                                                           monkeypatch: pytest.MonkeyPatch):
+def test_sigkill_mid_run_then_resume_gives_exactly_the_uninterrupted_labels(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     blob_dataset(store, tmp_path / "imgs", 120)
     reference = runs.wait_run(store, runs.create_run(store, request("reference")).id, timeout=180)
     assert reference.status == "in_review"
@@ -151,16 +152,24 @@ def test_a_model_that_cannot_load_puts_the_run_in_error_and_resume_retries(store
 
 def test_a_model_breaking_its_contract_fails_the_run_with_one_precise_error(store: Store, tmp_path: Path):
     blob_dataset(store, tmp_path / "imgs", 5)
-    info = runs.wait_run(store, runs.create_run(store, request("liar", model="python:tests.support.blob_model:liar")).id,
-                         timeout=60)
+    info = runs.wait_run(
+        store, runs.create_run(store, request("liar", model="python:tests.support.blob_model:liar")).id, timeout=60
+    )
     assert info.status == "error"
     assert "one label list per image: 4 images in, 3 results out" in info.error
 
 
 def test_segmentation_masks_are_written_under_the_mask_location(store: Store, tmp_path: Path):
     blob_dataset(store, tmp_path / "imgs", 4)
-    info = runs.create_run(store, request("masks", task="segmentation", model="python:tests.support.blob_model:segmenter",
-                                          mask_dir=str(tmp_path / "masks")))
+    info = runs.create_run(
+        store,
+        request(
+            "masks",
+            task="segmentation",
+            model="python:tests.support.blob_model:segmenter",
+            mask_dir=str(tmp_path / "masks"),
+        ),
+    )
     info = runs.wait_run(store, info.id, timeout=60)
     assert info.status == "in_review", info.to_json()
     files = sorted((tmp_path / "masks" / info.id).glob("*.png"))
@@ -172,8 +181,12 @@ def test_segmentation_masks_are_written_under_the_mask_location(store: Store, tm
 def test_classification_and_zero_shot_runs(store: Store, tmp_path: Path):
     blob_dataset(store, tmp_path / "imgs", 6)
     cls = runs.create_run(store, request("colour", task="classification", classes=["red", "blue"]))
-    zs = runs.create_run(store, request("zs", model="python:tests.support.blob_model:zero_shot",
-                                        classes=["green"], aliases=["primary=red,blue"]))
+    zs = runs.create_run(
+        store,
+        request(
+            "zs", model="python:tests.support.blob_model:zero_shot", classes=["green"], aliases=["primary=red,blue"]
+        ),
+    )
     cls, zs = runs.wait_run(store, cls.id, timeout=60), runs.wait_run(store, zs.id, timeout=60)
     assert cls.status == zs.status == "in_review"
     classes = {row[1] for row in label_snapshot(store, cls.id)}

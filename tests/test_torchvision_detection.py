@@ -27,10 +27,10 @@ def ssdlite_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_loads_local_weights_and_predicts_relative_boxes(ssdlite_weights: Path):
     ref = registry.resolve("ssdlite320-mobilenet-v3-coco")
-    model = registry.load(ref, LoadRequest(weights=str(ssdlite_weights), device="cpu", min_confidence=0.0,
-                                           options={}))
-    images = [ImageItem(i, f"{i}", np.random.default_rng(i).integers(0, 255, (240, 320, 3), dtype=np.uint8))
-              for i in range(3)]
+    model = registry.load(ref, LoadRequest(weights=str(ssdlite_weights), device="cpu", min_confidence=0.0, options={}))
+    images = [
+        ImageItem(i, f"{i}", np.random.default_rng(i).integers(0, 255, (240, 320, 3), dtype=np.uint8)) for i in range(3)
+    ]
     for image in images:
         image.prepared = model.prepare(image.array)  # type: ignore[attr-defined]
         assert tuple(image.prepared.shape) == (3, 320, 320)
@@ -48,8 +48,14 @@ def test_known_raw_outputs_land_where_they_should():
     assert entry is not None
 
     def fake_net(tensors):
-        return [{"boxes": torch.tensor([[32.0, 24.0, 96.0, 72.0], [0.0, 0.0, 400.0, 300.0]]),
-                 "scores": torch.tensor([0.9, 0.2]), "labels": torch.tensor([1, 3])} for _ in tensors]
+        return [
+            {
+                "boxes": torch.tensor([[32.0, 24.0, 96.0, 72.0], [0.0, 0.0, 400.0, 300.0]]),
+                "scores": torch.tensor([0.9, 0.2]),
+                "labels": torch.tensor([1, 3]),
+            }
+            for _ in tensors
+        ]
 
     model = TorchvisionDetector(entry, fake_net, torch.device("cpu"), None, 2)
     image = ImageItem(1, "x", np.zeros((240, 320, 3), np.uint8))
@@ -69,7 +75,7 @@ def test_missing_weights_fail_fast_naming_the_file(monkeypatch, tmp_path: Path):
     message = str(info.value)
     assert "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth" in message and str(tmp_path / "torch") in message
     assert "--weights" in message
-    with pytest.raises(ModelLoadError, match="weights file .* not found"):
+    with pytest.raises(ModelLoadError, match=r"weights file .* not found"):
         registry.load(ref, LoadRequest(weights=str(tmp_path / "nope.pth"), device="cpu"))
 
 

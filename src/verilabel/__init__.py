@@ -45,7 +45,34 @@ _EXPORTS = {
 }
 _MODULES = {"datasets": "verilabel.datasets.service", "runs": "verilabel.runs.service"}
 
-__all__ = sorted([*_EXPORTS, *_MODULES, "__version__"])
+__all__ = [  # the public API; tests/test_public_api.py checks it against _EXPORTS
+    "Box",
+    "Classification",
+    "ConfigError",
+    "ConflictError",
+    "DatasetImportError",
+    "Detection",
+    "ImageItem",
+    "Keypoints",
+    "LoadRequest",
+    "Mask",
+    "Model",
+    "ModelLoadError",
+    "ModelOutputError",
+    "ModelSpec",
+    "NotFoundError",
+    "Polygon",
+    "PredictContext",
+    "RunRequest",
+    "SampleError",
+    "Store",
+    "StoreError",
+    "VerilabelError",
+    "View",
+    "__version__",
+    "datasets",
+    "runs",
+]
 
 if TYPE_CHECKING:
     from verilabel.datasets import service as datasets

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +40,8 @@ def sample_image_dir() -> Path:
 
 def build_demo(store: Store, dataset: str = "demo") -> tuple[datasets.ImportSummary, list[RunInfo], list[str]]:
     """(Re)create the demo dataset and start one background run per available offline model."""
-    try:
+    with contextlib.suppress(NotFoundError):
         datasets.delete_dataset(store, dataset)
-    except NotFoundError:
-        pass
     datasets.create_dataset(store, dataset)
     summary = datasets.add_images(store, dataset, sample_image_dir())
     runs, skipped = [], []
@@ -51,6 +50,12 @@ def build_demo(store: Store, dataset: str = "demo") -> tuple[datasets.ImportSumm
         if ref.entry is not None and not is_available(ref.entry):
             skipped.append(f"{demo_run.model} (pip install 'verilabel[{ref.entry.extra}]')")
             continue
-        runs.append(create_run(store, RunRequest(dataset=dataset, task=demo_run.task, model=demo_run.model,
-                                                 field=demo_run.field, name=demo_run.field)))
+        runs.append(
+            create_run(
+                store,
+                RunRequest(
+                    dataset=dataset, task=demo_run.task, model=demo_run.model, field=demo_run.field, name=demo_run.field
+                ),
+            )
+        )
     return summary, runs, skipped

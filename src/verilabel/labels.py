@@ -148,13 +148,19 @@ class Keypoints:
             raise ValueError(f"{len(self.visibility)} visibility values for {len(self.points)} points")
 
     def to_json(self) -> dict[str, Any]:
-        return {"points": [list(p) for p in self.points], "names": list(self.names),
-                "visibility": list(self.visibility)}
+        return {
+            "points": [list(p) for p in self.points],
+            "names": list(self.names),
+            "visibility": list(self.visibility),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Keypoints:
-        return cls(tuple(tuple(p) for p in data["points"]), tuple(data.get("names", ())),  # type: ignore[misc]
-                   tuple(data.get("visibility", ())))
+        return cls(
+            tuple(tuple(p) for p in data["points"]),
+            tuple(data.get("names", ())),  # type: ignore[misc]
+            tuple(data.get("visibility", ())),
+        )
 
 
 @dataclass(frozen=True, slots=True)

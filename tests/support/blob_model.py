@@ -47,7 +47,7 @@ class BlobModel:
             detection = Detection(name, box, confidence_for(box))
             if self.with_masks:
                 x, y, w, h = box.to_pixels(item.width, item.height)
-                detection.mask = Mask(array=mask[y:y + h, x:x + w])
+                detection.mask = Mask(array=mask[y : y + h, x : x + w])
             found.append(detection)
         return found
 
@@ -67,8 +67,15 @@ class BlobModel:
 
 
 def _spec(name: str, tasks: tuple, zero_shot: bool) -> ModelSpec:
-    return ModelSpec(name, tasks, zero_shot=zero_shot, vocabulary=() if zero_shot else tuple(COLOURS),
-                     default_confidence=0.1, batch_size=4, version="test")
+    return ModelSpec(
+        name,
+        tasks,
+        zero_shot=zero_shot,
+        vocabulary=() if zero_shot else tuple(COLOURS),
+        default_confidence=0.1,
+        batch_size=4,
+        version="test",
+    )
 
 
 def detector(request: LoadRequest) -> BlobModel:

@@ -15,7 +15,7 @@ def blob_image(seed: int, width: int = 160, height: int = 120) -> np.ndarray:
     for index in rng.choice(3, size=int(rng.integers(1, 4)), replace=False):
         w, h = int(rng.integers(8, width // 2)), int(rng.integers(8, height // 2))
         x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
-        image[y:y + h, x:x + w] = colours[index]
+        image[y : y + h, x : x + w] = colours[index]
     return image
 
 

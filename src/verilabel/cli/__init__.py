@@ -9,8 +9,12 @@ import typer
 from verilabel.cli import dataset, demo, models, run
 
 app = typer.Typer(
-    name="verilabel", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    help="Verified auto-labeling: generate labels with models in the background, review them, approve them.")
+    name="verilabel",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Verified auto-labeling: generate labels with models in the background, review them, approve them.",
+)
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(run.app, name="run")
 app.command("models")(models.list_models)
@@ -49,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
-        print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, and please "
-              "report it)", file=sys.stderr)
+        print(
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -18,8 +18,9 @@ app = typer.Typer(no_args_is_help=True, help="Create, list and inspect datasets.
 def _with_progress(label: str, work: Any) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=True, console=console()) as bar:
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True, console=console()
+    ) as bar:
         task = bar.add_task(label, total=None)
         return work(lambda done, total: bar.update(task, completed=done, total=total))
 
@@ -29,11 +30,15 @@ def _report(summary: ImportSummary, as_json: bool) -> None:
         print_json(summary.to_json())
         return
     out = console()
-    out.print(f"[bold]{summary.dataset}[/]: {summary.added} samples added, {summary.already_present} already "
-              f"present, {summary.labels} labels imported")
+    out.print(
+        f"[bold]{summary.dataset}[/]: {summary.added} samples added, {summary.already_present} already "
+        f"present, {summary.labels} labels imported"
+    )
     if summary.unreadable:
-        out.print(f"[yellow]{len(summary.unreadable)} files could not be read[/] (kept as samples; runs will "
-                  "record them as failures), e.g. " + ", ".join(summary.unreadable[:3]))
+        out.print(
+            f"[yellow]{len(summary.unreadable)} files could not be read[/] (kept as samples; runs will "
+            "record them as failures), e.g. " + ", ".join(summary.unreadable[:3])
+        )
 
 
 @app.command("create")
@@ -66,21 +71,25 @@ def create(
         assert images is not None
         summary = service.import_coco(store, name, from_coco, images, field_name=field)
     elif from_yolo is not None:
-        summary = _with_progress("probing images",
-                                 lambda p: service.import_yolo(store, name, from_yolo, field_name=field, progress=p))
+        summary = _with_progress(
+            "probing images", lambda p: service.import_yolo(store, name, from_yolo, field_name=field, progress=p)
+        )
     if summary is not None:
         _report(summary, as_json)
     elif as_json:
         print_json(info.to_json())
     else:
-        console().print(f"created empty dataset [bold]{name}[/]; add images with "
-                        f"`verilabel dataset add {name} --from-dir DIR`")
+        console().print(
+            f"created empty dataset [bold]{name}[/]; add images with `verilabel dataset add {name} --from-dir DIR`"
+        )
 
 
 @app.command("add")
 def add(
     name: str = typer.Argument(..., help="Dataset name."),
-    from_dir: Path = typer.Option(..., "--from-dir", help="Folder of images; only files not yet in the dataset are added."),
+    from_dir: Path = typer.Option(
+        ..., "--from-dir", help="Folder of images; only files not yet in the dataset are added."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Add the new images of a folder to a dataset."""
@@ -88,8 +97,7 @@ def add(
     from verilabel.store import Store
 
     store = Store.open()
-    _report(_with_progress("probing images", lambda p: service.add_images(store, name, from_dir, progress=p)),
-            as_json)
+    _report(_with_progress("probing images", lambda p: service.add_images(store, name, from_dir, progress=p)), as_json)
 
 
 @app.command("list")

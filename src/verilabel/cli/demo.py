@@ -20,8 +20,10 @@ def demo(
     summary, runs, skipped = build_demo(store, dataset)
     out = console()
     if not as_json:
-        out.print(f"dataset [bold]{dataset}[/]: {summary.added} sample images from scikit-image "
-                  f"({len(summary.unreadable)} unreadable)")
+        out.print(
+            f"dataset [bold]{dataset}[/]: {summary.added} sample images from scikit-image "
+            f"({len(summary.unreadable)} unreadable)"
+        )
         for run in runs:
             why = next(d.why for d in DEMO_RUNS if d.model == run.model)
             out.print(f"  run [bold]{run.name}[/] ({run.model}): {why}")
@@ -29,14 +31,22 @@ def demo(
             out.print(f"  [yellow]skipped[/] {name}")
     finished = [follow(store, run.id, quiet=as_json) for run in runs]
     if as_json:
-        print_json({"dataset": dataset, "samples": summary.added, "skipped": skipped,
-                    "runs": [info.to_json() for info in finished]})
+        print_json(
+            {
+                "dataset": dataset,
+                "samples": summary.added,
+                "skipped": skipped,
+                "runs": [info.to_json() for info in finished],
+            }
+        )
         return
     out.print()
     for info in finished:
         colour = "green" if info.status == "in_review" else "red"
-        out.print(f"[{colour}]{info.status}[/] {info.name}: {info.labels} labels in {info.classes} classes on "
-                  f"{info.done} images ({info.failed} failed)" + (f": {info.error}" if info.error else ""))
+        out.print(
+            f"[{colour}]{info.status}[/] {info.name}: {info.labels} labels in {info.classes} classes on "
+            f"{info.done} images ({info.failed} failed)" + (f": {info.error}" if info.error else "")
+        )
     out.print("\nWhat to look at next:")
     out.print(f"  verilabel run list {dataset}                 # the runs, now in review")
     if finished:

@@ -36,8 +36,14 @@ def list_models(
         return
     table = Table("name", "family", "tasks", "type", "speed", "accuracy", "licence", "available")
     for entry, ok in rows:
-        table.add_row(entry.name, f"{entry.family} {entry.version}", ",".join(entry.tasks),
-                      "zero-shot" if entry.zero_shot else f"fixed ({len(entry.vocabulary)})", "*" * entry.speed,
-                      "*" * entry.accuracy, entry.licence,
-                      "[green]yes[/]" if ok else f"[dim]no: pip install 'verilabel[{entry.extra}]'[/]")
+        table.add_row(
+            entry.name,
+            f"{entry.family} {entry.version}",
+            ",".join(entry.tasks),
+            "zero-shot" if entry.zero_shot else f"fixed ({len(entry.vocabulary)})",
+            "*" * entry.speed,
+            "*" * entry.accuracy,
+            entry.licence,
+            "[green]yes[/]" if ok else f"[dim]no: pip install 'verilabel[{entry.extra}]'[/]",
+        )
     console().print(table)

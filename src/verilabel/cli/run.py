@@ -27,14 +27,25 @@ def follow(store: Store, run_id: str, *, quiet: bool = False) -> RunInfo:
 
     if quiet:
         return wait_run(store, run_id)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[detail]}"), TimeRemainingColumn(), console=console()) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeRemainingColumn(),
+        console=console(),
+    ) as bar:
         task = bar.add_task("queued", total=None, detail="")
 
         def update(info: RunInfo) -> None:
             detail = f"{info.rate:.1f} img/s, {info.failed} failed, {info.labels} labels"
-            bar.update(task, description=f"{info.name} [{info.status}]", completed=info.done + info.failed,
-                       total=info.total or None, detail=detail)
+            bar.update(
+                task,
+                description=f"{info.name} [{info.status}]",
+                completed=info.done + info.failed,
+                total=info.total or None,
+                detail=detail,
+            )
 
         return wait_run(store, run_id, on_progress=update)
 
@@ -42,14 +53,19 @@ def follow(store: Store, run_id: str, *, quiet: bool = False) -> RunInfo:
 def _summary(info: RunInfo) -> None:
     out = console()
     colour = {"in_review": "green", "error": "red", "cancelled": "yellow"}.get(info.status, "cyan")
-    state = f"[{colour}]{info.status}[/]" + (" [red](stalled: no live worker; `verilabel run resume` continues "
-                                             "it)[/]" if info.stalled else "")
+    state = f"[{colour}]{info.status}[/]" + (
+        " [red](stalled: no live worker; `verilabel run resume` continues it)[/]" if info.stalled else ""
+    )
     out.print(f"run [bold]{info.name}[/] ({info.id}) on {info.dataset}: {state}")
-    out.print(f"  {info.task} with {info.model} -> field [cyan]{info.field}[/], min confidence "
-              f"{info.config.get('min_confidence')}")
+    out.print(
+        f"  {info.task} with {info.model} -> field [cyan]{info.field}[/], min confidence "
+        f"{info.config.get('min_confidence')}"
+    )
     eta = f", ETA {info.eta_seconds:.0f}s" if info.eta_seconds else ""
-    out.print(f"  progress: {info.done} done, {info.failed} failed, {info.pending} pending of {info.total}"
-              f" ({info.rate:.1f} img/s{eta})")
+    out.print(
+        f"  progress: {info.done} done, {info.failed} failed, {info.pending} pending of {info.total}"
+        f" ({info.rate:.1f} img/s{eta})"
+    )
     out.print(f"  labels: {info.labels} in {info.classes} classes")
     if info.error:
         out.print(f"  [red]error:[/] {info.error}")
@@ -84,9 +100,22 @@ def create(
     from verilabel.store import Store
 
     store = Store.open()
-    request = RunRequest(dataset=dataset, task=task, model=model, field=field, classes=_split(classes),
-                         aliases=alias, min_confidence=min_confidence, weights=weights, mask_dir=mask_dir,
-                         name=name, target=target, workers=workers, batch_size=batch_size, device=device)
+    request = RunRequest(
+        dataset=dataset,
+        task=task,
+        model=model,
+        field=field,
+        classes=_split(classes),
+        aliases=alias,
+        min_confidence=min_confidence,
+        weights=weights,
+        mask_dir=mask_dir,
+        name=name,
+        target=target,
+        workers=workers,
+        batch_size=batch_size,
+        device=device,
+    )
     info = create_run(store, request)
     if wait:
         info = follow(store, info.id, quiet=as_json)
@@ -94,14 +123,18 @@ def create(
         print_json({"id": info.id, **({"status": info.status, "name": info.name} if not wait else info.to_json())})
         return
     if not wait:
-        console().print(f"run [bold]{info.name}[/] ({info.id}) started on {info.total} samples; follow it with "
-                        f"`verilabel run watch {info.id}`")
+        console().print(
+            f"run [bold]{info.name}[/] ({info.id}) started on {info.total} samples; follow it with "
+            f"`verilabel run watch {info.id}`"
+        )
     else:
         _summary(info)
 
 
 @app.command("list")
-def list_(dataset: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP)) -> None:
+def list_(
+    dataset: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP)
+) -> None:
     """List the runs of a dataset."""
     from rich.table import Table
 
@@ -120,8 +153,10 @@ def list_(dataset: str = typer.Argument(...), as_json: bool = typer.Option(False
 
 
 @app.command("show")
-def show(run: str = typer.Argument(..., help="Run id or name."),
-         as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP)) -> None:
+def show(
+    run: str = typer.Argument(..., help="Run id or name."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
     """Show a run: status, progress, failures, timings."""
     from verilabel.runs.service import get_run
     from verilabel.store import Store
@@ -166,8 +201,10 @@ def resume(
 
 
 @app.command("cancel")
-def cancel(run: str = typer.Argument(..., help="Run id or name."),
-           as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP)) -> None:
+def cancel(
+    run: str = typer.Argument(..., help="Run id or name."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
     """Ask a run's workers to stop after their current batch (labels written so far are kept)."""
     from verilabel.runs.service import cancel_run
     from verilabel.store import Store

@@ -59,8 +59,9 @@ def probe(path: str | os.PathLike[str]) -> ImageHeader:
     return ImageHeader(width, height, fmt)
 
 
-def decode(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS,
-           draft_size: int | None = None) -> RGBImage:
+def decode(
+    path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
+) -> RGBImage:
     """Decode to an RGB ``uint8`` array, EXIF orientation applied.
 
     ``draft_size`` lets the JPEG decoder skip work by decoding at 1/2, 1/4 or 1/8 scale while both sides stay
@@ -75,7 +76,8 @@ def decode(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS
                 raise SampleError(
                     f"image is {width}x{height} = {width * height / 1e6:.0f} Mpx, above the limit of "
                     f"{max_pixels / 1e6:.0f} Mpx (decompression-bomb guard): {path}. If it is genuine, raise "
-                    "the run's max_image_pixels.")
+                    "the run's max_image_pixels."
+                )
             if draft_size and img.format == "JPEG":
                 img.draft("RGB", (draft_size, draft_size))
             img.load()

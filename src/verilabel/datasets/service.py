@@ -42,8 +42,14 @@ class DatasetInfo:
     tags: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "created_at": self.created_at.isoformat(),
-                "samples": self.samples, "fields": self.fields, "tags": self.tags}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created_at": self.created_at.isoformat(),
+            "samples": self.samples,
+            "fields": self.fields,
+            "tags": self.tags,
+        }
 
 
 @dataclass
@@ -56,8 +62,14 @@ class Sample:
     metadata: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "path": self.path, "width": self.width, "height": self.height,
-                "tags": self.tags, "metadata": self.metadata}
+        return {
+            "id": self.id,
+            "path": self.path,
+            "width": self.width,
+            "height": self.height,
+            "tags": self.tags,
+            "metadata": self.metadata,
+        }
 
 
 @dataclass
@@ -69,8 +81,13 @@ class ImportSummary:
     unreadable: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "added": self.added, "already_present": self.already_present,
-                "labels": self.labels, "unreadable": self.unreadable}
+        return {
+            "dataset": self.dataset,
+            "added": self.added,
+            "already_present": self.already_present,
+            "labels": self.labels,
+            "unreadable": self.unreadable,
+        }
 
 
 def dataset_row(session: Session, name: str) -> DatasetRow:
@@ -78,8 +95,9 @@ def dataset_row(session: Session, name: str) -> DatasetRow:
     if row is None:
         known = session.scalars(select(DatasetRow.name).order_by(DatasetRow.name).limit(20)).all()
         hint = f"known datasets: {', '.join(known)}" if known else "no dataset exists yet"
-        raise NotFoundError(f"no dataset named {name!r} ({hint}). Create it with "
-                            f"`verilabel dataset create {name} --from-dir DIR`.")
+        raise NotFoundError(
+            f"no dataset named {name!r} ({hint}). Create it with `verilabel dataset create {name} --from-dir DIR`."
+        )
     return row
 
 
@@ -92,8 +110,10 @@ def create_dataset(store: Store, name: str, *, exist_ok: bool = False) -> Datase
         if existing is None:
             session.add(DatasetRow(name=name, created_at=now()))
         elif not exist_ok:
-            raise ConflictError(f"dataset {name!r} already exists. Add images to it with "
-                                f"`verilabel dataset add {name} --from-dir DIR`, or pick another name.")
+            raise ConflictError(
+                f"dataset {name!r} already exists. Add images to it with "
+                f"`verilabel dataset add {name} --from-dir DIR`, or pick another name."
+            )
     return dataset_info(store, name)
 
 
@@ -127,7 +147,7 @@ def _insert_samples(session: Session, dataset_id: int, rows: Iterable[dict[str, 
     stamp = now()
     batch = [dict(r, dataset_id=dataset_id, created_at=stamp) for r in rows]
     for start in range(0, len(batch), _CHUNK):
-        session.execute(insert(SampleRow), batch[start:start + _CHUNK])
+        session.execute(insert(SampleRow), batch[start : start + _CHUNK])
 
 
 def _existing_paths(session: Session, dataset_id: int) -> set[str]:
@@ -160,10 +180,12 @@ def add_images(store: Store, name: str, directory: str | Path, *, progress: Prog
     return summary
 
 
-def ensure_field(session: Session, dataset_id: int, field_name: str, kind: str,
-                 run_id: str | None = None) -> LabelFieldRow:
-    row = session.scalar(select(LabelFieldRow).where(LabelFieldRow.dataset_id == dataset_id,
-                                                     LabelFieldRow.name == field_name))
+def ensure_field(
+    session: Session, dataset_id: int, field_name: str, kind: str, run_id: str | None = None
+) -> LabelFieldRow:
+    row = session.scalar(
+        select(LabelFieldRow).where(LabelFieldRow.dataset_id == dataset_id, LabelFieldRow.name == field_name)
+    )
     if row is None:
         row = LabelFieldRow(dataset_id=dataset_id, name=field_name, kind=kind, run_id=run_id, created_at=now())
         session.add(row)
@@ -171,36 +193,45 @@ def ensure_field(session: Session, dataset_id: int, field_name: str, kind: str,
     return row
 
 
-def _import_labelled(store: Store, name: str, field_name: str,
-                     items: list[tuple[Path, int | None, int | None, list[Label]]]) -> ImportSummary:
+def _import_labelled(
+    store: Store, name: str, field_name: str, items: Sequence[tuple[Path, int | None, int | None, Sequence[Label]]]
+) -> ImportSummary:
     """Add samples with their labels; samples already in the dataset get their labels added to the field."""
     summary = ImportSummary(name)
     with store.write() as session:
         dataset_id = dataset_row(session, name).id
-        field_row = session.scalar(select(LabelFieldRow).where(LabelFieldRow.dataset_id == dataset_id,
-                                                               LabelFieldRow.name == field_name))
+        field_row = session.scalar(
+            select(LabelFieldRow).where(LabelFieldRow.dataset_id == dataset_id, LabelFieldRow.name == field_name)
+        )
         if field_row is not None:
-            raise ConflictError(f"dataset {name!r} already has a label field {field_name!r}; import into "
-                                "another field with --field NAME")
+            raise ConflictError(
+                f"dataset {name!r} already has a label field {field_name!r}; import into "
+                "another field with --field NAME"
+            )
         field_row = ensure_field(session, dataset_id, field_name, "detection")
-        ids = dict(session.execute(select(SampleRow.path, SampleRow.id)
-                                   .where(SampleRow.dataset_id == dataset_id)).all())
+        ids = dict(
+            session.execute(select(SampleRow.path, SampleRow.id).where(SampleRow.dataset_id == dataset_id)).all()
+        )
         new = [(p, w, h) for p, w, h, _ in items if str(p) not in ids]
-        _insert_samples(session, dataset_id, ({"path": str(p), "width": w, "height": h, "meta": {}}
-                                              for p, w, h in new))
+        _insert_samples(session, dataset_id, ({"path": str(p), "width": w, "height": h, "meta": {}} for p, w, h in new))
         summary.added, summary.already_present = len(new), len(items) - len(new)
-        ids = dict(session.execute(select(SampleRow.path, SampleRow.id)
-                                   .where(SampleRow.dataset_id == dataset_id)).all())
-        rows = [dict(label_columns(label), sample_id=ids[str(path)], field_id=field_row.id)
-                for path, _, _, labels in items for label in labels]
+        ids = dict(
+            session.execute(select(SampleRow.path, SampleRow.id).where(SampleRow.dataset_id == dataset_id)).all()
+        )
+        rows = [
+            dict(label_columns(label), sample_id=ids[str(path)], field_id=field_row.id)
+            for path, _, _, labels in items
+            for label in labels
+        ]
         for start in range(0, len(rows), _CHUNK):
-            session.execute(insert(LabelRow), rows[start:start + _CHUNK])
+            session.execute(insert(LabelRow), rows[start : start + _CHUNK])
         summary.labels = len(rows)
     return summary
 
 
-def import_coco(store: Store, name: str, coco_file: str | Path, images_dir: str | Path,
-                *, field_name: str = "ground_truth") -> ImportSummary:
+def import_coco(
+    store: Store, name: str, coco_file: str | Path, images_dir: str | Path, *, field_name: str = "ground_truth"
+) -> ImportSummary:
     root = Path(images_dir).expanduser().resolve()
     if not root.is_dir():
         raise DatasetImportError(f"images folder not found: {root}")
@@ -214,8 +245,14 @@ def import_coco(store: Store, name: str, coco_file: str | Path, images_dir: str 
     return summary
 
 
-def import_yolo(store: Store, name: str, directory: str | Path, *, field_name: str = "ground_truth",
-                progress: Progress | None = None) -> ImportSummary:
+def import_yolo(
+    store: Store,
+    name: str,
+    directory: str | Path,
+    *,
+    field_name: str = "ground_truth",
+    progress: Progress | None = None,
+) -> ImportSummary:
     root = Path(directory).expanduser().resolve()
     if not root.is_dir():
         raise DatasetImportError(f"not a folder: {root}. Pass the YOLO dataset root (with data.yaml).")
@@ -225,8 +262,7 @@ def import_yolo(store: Store, name: str, directory: str | Path, *, field_name: s
         raise DatasetImportError(f"no images under {root}/images (the YOLO layout is images/ beside labels/)")
     summary = ImportSummary(name)
     probed = _probe_all(images, summary, progress)
-    items = [(Path(r["path"]), r["width"], r["height"], list(yolo.read_labels(Path(r["path"]), names)))
-             for r in probed]
+    items = [(Path(r["path"]), r["width"], r["height"], list(yolo.read_labels(Path(r["path"]), names))) for r in probed]
     result = _import_labelled(store, name, field_name, items)
     result.unreadable = summary.unreadable
     return result
@@ -235,13 +271,19 @@ def import_yolo(store: Store, name: str, directory: str | Path, *, field_name: s
 def _info(session: Session, row: DatasetRow) -> DatasetInfo:
     samples = session.scalar(select(func.count()).select_from(SampleRow).where(SampleRow.dataset_id == row.id))
     fields = {}
-    for f in session.scalars(select(LabelFieldRow).where(LabelFieldRow.dataset_id == row.id)
-                             .order_by(LabelFieldRow.name)):
+    for f in session.scalars(
+        select(LabelFieldRow).where(LabelFieldRow.dataset_id == row.id).order_by(LabelFieldRow.name)
+    ):
         count = session.scalar(select(func.count()).select_from(LabelRow).where(LabelRow.field_id == f.id))
         fields[f.name] = {"kind": f.kind, "labels": count, "run": f.run_id}
-    tags = dict(session.execute(
-        select(SampleTagRow.tag, func.count()).join(SampleRow, SampleRow.id == SampleTagRow.sample_id)
-        .where(SampleRow.dataset_id == row.id).group_by(SampleTagRow.tag)).all())
+    tags = dict(
+        session.execute(
+            select(SampleTagRow.tag, func.count())
+            .join(SampleRow, SampleRow.id == SampleTagRow.sample_id)
+            .where(SampleRow.dataset_id == row.id)
+            .group_by(SampleTagRow.tag)
+        ).all()
+    )
     return DatasetInfo(row.id, row.name, row.created_at, samples or 0, fields, tags)
 
 
@@ -261,19 +303,17 @@ def sample_ids(store: Store, name: str, view: View | None = None) -> list[int]:
         return list(session.scalars((view or View()).sample_ids_query(dataset_id)))
 
 
-def samples(store: Store, name: str, view: View | None = None, *, limit: int = 100,
-            offset: int = 0) -> list[Sample]:
+def samples(store: Store, name: str, view: View | None = None, *, limit: int = 100, offset: int = 0) -> list[Sample]:
     with store.read() as session:
         dataset_id = dataset_row(session, name).id
         ids = (view or View()).sample_ids_query(dataset_id).limit(limit).offset(offset).subquery()
-        rows = session.scalars(select(SampleRow).where(SampleRow.id.in_(select(ids.c.id)))
-                               .order_by(SampleRow.id)).all()
+        rows = session.scalars(select(SampleRow).where(SampleRow.id.in_(select(ids.c.id))).order_by(SampleRow.id)).all()
         tags: dict[int, list[str]] = {}
-        for sample_id, tag in session.execute(select(SampleTagRow.sample_id, SampleTagRow.tag)
-                                              .where(SampleTagRow.sample_id.in_([r.id for r in rows]))):
+        for sample_id, tag in session.execute(
+            select(SampleTagRow.sample_id, SampleTagRow.tag).where(SampleTagRow.sample_id.in_([r.id for r in rows]))
+        ):
             tags.setdefault(sample_id, []).append(tag)
-        return [Sample(r.id, r.path, r.width, r.height, sorted(tags.get(r.id, [])), dict(r.meta or {}))
-                for r in rows]
+        return [Sample(r.id, r.path, r.width, r.height, sorted(tags.get(r.id, [])), dict(r.meta or {})) for r in rows]
 
 
 def tag_samples(store: Store, name: str, tags: Sequence[str], view: View | None = None) -> int:
@@ -286,7 +326,7 @@ def tag_samples(store: Store, name: str, tags: Sequence[str], view: View | None 
             have = set(session.scalars(select(SampleTagRow.sample_id).where(SampleTagRow.tag == tag)))
             rows = [{"sample_id": i, "tag": tag} for i in ids if i not in have]
             for start in range(0, len(rows), _CHUNK):
-                session.execute(insert(SampleTagRow), rows[start:start + _CHUNK])
+                session.execute(insert(SampleTagRow), rows[start : start + _CHUNK])
             added += len(rows)
     return added
 
@@ -295,9 +335,15 @@ def labels_of(store: Store, name: str, field_name: str, sample_id: int) -> list[
     with store.read() as session:
         dataset_id = dataset_row(session, name).id
         rows = session.scalars(
-            select(LabelRow).join(LabelFieldRow, LabelFieldRow.id == LabelRow.field_id)
-            .where(LabelFieldRow.dataset_id == dataset_id, LabelFieldRow.name == field_name,
-                   LabelRow.sample_id == sample_id).order_by(LabelRow.id)).all()
+            select(LabelRow)
+            .join(LabelFieldRow, LabelFieldRow.id == LabelRow.field_id)
+            .where(
+                LabelFieldRow.dataset_id == dataset_id,
+                LabelFieldRow.name == field_name,
+                LabelRow.sample_id == sample_id,
+            )
+            .order_by(LabelRow.id)
+        ).all()
         return [row_label(r) for r in rows]
 
 

@@ -13,8 +13,10 @@ Clauses on the same field describe one label: ``gt.label=car; gt.confidence>=0.9
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Select, and_, exists, not_, select
 
@@ -26,7 +28,7 @@ from verilabel.store.schema import LabelFieldRow, LabelRow, SampleRow, SampleTag
 class LabelFilter:
     field: str
     present: bool = True
-    classes: list[str] = field(default_factory=list)
+    classes: list[str] = dataclasses.field(default_factory=list)
     min_confidence: float | None = None
     max_confidence: float | None = None
     min_exclusive: bool = False
@@ -35,41 +37,52 @@ class LabelFilter:
 
 @dataclass
 class View:
-    tags: list[str] = field(default_factory=list)
+    tags: list[str] = dataclasses.field(default_factory=list)
     ids: list[int] | None = None
-    labels: list[LabelFilter] = field(default_factory=list)
+    labels: list[LabelFilter] = dataclasses.field(default_factory=list)
 
     @classmethod
     def parse(cls, expression: str) -> View:
         return parse_view(expression)
 
-    def sample_ids_query(self, dataset_id: int) -> Select[tuple[int]]:
+    def sample_ids_query(self, dataset_id: int) -> Select[Any]:
         """A query of the matching sample ids, ordered by id."""
         query = select(SampleRow.id).where(SampleRow.dataset_id == dataset_id)
         if self.ids is not None:
             query = query.where(SampleRow.id.in_(self.ids))
         if self.tags:
-            query = query.where(exists().where(SampleTagRow.sample_id == SampleRow.id,
-                                               SampleTagRow.tag.in_(self.tags)))
+            query = query.where(exists().where(SampleTagRow.sample_id == SampleRow.id, SampleTagRow.tag.in_(self.tags)))
         for flt in self.labels:
-            conditions = [LabelRow.sample_id == SampleRow.id, LabelFieldRow.id == LabelRow.field_id,
-                          LabelFieldRow.dataset_id == dataset_id, LabelFieldRow.name == flt.field]
+            conditions = [
+                LabelRow.sample_id == SampleRow.id,
+                LabelFieldRow.id == LabelRow.field_id,
+                LabelFieldRow.dataset_id == dataset_id,
+                LabelFieldRow.name == flt.field,
+            ]
             if flt.classes:
                 conditions.append(LabelRow.label.in_(flt.classes))
             if flt.min_confidence is not None:
-                conditions.append(LabelRow.confidence > flt.min_confidence if flt.min_exclusive
-                                  else LabelRow.confidence >= flt.min_confidence)
+                conditions.append(
+                    LabelRow.confidence > flt.min_confidence
+                    if flt.min_exclusive
+                    else LabelRow.confidence >= flt.min_confidence
+                )
             if flt.max_confidence is not None:
-                conditions.append(LabelRow.confidence < flt.max_confidence if flt.max_exclusive
-                                  else LabelRow.confidence <= flt.max_confidence)
+                conditions.append(
+                    LabelRow.confidence < flt.max_confidence
+                    if flt.max_exclusive
+                    else LabelRow.confidence <= flt.max_confidence
+                )
             has_label = exists().where(and_(*conditions))
             query = query.where(has_label if flt.present else not_(has_label))
         return query.order_by(SampleRow.id)
 
 
 _CLAUSE = re.compile(r"^\s*(?P<key>[A-Za-z_][\w.-]*)\s*(?P<op>>=|<=|=|>|<)\s*(?P<value>.*?)\s*$")
-_HELP = ("write clauses like `tags=a,b`, `ids=1,2`, `has=FIELD`, `missing=FIELD`, `FIELD.label=car,dog`, "
-         "`FIELD.confidence>=0.5`, joined by `;`")
+_HELP = (
+    "write clauses like `tags=a,b`, `ids=1,2`, `has=FIELD`, `missing=FIELD`, `FIELD.label=car,dog`, "
+    "`FIELD.confidence>=0.5`, joined by `;`"
+)
 
 
 def _split(value: str) -> list[str]:

@@ -43,7 +43,7 @@ def decode_compressed_counts(counts: str) -> list[int]:
 
 def _mask_in_box(full: np.ndarray, box: Box, width: int, height: int) -> Mask:
     x, y, w, h = box.to_pixels(width, height)
-    return Mask(rle=rle_encode(full[y:y + h, x:x + w]))
+    return Mask(rle=rle_encode(full[y : y + h, x : x + w]))
 
 
 def annotation_to_detection(ann: dict[str, Any], width: int, height: int, names: dict[int, str]) -> Detection:
@@ -52,27 +52,41 @@ def annotation_to_detection(ann: dict[str, Any], width: int, height: int, names:
     polygon = mask = None
     segmentation = ann.get("segmentation")
     if isinstance(segmentation, list) and segmentation:
-        rings = [[(px / width, py / height) for px, py in zip(ring[::2], ring[1::2], strict=True)]
-                 for ring in segmentation if len(ring) >= 6]
+        rings = [
+            [(px / width, py / height) for px, py in zip(ring[::2], ring[1::2], strict=True)]
+            for ring in segmentation
+            if len(ring) >= 6
+        ]
         rings = [[(min(max(px, 0.0), 1.0), min(max(py, 0.0), 1.0)) for px, py in ring] for ring in rings]
         polygon = Polygon(tuple(tuple(r) for r in rings)) if rings else None
     elif isinstance(segmentation, dict):
         counts = segmentation["counts"]
-        rle = {"size": segmentation["size"],
-               "counts": decode_compressed_counts(counts) if isinstance(counts, str) else counts}
+        rle = {
+            "size": segmentation["size"],
+            "counts": decode_compressed_counts(counts) if isinstance(counts, str) else counts,
+        }
         mask = _mask_in_box(rle_decode(rle), box, width, height)
     keypoints = None
     if ann.get("keypoints"):
         flat = ann["keypoints"]
-        pts = [(min(max(flat[i] / width, 0.0), 1.0), min(max(flat[i + 1] / height, 0.0), 1.0))
-               for i in range(0, len(flat), 3)]
+        pts = [
+            (min(max(flat[i] / width, 0.0), 1.0), min(max(flat[i + 1] / height, 0.0), 1.0))
+            for i in range(0, len(flat), 3)
+        ]
         keypoints = Keypoints(tuple(pts), visibility=tuple(min(float(v), 2.0) / 2.0 for v in flat[2::3]))
     score = ann.get("score")
     attributes = {k: v for k, v in ann.get("attributes", {}).items()}
     if ann.get("iscrowd"):
         attributes["iscrowd"] = 1
-    return Detection(names[int(ann["category_id"])], box, None if score is None else float(score),
-                     mask=mask, polygon=polygon, keypoints=keypoints, attributes=attributes)
+    return Detection(
+        names[int(ann["category_id"])],
+        box,
+        None if score is None else float(score),
+        mask=mask,
+        polygon=polygon,
+        keypoints=keypoints,
+        attributes=attributes,
+    )
 
 
 def read_coco(path: Path) -> list[CocoImage]:
@@ -91,11 +105,13 @@ def read_coco(path: Path) -> list[CocoImage]:
     for ann in data.get("annotations", []):
         image = images.get(ann.get("image_id"))
         if image is None:
-            raise DatasetImportError(f"{path}: annotation {ann.get('id')} refers to unknown image "
-                                     f"{ann.get('image_id')!r}")
+            raise DatasetImportError(
+                f"{path}: annotation {ann.get('id')} refers to unknown image {ann.get('image_id')!r}"
+            )
         if int(ann["category_id"]) not in names:
-            raise DatasetImportError(f"{path}: annotation {ann.get('id')} has category_id "
-                                     f"{ann['category_id']} that is not in 'categories'")
+            raise DatasetImportError(
+                f"{path}: annotation {ann.get('id')} has category_id {ann['category_id']} that is not in 'categories'"
+            )
         try:
             image.labels.append(annotation_to_detection(ann, image.width, image.height, names))
         except (KeyError, ValueError, TypeError) as exc:

@@ -50,18 +50,23 @@ def parse_label_line(line: str, names: list[str], where: str) -> Detection:
         box = Box.from_xyxy_pixels(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, 1, 1)
         return Detection(label, box, values[4] if len(values) == 5 else None)
     if len(values) >= 6 and len(values) % 2 == 0:
-        points = [(min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)) for x, y in zip(values[::2], values[1::2],
-                                                                                   strict=True)]
+        points = [
+            (min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)) for x, y in zip(values[::2], values[1::2], strict=True)
+        ]
         xs, ys = [p[0] for p in points], [p[1] for p in points]
         box = Box.from_xyxy_pixels(min(xs), min(ys), max(xs), max(ys), 1, 1)
         return Detection(label, box, None, polygon=Polygon((tuple(points),)))
-    raise DatasetImportError(f"{where}: expected 4 box values (+ confidence) or >= 3 polygon points, "
-                             f"got {len(values)} values")
+    raise DatasetImportError(
+        f"{where}: expected 4 box values (+ confidence) or >= 3 polygon points, got {len(values)} values"
+    )
 
 
 def read_labels(image: Path, names: list[str]) -> list[Detection]:
     label_file = label_file_for(image)
     if not label_file.exists():
         return []
-    return [parse_label_line(line, names, f"{label_file}:{n}")
-            for n, line in enumerate(label_file.read_text().splitlines(), 1) if line.strip()]
+    return [
+        parse_label_line(line, names, f"{label_file}:{n}")
+        for n, line in enumerate(label_file.read_text().splitlines(), 1)
+        if line.strip()
+    ]

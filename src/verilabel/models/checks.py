@@ -11,14 +11,16 @@ from verilabel.models.interface import ImageItem, ModelSpec, PredictContext
 MASK_TOLERANCE_PX = 2
 
 
-def check_predictions(spec: ModelSpec, context: PredictContext, images: Sequence[ImageItem],
-                      outputs: object) -> list[list[Label]]:
+def check_predictions(
+    spec: ModelSpec, context: PredictContext, images: Sequence[ImageItem], outputs: object
+) -> list[list[Label]]:
     """Return the outputs if they honour the contract; raise ModelOutputError naming the first breach."""
     where = f"model {spec.name!r}"
     if not isinstance(outputs, list) or len(outputs) != len(images):
         got = f"{len(outputs)} results" if isinstance(outputs, list) else type(outputs).__name__
-        raise ModelOutputError(f"{where} must return a list with one label list per image: {len(images)} "
-                               f"images in, {got} out")
+        raise ModelOutputError(
+            f"{where} must return a list with one label list per image: {len(images)} images in, {got} out"
+        )
     allowed = set(context.classes) | (set() if spec.zero_shot else set(spec.vocabulary))
     for item, labels in zip(images, outputs, strict=True):
         at = f"{where} on sample {item.sample_id} ({item.path})"
@@ -26,11 +28,15 @@ def check_predictions(spec: ModelSpec, context: PredictContext, images: Sequence
             raise ModelOutputError(f"{at}: expected a list of labels, got {type(labels).__name__}")
         if context.task == "classification":
             if len(labels) > 1 or any(not isinstance(label, Classification) for label in labels):
-                raise ModelOutputError(f"{at}: a classification model returns at most one Classification per "
-                                       f"image, got {[type(label).__name__ for label in labels]}")
+                raise ModelOutputError(
+                    f"{at}: a classification model returns at most one Classification per "
+                    f"image, got {[type(label).__name__ for label in labels]}"
+                )
         elif any(not isinstance(label, Detection) for label in labels):
-            raise ModelOutputError(f"{at}: a {context.task} model returns Detection labels, got "
-                                   f"{sorted({type(label).__name__ for label in labels})}")
+            raise ModelOutputError(
+                f"{at}: a {context.task} model returns Detection labels, got "
+                f"{sorted({type(label).__name__ for label in labels})}"
+            )
         for label in labels:
             _check_label(label, item, context, allowed, at)
     return outputs
@@ -38,19 +44,24 @@ def check_predictions(spec: ModelSpec, context: PredictContext, images: Sequence
 
 def _check_label(label: Label, item: ImageItem, context: PredictContext, allowed: set[str], at: str) -> None:
     if label.label not in allowed:
-        raise ModelOutputError(f"{at}: class {label.label!r} is neither in the model's vocabulary nor among "
-                               f"the classes asked for ({', '.join(sorted(context.classes)[:10])})")
+        raise ModelOutputError(
+            f"{at}: class {label.label!r} is neither in the model's vocabulary nor among "
+            f"the classes asked for ({', '.join(sorted(context.classes)[:10])})"
+        )
     if label.confidence is None:
         raise ModelOutputError(f"{at}: label {label.label!r} has no confidence; generated labels need one in [0, 1]")
     if not isinstance(label, Detection):
         return
     if context.task == "segmentation" and label.mask is None and label.polygon is None:
-        raise ModelOutputError(f"{at}: segmentation needs a mask or polygon on every detection "
-                               f"({label.label!r} has neither)")
+        raise ModelOutputError(
+            f"{at}: segmentation needs a mask or polygon on every detection ({label.label!r} has neither)"
+        )
     if label.mask is not None and label.mask.array is not None:
         _, _, box_w, box_h = label.box.to_pixels(item.width, item.height)
         mask_h, mask_w = label.mask.array.shape
         if abs(mask_w - box_w) > MASK_TOLERANCE_PX or abs(mask_h - box_h) > MASK_TOLERANCE_PX:
-            raise ModelOutputError(f"{at}: mask of {label.label!r} is {mask_w}x{mask_h} px, but its box covers "
-                                   f"{box_w}x{box_h} px of the {item.width}x{item.height} image (a mask covers "
-                                   "its box, not the whole image)")
+            raise ModelOutputError(
+                f"{at}: mask of {label.label!r} is {mask_w}x{mask_h} px, but its box covers "
+                f"{box_w}x{box_h} px of the {item.width}x{item.height} image (a mask covers "
+                "its box, not the whole image)"
+            )

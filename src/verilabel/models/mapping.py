@@ -29,8 +29,10 @@ def parse_aliases(values: Sequence[str]) -> dict[str, list[str]]:
         target, sep, sources = value.partition("=")
         names = [s.strip() for s in sources.split(",") if s.strip()]
         if not sep or not target.strip() or not names:
-            raise ConfigError("aliases", f"cannot read {value!r}: write DATASET_CLASS=MODEL_CLASS[,MODEL_CLASS...], "
-                              "e.g. vehicle=car,truck")
+            raise ConfigError(
+                "aliases",
+                f"cannot read {value!r}: write DATASET_CLASS=MODEL_CLASS[,MODEL_CLASS...], e.g. vehicle=car,truck",
+            )
         aliases.setdefault(target.strip(), []).extend(names)
     return aliases
 
@@ -41,14 +43,19 @@ def _resolve(name: str, vocabulary: Sequence[str], lowered: Mapping[str, str], o
     if name.lower() in lowered:
         return lowered[name.lower()]
     close = difflib.get_close_matches(name, vocabulary, n=5, cutoff=0.5) or difflib.get_close_matches(
-        name.lower(), list(lowered), n=5, cutoff=0.5)
-    hint = f"closest names: {', '.join(lowered.get(c, c) for c in close)}" if close else (
-        "run `verilabel models --json` to see the vocabulary")
+        name.lower(), list(lowered), n=5, cutoff=0.5
+    )
+    hint = (
+        f"closest names: {', '.join(lowered.get(c, c) for c in close)}"
+        if close
+        else ("run `verilabel models --json` to see the vocabulary")
+    )
     raise ConfigError(option, f"{name!r} is not in the model's vocabulary ({hint})")
 
 
-def map_classes(*, zero_shot: bool, vocabulary: Sequence[str], classes: Sequence[str],
-                aliases: Mapping[str, Sequence[str]]) -> ClassMapping:
+def map_classes(
+    *, zero_shot: bool, vocabulary: Sequence[str], classes: Sequence[str], aliases: Mapping[str, Sequence[str]]
+) -> ClassMapping:
     """Resolve requested classes and aliases against a model.
 
     - zero-shot: each class is a prompt for itself; an alias ``vehicle=car,truck`` prompts ``car`` and

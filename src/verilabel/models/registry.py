@@ -88,8 +88,10 @@ def _spec_of(factory: Any, reference: str) -> ModelSpec:
     except Exception as exc:
         raise ModelLoadError(f"model factory {reference!r} failed: {exc}") from exc
     if not isinstance(getattr(model, "spec", None), ModelSpec):
-        raise ConfigError("model", f"{reference!r} must return an object with a `spec` (verilabel.ModelSpec) and "
-                          "`predict(images, context)`")
+        raise ConfigError(
+            "model",
+            f"{reference!r} must return an object with a `spec` (verilabel.ModelSpec) and `predict(images, context)`",
+        )
     return model.spec  # type: ignore[no-any-return]
 
 
@@ -102,14 +104,24 @@ def resolve(name: str) -> ModelRef:
     entries = catalogue()
     for entry in entries:
         if entry.name == name:
-            return ModelRef(entry.name, entry.tasks, entry.zero_shot, entry.vocabulary, entry.default_confidence,
-                            entry.loader, entry)
+            return ModelRef(
+                entry.name,
+                entry.tasks,
+                entry.zero_shot,
+                entry.vocabulary,
+                entry.default_confidence,
+                entry.loader,
+                entry,
+            )
     import difflib
 
     close = difflib.get_close_matches(name, [e.name for e in entries], n=3, cutoff=0.4)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    raise ConfigError("model", f"unknown model {name!r}; {hint}`verilabel models` lists them, or pass "
-                      "python:package.module:factory for your own")
+    raise ConfigError(
+        "model",
+        f"unknown model {name!r}; {hint}`verilabel models` lists them, or pass "
+        "python:package.module:factory for your own",
+    )
 
 
 def load(ref: ModelRef, request: LoadRequest) -> Model:
@@ -117,8 +129,10 @@ def load(ref: ModelRef, request: LoadRequest) -> Model:
     if ref.entry is not None:
         missing = [m for m in ref.entry.requires if importlib.util.find_spec(m) is None]
         if missing:
-            raise ModelLoadError(f"model {ref.name!r} needs {', '.join(missing)}: install them with "
-                                 f"`pip install 'verilabel[{ref.entry.extra}]'`")
+            raise ModelLoadError(
+                f"model {ref.name!r} needs {', '.join(missing)}: install them with "
+                f"`pip install 'verilabel[{ref.entry.extra}]'`"
+            )
     factory = _import_object(ref.factory)
     try:
         model = factory(request, ref.entry) if ref.entry is not None else factory(request)
@@ -127,6 +141,8 @@ def load(ref: ModelRef, request: LoadRequest) -> Model:
     except Exception as exc:
         raise ModelLoadError(f"model {ref.name!r} failed to load: {type(exc).__name__}: {exc}") from exc
     if not isinstance(getattr(model, "spec", None), ModelSpec) or not callable(getattr(model, "predict", None)):
-        raise ModelLoadError(f"model {ref.name!r}: the factory returned {type(model).__name__}, which lacks "
-                             "`spec` (a ModelSpec) or `predict`")
+        raise ModelLoadError(
+            f"model {ref.name!r}: the factory returned {type(model).__name__}, which lacks "
+            "`spec` (a ModelSpec) or `predict`"
+        )
     return model  # type: ignore[no-any-return]

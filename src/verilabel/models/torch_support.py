@@ -30,23 +30,27 @@ def load_state_dict(weights: str | None, *, name: str, url: str, cache_dir: Path
     if weights:
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise ModelLoadError(f"weights file for {name!r} not found: {path}. Pass an existing .pth file to "
-                                 "--weights.")
+            raise ModelLoadError(
+                f"weights file for {name!r} not found: {path}. Pass an existing .pth file to --weights."
+            )
         return _read(path)
     cached = cache_dir / Path(url).name
     if cached.is_file():
         return _read(cached)
     if offline():
-        raise ModelLoadError(f"weights for {name!r} are not on this machine and VERILABEL_OFFLINE is set. "
-                             f"Download {url} where a network is available and put it at {cached}, or pass "
-                             "--weights /path/to/file.pth.")
+        raise ModelLoadError(
+            f"weights for {name!r} are not on this machine and VERILABEL_OFFLINE is set. "
+            f"Download {url} where a network is available and put it at {cached}, or pass "
+            "--weights /path/to/file.pth."
+        )
     try:
         return torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True)  # type: ignore[no-any-return]
     except Exception as exc:
         raise ModelLoadError(
             f"weights for {name!r} are not on this machine and the download failed ({type(exc).__name__}: "
             f"{exc}). Download {url} where a network is available and put it at {cached}, or pass "
-            "--weights /path/to/file.pth.") from None
+            "--weights /path/to/file.pth."
+        ) from None
 
 
 def offline() -> bool:

@@ -22,9 +22,17 @@ ARCHITECTURES: dict[str, tuple[str, int | None, int]] = {
 
 class TorchvisionDetector:
     def __init__(self, entry: CatalogueEntry, net: Any, device: Any, input_size: int | None, batch: int) -> None:
-        self.spec = ModelSpec(entry.name, entry.tasks, zero_shot=False, vocabulary=entry.vocabulary,
-                              default_confidence=entry.default_confidence, batch_size=batch,
-                              input_size=input_size, version=entry.version, weights=entry.weights)
+        self.spec = ModelSpec(
+            entry.name,
+            entry.tasks,
+            zero_shot=False,
+            vocabulary=entry.vocabulary,
+            default_confidence=entry.default_confidence,
+            batch_size=batch,
+            input_size=input_size,
+            version=entry.version,
+            weights=entry.weights,
+        )
         self._net = net
         self._device = device
         self._input_size = input_size
@@ -37,8 +45,9 @@ class TorchvisionDetector:
 
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
         if self._input_size:
-            tensor = interpolate(tensor[None], size=(self._input_size, self._input_size), mode="bilinear",
-                                 align_corners=False)[0]
+            tensor = interpolate(
+                tensor[None], size=(self._input_size, self._input_size), mode="bilinear", align_corners=False
+            )[0]
         return tensor
 
     def forward(self, tensors: list[Any]) -> list[dict[str, Any]]:
@@ -69,8 +78,9 @@ class TorchvisionDetector:
         return results
 
 
-def build_network(family: str, *, num_classes: int = 91, score_thresh: float = 0.05,
-                  detections_per_img: int = 100) -> Any:
+def build_network(
+    family: str, *, num_classes: int = 91, score_thresh: float = 0.05, detections_per_img: int = 100
+) -> Any:
     """The architecture with no weights (random init): the load path fills it from a state dict."""
     from torchvision.models import detection
 
@@ -92,8 +102,9 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> TorchvisionDetector:
     url = getattr(weights_enum, entry.weights.split(".")[-1]).url
     state = load_state_dict(request.weights, name=entry.name, url=url, cache_dir=torch_hub_dir())
     floor = request.min_confidence if request.min_confidence is not None else entry.default_confidence
-    net = build_network(entry.family, score_thresh=floor,
-                        detections_per_img=int(request.options.get("detections_per_img", 100)))
+    net = build_network(
+        entry.family, score_thresh=floor, detections_per_img=int(request.options.get("detections_per_img", 100))
+    )
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:

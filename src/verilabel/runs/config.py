@@ -5,10 +5,11 @@ Every problem is a ``ConfigError`` whose ``field`` names the option (``classes``
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,8 @@ class RunRequest:
     task: str
     model: str
     field: str
-    classes: list[str] = field(default_factory=list)
-    aliases: list[str] = field(default_factory=list)
+    classes: list[str] = dataclasses.field(default_factory=list)
+    aliases: list[str] = dataclasses.field(default_factory=list)
     min_confidence: float | None = None
     weights: str | None = None
     mask_dir: str | None = None
@@ -82,8 +83,11 @@ class ValidatedRun:
 
 def _check_name(option: str, value: str) -> str:
     if not _NAME.match(value):
-        raise ConfigError(option, f"{value!r} is not a valid name: start with a letter or `_`, then letters, "
-                          "digits, `_`, `-` or `.` (at most 200)")
+        raise ConfigError(
+            option,
+            f"{value!r} is not a valid name: start with a letter or `_`, then letters, "
+            "digits, `_`, `-` or `.` (at most 200)",
+        )
     return value
 
 
@@ -111,14 +115,21 @@ def validate(store: Store, request: RunRequest) -> ValidatedRun:
     """Check every option; nothing is written. Raises ConfigError / NotFoundError."""
     if request.task not in TASKS:
         raise ConfigError("task", f"{request.task!r} is not a task; choose one of {', '.join(TASKS)}")
-    task: Task = request.task  # type: ignore[assignment]
+    task: Task = request.task
     model = registry.resolve(request.model)
     if task not in model.tasks:
         able = [e.name for e in registry.catalogue() if task in e.tasks]
-        raise ConfigError("task", f"model {model.name!r} does {', '.join(model.tasks)}, not {task}; models for "
-                          f"{task}: {', '.join(able) or 'none installed'}")
-    mapping = map_classes(zero_shot=model.zero_shot, vocabulary=model.vocabulary, classes=request.classes,
-                          aliases=parse_aliases(request.aliases))
+        raise ConfigError(
+            "task",
+            f"model {model.name!r} does {', '.join(model.tasks)}, not {task}; models for "
+            f"{task}: {', '.join(able) or 'none installed'}",
+        )
+    mapping = map_classes(
+        zero_shot=model.zero_shot,
+        vocabulary=model.vocabulary,
+        classes=request.classes,
+        aliases=parse_aliases(request.aliases),
+    )
     if request.min_confidence is not None and not 0.0 <= request.min_confidence <= 1.0:
         raise ConfigError("min_confidence", f"{request.min_confidence} is outside [0, 1]")
     min_confidence = model.default_confidence if request.min_confidence is None else request.min_confidence
@@ -145,15 +156,21 @@ def validate(store: Store, request: RunRequest) -> ValidatedRun:
             dataset_id = dataset_row(session, request.dataset).id
         except NotFoundError as exc:
             raise ConfigError("dataset", str(exc)) from None
-        existing = session.scalar(select(LabelFieldRow).where(LabelFieldRow.dataset_id == dataset_id,
-                                                              LabelFieldRow.name == request.field))
+        existing = session.scalar(
+            select(LabelFieldRow).where(LabelFieldRow.dataset_id == dataset_id, LabelFieldRow.name == request.field)
+        )
         if existing is not None:
             owner = f" (reserved by run {existing.run_id})" if existing.run_id else ""
-            raise ConfigError("field", f"dataset {request.dataset!r} already has a field {request.field!r}{owner}; "
-                              "a run writes a new field: pick another --field (to review an existing field, "
-                              "use `verilabel run analyze`)")
-        name = request.name or f"{model.name.removeprefix('python:').split(':')[-1]}-{request.field}-" \
-                                f"{secrets.token_hex(3)}"
+            raise ConfigError(
+                "field",
+                f"dataset {request.dataset!r} already has a field {request.field!r}{owner}; "
+                "a run writes a new field: pick another --field (to review an existing field, "
+                "use `verilabel run analyze`)",
+            )
+        name = (
+            request.name
+            or f"{model.name.removeprefix('python:').split(':')[-1]}-{request.field}-{secrets.token_hex(3)}"
+        )
         _check_name("name", name)
         if session.scalar(select(RunRow.id).where(RunRow.dataset_id == dataset_id, RunRow.name == name)):
             raise ConfigError("name", f"dataset {request.dataset!r} already has a run named {name!r}")

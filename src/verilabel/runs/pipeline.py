@@ -110,8 +110,15 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 class Pipeline:
-    def __init__(self, model: Model, context: PredictContext, options: PipelineOptions, timer: StageTimer,
-                 stop: threading.Event, on_written: Callable[[int], None] = lambda n: None) -> None:
+    def __init__(
+        self,
+        model: Model,
+        context: PredictContext,
+        options: PipelineOptions,
+        timer: StageTimer,
+        stop: threading.Event,
+        on_written: Callable[[int], None] = lambda n: None,
+    ) -> None:
         self.model, self.context, self.options = model, context, options
         self.timer, self.stop = timer, stop
         self.on_written = on_written
@@ -161,7 +168,7 @@ class Pipeline:
                 raise
             # Out of device memory: halve the batch for the rest of the run and retry this one in halves.
             self.batch_size = max(1, len(batch) // 2)
-            return self._predict(batch[: self.batch_size]) + self._predict(batch[self.batch_size:])
+            return self._predict(batch[: self.batch_size]) + self._predict(batch[self.batch_size :])
         start = time.perf_counter()
         checked = check_predictions(self.model.spec, self.context, batch, outputs)
         self.timer.add("check", time.perf_counter() - start)
@@ -170,8 +177,11 @@ class Pipeline:
     def _finish(self, labels: list[Label]) -> list[Label]:
         """Keep labels above the confidence floor, renamed to their dataset classes."""
         floor, names = self.options.min_confidence, self.options.to_dataset
-        return [replace(label, label=names[label.label]) for label in labels
-                if label.label in names and (label.confidence or 0.0) >= floor]
+        return [
+            replace(label, label=names[label.label])
+            for label in labels
+            if label.label in names and (label.confidence or 0.0) >= floor
+        ]
 
     def run(self, items: Iterable[WorkItem], sink: Sink) -> None:
         writer = _Writer(sink, self.timer, self.on_written)
@@ -198,8 +208,9 @@ class Pipeline:
         outcomes = list(failed)
         if batch:
             predictions = self._predict(batch)
-            outcomes += [Outcome(item.sample_id, self._finish(labels)) for item, labels in zip(batch, predictions,
-                                                                                             strict=True)]
+            outcomes += [
+                Outcome(item.sample_id, self._finish(labels)) for item, labels in zip(batch, predictions, strict=True)
+            ]
             self.timer.images += len(batch)
         if outcomes:
             writer.put(outcomes, self.timer)

@@ -8,6 +8,7 @@ run can be resumed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import socket
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,10 +58,17 @@ class WorkerInfo:
     timings: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {"shard": self.shard, "pid": self.pid, "hostname": self.hostname, "state": self.state,
-                "processed": self.processed, "alive": self.alive, "rate": round(self.rate, 2),
-                "heartbeat_at": self.heartbeat_at.isoformat() if self.heartbeat_at else None,
-                "timings": self.timings}
+        return {
+            "shard": self.shard,
+            "pid": self.pid,
+            "hostname": self.hostname,
+            "state": self.state,
+            "processed": self.processed,
+            "alive": self.alive,
+            "rate": round(self.rate, 2),
+            "heartbeat_at": self.heartbeat_at.isoformat() if self.heartbeat_at else None,
+            "timings": self.timings,
+        }
 
 
 @dataclass
@@ -82,9 +90,9 @@ class RunInfo:
     classes: int
     config: dict[str, Any]
     model_info: dict[str, Any]
-    workers: list[WorkerInfo] = field(default_factory=list)
-    timings: dict[str, Any] = field(default_factory=dict)
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    workers: list[WorkerInfo] = dataclasses.field(default_factory=list)
+    timings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    failures: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def pending(self) -> int:
@@ -93,8 +101,11 @@ class RunInfo:
     @property
     def stalled(self) -> bool:
         """Generating (or queued) in the store, but no worker is alive to do it."""
-        return self.status in ACTIVE and not any(w.alive for w in self.workers) and (
-            bool(self.workers) or now() - self.queued_at > STALE_AFTER)
+        return (
+            self.status in ACTIVE
+            and not any(w.alive for w in self.workers)
+            and (bool(self.workers) or now() - self.queued_at > STALE_AFTER)
+        )
 
     @property
     def resumable(self) -> bool:
@@ -110,17 +121,33 @@ class RunInfo:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "name": self.name, "dataset": self.dataset, "status": self.status,
-            "task": self.task, "model": self.model, "field": self.field,
+            "id": self.id,
+            "name": self.name,
+            "dataset": self.dataset,
+            "status": self.status,
+            "task": self.task,
+            "model": self.model,
+            "field": self.field,
             "created_at": self.created_at.isoformat(),
-            "progress": {"done": self.done, "failed": self.failed, "total": self.total, "pending": self.pending,
-                         "rate": round(self.rate, 2),
-                         "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1)},
-            "error": self.error, "labels": self.labels, "classes": self.classes,
-            "stalled": self.stalled, "resumable": self.resumable,
-            "min_confidence": self.config.get("min_confidence"), "model_classes": self.config.get("model_classes"),
-            "model_info": self.model_info, "timings": self.timings,
-            "workers": [w.to_json() for w in self.workers], "failures": self.failures,
+            "progress": {
+                "done": self.done,
+                "failed": self.failed,
+                "total": self.total,
+                "pending": self.pending,
+                "rate": round(self.rate, 2),
+                "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
+            },
+            "error": self.error,
+            "labels": self.labels,
+            "classes": self.classes,
+            "stalled": self.stalled,
+            "resumable": self.resumable,
+            "min_confidence": self.config.get("min_confidence"),
+            "model_classes": self.config.get("model_classes"),
+            "model_info": self.model_info,
+            "timings": self.timings,
+            "workers": [w.to_json() for w in self.workers],
+            "failures": self.failures,
         }
 
 
@@ -130,7 +157,7 @@ def _pid_alive(pid: int | None) -> bool:
     import psutil
 
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
@@ -144,8 +171,9 @@ def _worker_info(row: RunWorkerRow, at: datetime) -> WorkerInfo:
         alive = _pid_alive(row.pid)  # same host: a dead pid is dead now, no need to wait for the heartbeat
     elapsed = (heartbeat - started).total_seconds() if heartbeat and started else 0.0
     rate = row.processed / elapsed if elapsed > 0 else 0.0
-    return WorkerInfo(row.shard, row.pid, row.hostname, row.state, row.processed, alive, heartbeat, rate,
-                      dict(row.timings or {}))
+    return WorkerInfo(
+        row.shard, row.pid, row.hostname, row.state, row.processed, alive, heartbeat, rate, dict(row.timings or {})
+    )
 
 
 def run_row(session: Session, run: str, dataset: str | None = None) -> RunRow:
@@ -165,28 +193,51 @@ def run_row(session: Session, run: str, dataset: str | None = None) -> RunRow:
 
 
 def _info(session: Session, row: RunRow, *, failures: int = 20) -> RunInfo:
-    counts = dict(session.execute(select(RunSampleRow.state, func.count()).where(RunSampleRow.run_id == row.id)
-                                  .group_by(RunSampleRow.state)).all())
+    counts = dict(
+        session.execute(
+            select(RunSampleRow.state, func.count()).where(RunSampleRow.run_id == row.id).group_by(RunSampleRow.state)
+        ).all()
+    )
     labels, classes = session.execute(
         select(func.count(), func.count(func.distinct(RunLabelRow.label))).where(RunLabelRow.run_id == row.id)
     ).one()
     at = now()
-    workers = [_worker_info(w, at) for w in session.scalars(
-        select(RunWorkerRow).where(RunWorkerRow.run_id == row.id).order_by(RunWorkerRow.shard))]
+    workers = [
+        _worker_info(w, at)
+        for w in session.scalars(select(RunWorkerRow).where(RunWorkerRow.run_id == row.id).order_by(RunWorkerRow.shard))
+    ]
     failed_rows = session.execute(
-        select(RunSampleRow.sample_id, RunSampleRow.error).where(RunSampleRow.run_id == row.id,
-                                                                 RunSampleRow.state == "failed")
-        .order_by(RunSampleRow.sample_id).limit(failures)).all()
+        select(RunSampleRow.sample_id, RunSampleRow.error)
+        .where(RunSampleRow.run_id == row.id, RunSampleRow.state == "failed")
+        .order_by(RunSampleRow.sample_id)
+        .limit(failures)
+    ).all()
     dataset = session.scalar(select(DatasetRow.name).where(DatasetRow.id == row.dataset_id)) or ""
     timings = _merge_timings([w.timings for w in workers]) or dict(row.timings or {})
     created, queued = _aware(row.created_at), _aware(row.queued_at)
     assert created is not None and queued is not None
     return RunInfo(
-        id=row.id, name=row.name, dataset=dataset, status=row.status, task=row.task, model=row.model,
-        field=row.field, created_at=created, queued_at=queued, total=row.total, done=counts.get("done", 0),
-        failed=counts.get("failed", 0), error=row.error, labels=labels, classes=classes, config=dict(row.config),
-        model_info=dict(row.model_info or {}), workers=workers, timings=timings,
-        failures=[{"sample_id": s, "error": e} for s, e in failed_rows])
+        id=row.id,
+        name=row.name,
+        dataset=dataset,
+        status=row.status,
+        task=row.task,
+        model=row.model,
+        field=row.field,
+        created_at=created,
+        queued_at=queued,
+        total=row.total,
+        done=counts.get("done", 0),
+        failed=counts.get("failed", 0),
+        error=row.error,
+        labels=labels,
+        classes=classes,
+        config=dict(row.config),
+        model_info=dict(row.model_info or {}),
+        workers=workers,
+        timings=timings,
+        failures=[{"sample_id": s, "error": e} for s, e in failed_rows],
+    )
 
 
 def _merge_timings(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -207,8 +258,9 @@ def get_run(store: Store, run: str) -> RunInfo:
 def list_runs(store: Store, dataset: str) -> list[RunInfo]:
     with store.read() as session:
         dataset_id = dataset_row(session, dataset).id
-        rows = session.scalars(select(RunRow).where(RunRow.dataset_id == dataset_id)
-                               .order_by(RunRow.created_at, RunRow.id)).all()
+        rows = session.scalars(
+            select(RunRow).where(RunRow.dataset_id == dataset_id).order_by(RunRow.created_at, RunRow.id)
+        ).all()
         return [_info(session, row, failures=0) for row in rows]
 
 
@@ -230,18 +282,36 @@ def create_run(store: Store, request: RunRequest, *, start: bool = True) -> RunI
 
 def _insert_run(session: Session, validated: ValidatedRun, run_id: str) -> None:
     request = validated.request
-    session.add(RunRow(
-        id=run_id, dataset_id=validated.dataset_id, name=validated.name, status="queued", task=validated.task,
-        model=validated.model.name, field=request.field, config=validated.config_json(),
-        model_info={}, timings={}, total=0, workers=request.workers, error=None, cancel_requested=False,
-        created_at=now(), queued_at=now()))
+    session.add(
+        RunRow(
+            id=run_id,
+            dataset_id=validated.dataset_id,
+            name=validated.name,
+            status="queued",
+            task=validated.task,
+            model=validated.model.name,
+            field=request.field,
+            config=validated.config_json(),
+            model_info={},
+            timings={},
+            total=0,
+            workers=request.workers,
+            error=None,
+            cancel_requested=False,
+            created_at=now(),
+            queued_at=now(),
+        )
+    )
     session.flush()
     kind = "classification" if validated.task == "classification" else "detection"
     ensure_field(session, validated.dataset_id, request.field, kind, run_id=run_id)
     ids = validated.view.sample_ids_query(validated.dataset_id).subquery()
-    session.execute(insert(RunSampleRow).from_select(
-        ["run_id", "sample_id", "shard", "state"],
-        select(literal(run_id), ids.c.id, ids.c.id % request.workers, literal("pending"))))
+    session.execute(
+        insert(RunSampleRow).from_select(
+            ["run_id", "sample_id", "shard", "state"],
+            select(literal(run_id), ids.c.id, ids.c.id % request.workers, literal("pending")),
+        )
+    )
     total = session.scalar(select(func.count()).select_from(RunSampleRow).where(RunSampleRow.run_id == run_id))
     session.execute(update(RunRow).where(RunRow.id == run_id).values(total=total))
 
@@ -259,8 +329,14 @@ def start_workers(store: Store, run_id: str, shards: range) -> list[int]:
     for shard in shards:
         with open(logs_dir() / f"{run_id}-{shard}.log", "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "verilabel.runs.worker", run_id, str(shard)], stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, close_fds=True)
+                [sys.executable, "-m", "verilabel.runs.worker", run_id, str(shard)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
+            )
         pids.append(proc.pid)
     return pids
 
@@ -278,8 +354,9 @@ def cancel_run(store: Store, run: str) -> RunInfo:
     return get_run(store, run_id)
 
 
-def resume_run(store: Store, run: str, *, workers: int | None = None, retry_failed: bool = False,
-               start: bool = True) -> RunInfo:
+def resume_run(
+    store: Store, run: str, *, workers: int | None = None, retry_failed: bool = False, start: bool = True
+) -> RunInfo:
     """Continue a run where it stopped: done samples are skipped; failed ones too unless ``retry_failed``."""
     with store.write() as session:
         row = run_row(session, run)
@@ -294,19 +371,34 @@ def resume_run(store: Store, run: str, *, workers: int | None = None, retry_fail
         if not 1 <= count <= 64:
             raise ConflictError(f"workers must be in 1..64, got {count}")
         states = ("pending", "failed") if retry_failed else ("pending",)
-        session.execute(update(RunSampleRow).where(RunSampleRow.run_id == row.id, RunSampleRow.state.in_(states))
-                        .values(state="pending", error=None, shard=RunSampleRow.sample_id % count))
+        session.execute(
+            update(RunSampleRow)
+            .where(RunSampleRow.run_id == row.id, RunSampleRow.state.in_(states))
+            .values(state="pending", error=None, shard=RunSampleRow.sample_id % count)
+        )
         session.execute(delete(RunWorkerRow).where(RunWorkerRow.run_id == row.id))
         row.status, row.error, row.cancel_requested, row.workers, row.finished_at, row.queued_at = (
-            "queued", None, False, count, None, now())
+            "queued",
+            None,
+            False,
+            count,
+            None,
+            now(),
+        )
         run_id = row.id
     if start:
         start_workers(store, run_id, range(count))
     return get_run(store, run_id)
 
 
-def wait_run(store: Store, run: str, *, timeout: float | None = None, poll: float = 0.5,
-             on_progress: Callable[[RunInfo], None] | None = None) -> RunInfo:
+def wait_run(
+    store: Store,
+    run: str,
+    *,
+    timeout: float | None = None,
+    poll: float = 0.5,
+    on_progress: Callable[[RunInfo], None] | None = None,
+) -> RunInfo:
     """Block until the run leaves queued/generating (or stalls, or ``timeout`` seconds pass)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
@@ -318,4 +410,3 @@ def wait_run(store: Store, run: str, *, timeout: float | None = None, poll: floa
         if deadline is not None and time.monotonic() > deadline:
             return info
         time.sleep(poll)
-

@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from verilabel.errors import ModelLoadError, VerilabelError
 from verilabel.labels import Detection, Label, Mask, mask_file_path
 from verilabel.models import registry
-from verilabel.models.interface import LoadRequest, Model, PredictContext
+from verilabel.models.interface import LoadRequest, Model, PredictContext, Task
 from verilabel.runs.pipeline import Outcome, Pipeline, PipelineOptions, StageTimer, WorkItem
 from verilabel.runs.service import ACTIVE, _worker_info, now
 from verilabel.store import Store
@@ -64,9 +64,19 @@ class Worker:
                 session.delete(existing)
                 session.flush()
             stamp = now()
-            session.add(RunWorkerRow(run_id=self.run_id, shard=self.shard, pid=os.getpid(),
-                                     hostname=socket.gethostname(), state="running", processed=0,
-                                     started_at=stamp, heartbeat_at=stamp, timings={}))
+            session.add(
+                RunWorkerRow(
+                    run_id=self.run_id,
+                    shard=self.shard,
+                    pid=os.getpid(),
+                    hostname=socket.gethostname(),
+                    state="running",
+                    processed=0,
+                    started_at=stamp,
+                    heartbeat_at=stamp,
+                    timings={},
+                )
+            )
             if run.status == "queued":
                 run.status = "generating"
             run.started_at = run.started_at or stamp
@@ -88,12 +98,14 @@ class Worker:
                 self.stop.set()
 
     def _record(self, session: Session, state: str | None = None) -> None:
-        values: dict[str, Any] = {"heartbeat_at": now(), "processed": self.processed,
-                                  "timings": self.timer.snapshot()}
+        values: dict[str, Any] = {"heartbeat_at": now(), "processed": self.processed, "timings": self.timer.snapshot()}
         if state:
             values["state"] = state
-        session.execute(update(RunWorkerRow).where(RunWorkerRow.run_id == self.run_id,
-                                                   RunWorkerRow.shard == self.shard).values(**values))
+        session.execute(
+            update(RunWorkerRow)
+            .where(RunWorkerRow.run_id == self.run_id, RunWorkerRow.shard == self.shard)
+            .values(**values)
+        )
 
     def finish(self, state: str, error: str | None = None) -> None:
         """Record this worker's end and, if it is the last one standing, settle the run's status, in ONE
@@ -105,12 +117,16 @@ class Worker:
             if error and run.status != "error":
                 run.status, run.error = "error", error
             at = now()
-            others = session.scalars(select(RunWorkerRow).where(RunWorkerRow.run_id == self.run_id,
-                                                                RunWorkerRow.shard != self.shard)).all()
+            others = session.scalars(
+                select(RunWorkerRow).where(RunWorkerRow.run_id == self.run_id, RunWorkerRow.shard != self.shard)
+            ).all()
             if any(_worker_info(w, at).alive for w in others):
                 return
-            pending = session.scalar(select(RunSampleRow.sample_id).where(
-                RunSampleRow.run_id == self.run_id, RunSampleRow.state == "pending").limit(1))
+            pending = session.scalar(
+                select(RunSampleRow.sample_id)
+                .where(RunSampleRow.run_id == self.run_id, RunSampleRow.state == "pending")
+                .limit(1)
+            )
             if run.status == "error":
                 pass
             elif run.cancel_requested:
@@ -131,9 +147,15 @@ class Worker:
                 page = session.execute(
                     select(RunSampleRow.sample_id, SampleRow.path)
                     .join(SampleRow, SampleRow.id == RunSampleRow.sample_id)
-                    .where(RunSampleRow.run_id == self.run_id, RunSampleRow.shard == self.shard,
-                           RunSampleRow.state == "pending", RunSampleRow.sample_id > last)
-                    .order_by(RunSampleRow.sample_id).limit(PAGE)).all()
+                    .where(
+                        RunSampleRow.run_id == self.run_id,
+                        RunSampleRow.shard == self.shard,
+                        RunSampleRow.state == "pending",
+                        RunSampleRow.sample_id > last,
+                    )
+                    .order_by(RunSampleRow.sample_id)
+                    .limit(PAGE)
+                ).all()
             if not page:
                 return
             for sample_id, path in page:
@@ -156,17 +178,35 @@ class Worker:
         prepared = [(o, [self._store_mask(label) for label in o.labels]) for o in outcomes]
         ids = [o.sample_id for o in outcomes]
         with self.store.write() as session:
-            still_pending = set(session.scalars(
-                select(RunSampleRow.sample_id).where(RunSampleRow.run_id == self.run_id,
-                                                     RunSampleRow.sample_id.in_(ids),
-                                                     RunSampleRow.state == "pending").with_for_update()))
-            rows = [dict(label_columns(label), run_id=self.run_id, sample_id=o.sample_id, review_state="review")
-                    for o, labels in prepared if o.sample_id in still_pending for label in labels]
+            still_pending = set(
+                session.scalars(
+                    select(RunSampleRow.sample_id)
+                    .where(
+                        RunSampleRow.run_id == self.run_id,
+                        RunSampleRow.sample_id.in_(ids),
+                        RunSampleRow.state == "pending",
+                    )
+                    .with_for_update()
+                )
+            )
+            rows = [
+                dict(label_columns(label), run_id=self.run_id, sample_id=o.sample_id, review_state="review")
+                for o, labels in prepared
+                if o.sample_id in still_pending
+                for label in labels
+            ]
             if rows:
                 session.execute(insert(RunLabelRow), rows)
-            updates = [{"run_id": self.run_id, "sample_id": o.sample_id,
-                        "state": "failed" if o.error else "done", "error": o.error}
-                       for o in outcomes if o.sample_id in still_pending]
+            updates = [
+                {
+                    "run_id": self.run_id,
+                    "sample_id": o.sample_id,
+                    "state": "failed" if o.error else "done",
+                    "error": o.error,
+                }
+                for o in outcomes
+                if o.sample_id in still_pending
+            ]
             if updates:
                 session.execute(update(RunSampleRow), updates)
 
@@ -179,9 +219,12 @@ class Worker:
         device = self.config.get("device", "auto")
         if device in ("auto", "cuda") and self.config.get("workers", 1) > 1:
             device = _gpu_for_shard(self.shard, device)
-        request = LoadRequest(weights=self.config.get("weights"), device=device,
-                              classes=tuple(self.config["model_classes"]),
-                              min_confidence=self.config["min_confidence"])
+        request = LoadRequest(
+            weights=self.config.get("weights"),
+            device=device,
+            classes=tuple(self.config["model_classes"]),
+            min_confidence=self.config["min_confidence"],
+        )
         start = time.perf_counter()
         model = registry.load(ref, request)
         self.timer.add("load_model", time.perf_counter() - start)
@@ -189,8 +232,13 @@ class Worker:
             run = session.get(RunRow, self.run_id)
             if run is not None and not run.model_info:
                 spec = model.spec
-                run.model_info = {"name": spec.name, "version": spec.version, "weights": self.config.get("weights")
-                                  or spec.weights, "device": device, "batch_size": self._batch_size(model)}
+                run.model_info = {
+                    "name": spec.name,
+                    "version": spec.version,
+                    "weights": self.config.get("weights") or spec.weights,
+                    "device": device,
+                    "batch_size": self._batch_size(model),
+                }
         return model
 
     def _batch_size(self, model: Model) -> int:
@@ -204,16 +252,22 @@ class Worker:
         signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             model = self.load_model()
-            context = PredictContext(task=self.task, classes=tuple(self.config["model_classes"]),  # type: ignore[arg-type]
-                                     min_confidence=float(self.config["min_confidence"]))
+            context = PredictContext(
+                task=cast(Task, self.task),
+                classes=tuple(self.config["model_classes"]),
+                min_confidence=float(self.config["min_confidence"]),
+            )
             threads = self.config.get("decode_threads") or min(4, max(2, os.cpu_count() or 2))
             options = PipelineOptions(
-                batch_size=self._batch_size(model), decode_threads=threads,
-                max_pixels=int(self.config["max_image_pixels"]), draft_size=model.spec.input_size,
-                min_confidence=float(self.config["min_confidence"]), to_dataset=self.config["to_dataset"])
+                batch_size=self._batch_size(model),
+                decode_threads=threads,
+                max_pixels=int(self.config["max_image_pixels"]),
+                draft_size=model.spec.input_size,
+                min_confidence=float(self.config["min_confidence"]),
+                to_dataset=self.config["to_dataset"],
+            )
             start = time.perf_counter()
-            Pipeline(model, context, options, self.timer, self.stop, self._count).run(self.pending_items(),
-                                                                                        self.write)
+            Pipeline(model, context, options, self.timer, self.stop, self._count).run(self.pending_items(), self.write)
             self.timer.add("wall", time.perf_counter() - start)
         except (ModelLoadError, VerilabelError) as exc:
             self.stop.set()
@@ -222,8 +276,11 @@ class Worker:
         except Exception as exc:
             self.stop.set()
             traceback.print_exc()
-            self.finish("failed", error=f"worker {self.shard} crashed: {type(exc).__name__}: {exc} "
-                                        f"(log: verilabel home logs/{self.run_id}-{self.shard}.log)")
+            self.finish(
+                "failed",
+                error=f"worker {self.shard} crashed: {type(exc).__name__}: {exc} "
+                f"(log: verilabel home logs/{self.run_id}-{self.shard}.log)",
+            )
             return 1
         interrupted = self.stop.is_set() and self.stop_reason == "signal"
         self.stop.set()

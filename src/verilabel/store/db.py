@@ -58,8 +58,10 @@ class Store:
             try:
                 self._read_engine = self._write_engine = create_engine(url, pool_pre_ping=True)
             except Exception as exc:  # a bad URL or a missing driver
-                raise StoreError(f"cannot open database {url!r}: {exc}. Check VERILABEL_DATABASE_URL "
-                                 "(PostgreSQL needs `pip install 'verilabel[postgres]'`).") from exc
+                raise StoreError(
+                    f"cannot open database {url!r}: {exc}. Check VERILABEL_DATABASE_URL "
+                    "(PostgreSQL needs `pip install 'verilabel[postgres]'`)."
+                ) from exc
         self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
         self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
         if migrate:
@@ -112,4 +114,3 @@ class Store:
         self._read_engine.dispose()
         if self._write_engine is not self._read_engine:
             self._write_engine.dispose()
-

@@ -20,22 +20,32 @@ TOP_K = 5
 
 class EfficientNetLite:
     def __init__(self, entry: CatalogueEntry, net: Any, device: Any) -> None:
-        self.spec = ModelSpec(entry.name, entry.tasks, zero_shot=False, vocabulary=entry.vocabulary,
-                              default_confidence=entry.default_confidence, batch_size=32, input_size=INPUT_SIZE,
-                              version=entry.version, weights=entry.weights)
+        self.spec = ModelSpec(
+            entry.name,
+            entry.tasks,
+            zero_shot=False,
+            vocabulary=entry.vocabulary,
+            default_confidence=entry.default_confidence,
+            batch_size=32,
+            input_size=INPUT_SIZE,
+            version=entry.version,
+            weights=entry.weights,
+        )
         self._net = net
         self._device = device
         self._index = {name: i for i, name in enumerate(entry.vocabulary)}
 
     def prepare(self, image: np.ndarray) -> Any:
         """Resize the short side to 256 (bicubic), centre-crop 224, normalise with ImageNet statistics."""
-        from PIL import Image
         import torch
+        from PIL import Image
 
         pil = Image.fromarray(image)
         scale = 256 / min(pil.size)
-        pil = pil.resize((max(INPUT_SIZE, round(pil.width * scale)), max(INPUT_SIZE, round(pil.height * scale))),
-                         Image.Resampling.BICUBIC)
+        pil = pil.resize(
+            (max(INPUT_SIZE, round(pil.width * scale)), max(INPUT_SIZE, round(pil.height * scale))),
+            Image.Resampling.BICUBIC,
+        )
         left, top = (pil.width - INPUT_SIZE) // 2, (pil.height - INPUT_SIZE) // 2
         pil = pil.crop((left, top, left + INPUT_SIZE, top + INPUT_SIZE))
         array = (np.asarray(pil, dtype=np.float32) / 255.0 - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225)

@@ -16,12 +16,21 @@ class MediapipeFace:
     def __init__(self, entry: CatalogueEntry, min_confidence: float) -> None:
         import mediapipe as mp
 
-        self.spec = ModelSpec(entry.name, entry.tasks, zero_shot=False, vocabulary=entry.vocabulary,
-                              default_confidence=entry.default_confidence, batch_size=8, input_size=None,
-                              version=entry.version, weights=entry.weights)
+        self.spec = ModelSpec(
+            entry.name,
+            entry.tasks,
+            zero_shot=False,
+            vocabulary=entry.vocabulary,
+            default_confidence=entry.default_confidence,
+            batch_size=8,
+            input_size=None,
+            version=entry.version,
+            weights=entry.weights,
+        )
         # model_selection=1 is the full-range model (faces up to ~5 m), better for photos than selfies' 0
         self._detector: Any = mp.solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=min_confidence)
+            model_selection=1, min_detection_confidence=min_confidence
+        )
 
     def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
         results: list[list[Label]] = []
@@ -33,9 +42,10 @@ class MediapipeFace:
                 box = Box.from_xyxy_pixels(rel.xmin, rel.ymin, rel.xmin + rel.width, rel.ymin + rel.height, 1, 1)
                 if box.w <= 0 or box.h <= 0:
                     continue
-                points = tuple((min(max(k.x, 0.0), 1.0), min(max(k.y, 0.0), 1.0))
-                               for k in det.location_data.relative_keypoints)
-                keypoints = Keypoints(points, KEYPOINT_NAMES[:len(points)]) if points else None
+                points = tuple(
+                    (min(max(k.x, 0.0), 1.0), min(max(k.y, 0.0), 1.0)) for k in det.location_data.relative_keypoints
+                )
+                keypoints = Keypoints(points, KEYPOINT_NAMES[: len(points)]) if points else None
                 labels.append(Detection("face", box, float(det.score[0]), keypoints=keypoints))
             results.append(labels)
         return results

@@ -25,11 +25,18 @@ def _logistic(value: float) -> float:
 
 
 class OpenCvDetector:
-    def __init__(self, entry: CatalogueEntry, detect: Detector, grayscale: bool,
-                 min_size: tuple[int, int]) -> None:
-        self.spec = ModelSpec(entry.name, entry.tasks, zero_shot=False, vocabulary=entry.vocabulary,
-                              default_confidence=entry.default_confidence, batch_size=8, input_size=MAX_SIDE,
-                              version=entry.version, weights=entry.weights)
+    def __init__(self, entry: CatalogueEntry, detect: Detector, grayscale: bool, min_size: tuple[int, int]) -> None:
+        self.spec = ModelSpec(
+            entry.name,
+            entry.tasks,
+            zero_shot=False,
+            vocabulary=entry.vocabulary,
+            default_confidence=entry.default_confidence,
+            batch_size=8,
+            input_size=MAX_SIDE,
+            version=entry.version,
+            weights=entry.weights,
+        )
         self._detect = detect
         self._grayscale = grayscale
         self._label = entry.vocabulary[0]
@@ -41,10 +48,11 @@ class OpenCvDetector:
         results: list[list[Label]] = []
         for item in images:
             scale = min(1.0, MAX_SIDE / max(item.width, item.height))
-            image = item.array
+            image: Any = item.array
             if scale < 1.0:
-                image = cv2.resize(image, (round(item.width * scale), round(item.height * scale)),
-                                   interpolation=cv2.INTER_AREA)
+                image = cv2.resize(
+                    image, (round(item.width * scale), round(item.height * scale)), interpolation=cv2.INTER_AREA
+                )
             if image.shape[1] < self._min_width or image.shape[0] < self._min_height:
                 results.append([])  # smaller than the detector window: nothing to find (and HOG crashes)
                 continue
@@ -53,8 +61,9 @@ class OpenCvDetector:
             rects, scores = self._detect(image)
             height, width = image.shape[:2]
             labels: list[Label] = []
-            for (x, y, w, h), score in zip(np.asarray(rects).reshape(-1, 4), np.asarray(scores).reshape(-1),
-                                           strict=True):
+            for (x, y, w, h), score in zip(
+                np.asarray(rects).reshape(-1, 4), np.asarray(scores).reshape(-1), strict=True
+            ):
                 box = Box.from_xyxy_pixels(float(x), float(y), float(x + w), float(y + h), width, height)
                 labels.append(Detection(self._label, box, _logistic(float(score))))
             results.append(labels)
@@ -65,7 +74,7 @@ def load_hog_person(request: LoadRequest, entry: CatalogueEntry) -> OpenCvDetect
     import cv2
 
     hog = cv2.HOGDescriptor()
-    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())  # type: ignore[attr-defined]
 
     def detect(image: Any) -> tuple[Any, Any]:
         rects, weights = hog.detectMultiScale(image, winStride=(8, 8), padding=(8, 8), scale=1.05)
@@ -77,16 +86,18 @@ def load_hog_person(request: LoadRequest, entry: CatalogueEntry) -> OpenCvDetect
 def load_haar_face(request: LoadRequest, entry: CatalogueEntry) -> OpenCvDetector:
     import cv2
 
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")  # type: ignore[attr-defined]
     if cascade.empty():
         from verilabel.errors import ModelLoadError
 
-        raise ModelLoadError("OpenCV's Haar cascade file is missing: install `opencv-contrib-python<5` "
-                             "(OpenCV 5 no longer ships it)")
+        raise ModelLoadError(
+            "OpenCV's Haar cascade file is missing: install `opencv-contrib-python<5` (OpenCV 5 no longer ships it)"
+        )
 
     def detect(image: Any) -> tuple[Any, Any]:
-        rects, _levels, weights = cascade.detectMultiScale3(image, scaleFactor=1.1, minNeighbors=5,
-                                                            minSize=(24, 24), outputRejectLevels=True)
+        rects, _levels, weights = cascade.detectMultiScale3(
+            image, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24), outputRejectLevels=True
+        )
         return rects, weights
 
     return OpenCvDetector(entry, detect, grayscale=True, min_size=(24, 24))

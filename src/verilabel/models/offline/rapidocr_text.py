@@ -14,9 +14,16 @@ class RapidOcrText:
     def __init__(self, entry: CatalogueEntry) -> None:
         from rapidocr import RapidOCR
 
-        self.spec = ModelSpec(entry.name, entry.tasks, zero_shot=False, vocabulary=entry.vocabulary,
-                              default_confidence=entry.default_confidence, batch_size=4,
-                              version=entry.version, weights=entry.weights)
+        self.spec = ModelSpec(
+            entry.name,
+            entry.tasks,
+            zero_shot=False,
+            vocabulary=entry.vocabulary,
+            default_confidence=entry.default_confidence,
+            batch_size=4,
+            version=entry.version,
+            weights=entry.weights,
+        )
         self._engine: Any = RapidOCR(params={"Global.log_level": "error"})
 
     def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
@@ -30,8 +37,7 @@ class RapidOcrText:
                     ys = [min(max(float(y) / item.height, 0.0), 1.0) for _, y in quad]
                     box = Box.from_xyxy_pixels(min(xs), min(ys), max(xs), max(ys), 1, 1)
                     polygon = Polygon((tuple(zip(xs, ys, strict=True)),))
-                    labels.append(Detection("text", box, float(score), polygon=polygon,
-                                            attributes={"text": str(text)}))
+                    labels.append(Detection("text", box, float(score), polygon=polygon, attributes={"text": str(text)}))
             results.append(labels)
         return results
 

@@ -141,18 +141,14 @@ def upgrade() -> None:
         sa.Column("keypoints", sa.JSON(), nullable=True),
         sa.Column("attributes", sa.JSON(), nullable=False),
         sa.Column("tags", sa.JSON(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["runs.id"], name=op.f("fk_run_labels_run_id_runs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_run_labels_run_id_runs"), ondelete="CASCADE"),
         sa.ForeignKeyConstraint(
             ["sample_id"], ["samples.id"], name=op.f("fk_run_labels_sample_id_samples"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_run_labels")),
     )
     with op.batch_alter_table("run_labels", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_run_labels_run_confidence", ["run_id", "review_state", "confidence"], unique=False
-        )
+        batch_op.create_index("ix_run_labels_run_confidence", ["run_id", "review_state", "confidence"], unique=False)
         batch_op.create_index("ix_run_labels_run_sample", ["run_id", "sample_id"], unique=False)
         batch_op.create_index(
             "ix_run_labels_run_state_label", ["run_id", "review_state", "label", "confidence"], unique=False
@@ -165,18 +161,14 @@ def upgrade() -> None:
         sa.Column("shard", sa.Integer(), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["runs.id"], name=op.f("fk_run_samples_run_id_runs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_run_samples_run_id_runs"), ondelete="CASCADE"),
         sa.ForeignKeyConstraint(
             ["sample_id"], ["samples.id"], name=op.f("fk_run_samples_sample_id_samples"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("run_id", "sample_id", name=op.f("pk_run_samples")),
     )
     with op.batch_alter_table("run_samples", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_run_samples_run_shard_state", ["run_id", "shard", "state", "sample_id"], unique=False
-        )
+        batch_op.create_index("ix_run_samples_run_shard_state", ["run_id", "shard", "state", "sample_id"], unique=False)
         batch_op.create_index("ix_run_samples_run_state", ["run_id", "state"], unique=False)
 
     op.create_table(
@@ -191,9 +183,7 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("timings", sa.JSON(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["runs.id"], name=op.f("fk_run_workers_run_id_runs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_run_workers_run_id_runs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("run_id", "shard", name=op.f("pk_run_workers")),
     )
     op.create_table(
@@ -207,7 +197,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("sample_tags", schema=None) as batch_op:
         batch_op.create_index("ix_sample_tags_tag", ["tag", "sample_id"], unique=False)
-
 
 
 def downgrade() -> None:
