@@ -19,6 +19,24 @@ def _split(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
+def _model_options(values: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` pairs; a VALUE that reads as JSON (numbers, true, lists) is parsed as JSON."""
+    import json
+
+    from verilabel.errors import ConfigError
+
+    options: dict[str, object] = {}
+    for value in values:
+        key, sep, raw = value.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("model_option", f"cannot read {value!r}: write KEY=VALUE, e.g. detections_per_img=20")
+        try:
+            options[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key.strip()] = raw
+    return options
+
+
 def follow(store: Store, run_id: str, *, quiet: bool = False) -> RunInfo:
     """Wait for a run, with a live progress bar unless ``quiet``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -91,6 +109,7 @@ def create(
     workers: int = typer.Option(1, "--workers", help="Parallel worker processes (one GPU each when several)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Images per model call (model default)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    model_option: list[str] = typer.Option([], "--model-option", help="KEY=VALUE passed to the model; repeatable."),
     wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish, with a progress bar."),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
@@ -115,6 +134,7 @@ def create(
         workers=workers,
         batch_size=batch_size,
         device=device,
+        model_options=_model_options(model_option),
     )
     info = create_run(store, request)
     if wait:

@@ -52,6 +52,7 @@ class RunRequest:
     device: str = "auto"
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     decode_threads: int | None = None
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # passed to the model's loader
 
 
 @dataclass

@@ -241,12 +241,14 @@ def _info(session: Session, row: RunRow, *, failures: int = 20) -> RunInfo:
 
 
 def _merge_timings(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Sum the per-stage seconds of all workers (each worker records its own stages)."""
+    """Sum the per-stage seconds of all workers (each records its own); peak memory is the largest."""
     merged: dict[str, float] = {}
     for part in parts:
-        for stage, seconds in part.items():
-            if isinstance(seconds, int | float):
-                merged[stage] = round(merged.get(stage, 0.0) + float(seconds), 3)
+        for stage, value in part.items():
+            if not isinstance(value, int | float):
+                continue
+            previous = merged.get(stage, 0.0)
+            merged[stage] = round(max(previous, value) if stage == "peak_rss_mb" else previous + value, 3)
     return merged
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import resource
 import signal
 import socket
 import sys
@@ -98,7 +99,12 @@ class Worker:
                 self.stop.set()
 
     def _record(self, session: Session, state: str | None = None) -> None:
-        values: dict[str, Any] = {"heartbeat_at": now(), "processed": self.processed, "timings": self.timer.snapshot()}
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+        values: dict[str, Any] = {
+            "heartbeat_at": now(),
+            "processed": self.processed,
+            "timings": self.timer.snapshot() | {"peak_rss_mb": round(peak_mb, 1)},
+        }
         if state:
             values["state"] = state
         session.execute(
@@ -224,6 +230,7 @@ class Worker:
             device=device,
             classes=tuple(self.config["model_classes"]),
             min_confidence=self.config["min_confidence"],
+            options=dict(self.config.get("model_options") or {}),
         )
         start = time.perf_counter()
         model = registry.load(ref, request)
