@@ -178,6 +178,30 @@ def test_segmentation_masks_are_written_under_the_mask_location(store: Store, tm
     assert mask.all()  # the blob fills its own box
 
 
+def test_resume_removes_masks_that_no_label_references(store: Store, tmp_path: Path, monkeypatch):
+    blob_dataset(store, tmp_path / "imgs", 30)
+    monkeypatch.setenv("BLOB_MODEL_DELAY", "0.1")
+    info = runs.create_run(
+        store,
+        request(
+            "masks",
+            task="segmentation",
+            model="python:tests.support.blob_model:segmenter",
+            mask_dir=str(tmp_path / "masks"),
+        ),
+    )
+    while runs.get_run(store, info.id).done < 4:
+        time.sleep(0.05)
+    runs.cancel_run(store, info.id)
+    assert runs.wait_run(store, info.id, timeout=60).status == "cancelled"
+    orphan = tmp_path / "masks" / info.id / "left-by-a-killed-worker.png"
+    Image.new("L", (4, 4)).save(orphan)
+    monkeypatch.setenv("BLOB_MODEL_DELAY", "0")
+    done = runs.wait_run(store, runs.resume_run(store, info.id).id, timeout=120)
+    assert done.status == "in_review" and not orphan.exists()
+    assert len(list((tmp_path / "masks" / info.id).glob("*.png"))) == done.labels
+
+
 def test_classification_and_zero_shot_runs(store: Store, tmp_path: Path):
     blob_dataset(store, tmp_path / "imgs", 6)
     cls = runs.create_run(store, request("colour", task="classification", classes=["red", "blue"]))

@@ -387,10 +387,29 @@ def resume_run(
             None,
             now(),
         )
-        run_id = row.id
+        run_id, mask_dir = row.id, row.config.get("mask_dir")
+    if mask_dir:
+        remove_orphan_masks(store, run_id, Path(mask_dir))
     if start:
         start_workers(store, run_id, range(count))
     return get_run(store, run_id)
+
+
+def remove_orphan_masks(store: Store, run_id: str, mask_dir: Path) -> int:
+    """Delete mask files that no label references: written by a worker killed before its batch committed."""
+    folder = mask_dir / run_id
+    if not folder.is_dir():
+        return 0
+    with store.read() as session:
+        referenced = set(
+            session.scalars(
+                select(RunLabelRow.mask_path).where(RunLabelRow.run_id == run_id, RunLabelRow.mask_path.is_not(None))
+            )
+        )
+    orphans = [path for path in folder.glob("*.png") if str(path) not in referenced]
+    for path in orphans:
+        path.unlink(missing_ok=True)
+    return len(orphans)
 
 
 def wait_run(
