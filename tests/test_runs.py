@@ -125,7 +125,7 @@ def test_two_workers_on_disjoint_shards_produce_each_label_once(store: Store, tm
 def test_cancel_then_resume_finishes_without_duplicates(store: Store, tmp_path: Path, monkeypatch):
     blob_dataset(store, tmp_path / "imgs", 60)
     reference = runs.wait_run(store, runs.create_run(store, request("reference")).id, timeout=180)
-    monkeypatch.setenv("BLOB_MODEL_DELAY", "0.1")
+    monkeypatch.setenv("BLOB_MODEL_DELAY", "0.3")  # 15 batches: several seconds, the cancel lands mid-run
     info = runs.create_run(store, request("cancelled"))
     while runs.get_run(store, info.id).done < 8:
         time.sleep(0.05)
@@ -179,8 +179,8 @@ def test_segmentation_masks_are_written_under_the_mask_location(store: Store, tm
 
 
 def test_resume_removes_masks_that_no_label_references(store: Store, tmp_path: Path, monkeypatch):
-    blob_dataset(store, tmp_path / "imgs", 30)
-    monkeypatch.setenv("BLOB_MODEL_DELAY", "0.1")
+    blob_dataset(store, tmp_path / "imgs", 40)
+    monkeypatch.setenv("BLOB_MODEL_DELAY", "0.5")
     info = runs.create_run(
         store,
         request(

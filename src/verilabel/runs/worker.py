@@ -135,10 +135,10 @@ class Worker:
             )
             if run.status == "error":
                 pass
+            elif pending is None:
+                run.status = "in_review"  # everything got done: a late cancel cancelled nothing
             elif run.cancel_requested:
                 run.status = "cancelled"
-            elif pending is None:
-                run.status = "in_review"
             else:
                 return  # some shard died or stopped: the run stays resumable
             run.finished_at = at
