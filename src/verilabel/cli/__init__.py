@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from verilabel.cli import dataset, demo, models, run
+from verilabel.cli import dataset, demo, models, review, run
 
 app = typer.Typer(
     name="verilabel",
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(run.app, name="run")
+app.add_typer(review.app, name="review")
 app.command("models")(models.list_models)
 app.command("demo")(demo.demo)
 

@@ -11,7 +11,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from verilabel.models.interface import Task
+from verilabel.models.interface import ModelSpec, Task
 
 
 @cache
@@ -58,6 +58,20 @@ class CatalogueEntry:
         if kind == "file":
             return coco_vocabulary() if value == "coco-91" else vocabulary_file(value)
         return ()
+
+    def spec(self, *, batch_size: int, input_size: int | None = None) -> ModelSpec:
+        """The spec of a model built from this entry; the adapter knows its batch and input sizes."""
+        return ModelSpec(
+            self.name,
+            self.tasks,
+            zero_shot=self.zero_shot,
+            vocabulary=self.vocabulary,
+            default_confidence=self.default_confidence,
+            batch_size=batch_size,
+            input_size=input_size,
+            version=self.version,
+            weights=self.weights,
+        )
 
     @property
     def packaged(self) -> bool:

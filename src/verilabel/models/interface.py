@@ -14,6 +14,8 @@ Rules the engine checks on every batch (``verilabel.models.checks``):
 
 Optionally a model may define ``prepare(image) -> object``: the engine calls it in its decode pool, ahead of
 the model, and hands the result back as ``ImageItem.prepared`` (resize / normalise off the critical path).
+Use numpy / PIL / OpenCV there, not torch ops: each decode thread that runs a torch op gets its own intra-op
+thread pool, and those spinning threads slow a CPU model's forward by a third.
 """
 
 from __future__ import annotations

@@ -141,10 +141,10 @@ class Pipeline:
     def _decoded(self, items: Iterable[WorkItem], pool: ThreadPoolExecutor) -> Iterator[ImageItem | Outcome]:
         """Decoded images in input order, keeping a bounded window of decodes in flight ahead of the model."""
         window: deque[Future[ImageItem | Outcome]] = deque()
-        ahead = self.batch_size * 2 + self.options.decode_threads
         source = iter(items)
         exhausted = False
         while True:
+            ahead = self.batch_size * 2 + self.options.decode_threads
             while not exhausted and len(window) < ahead and not self.stop.is_set():
                 nxt = next(source, None)
                 if nxt is None:

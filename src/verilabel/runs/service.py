@@ -151,13 +151,17 @@ class RunInfo:
         }
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if pid is None:
+def _process_alive(pid: int | None, started: datetime | None) -> bool:
+    """The worker process still runs: the pid exists, is no zombie, and is not a newer process that reused it."""
+    if pid is None or started is None:
         return False
     import psutil
 
     try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return bool(process.create_time() <= started.timestamp() + 5)
     except psutil.Error:
         return False
 
@@ -165,10 +169,14 @@ def _pid_alive(pid: int | None) -> bool:
 def _worker_info(row: RunWorkerRow, at: datetime) -> WorkerInfo:
     heartbeat = _aware(row.heartbeat_at)
     started = _aware(row.started_at)
-    fresh = heartbeat is not None and at - heartbeat < STALE_AFTER
-    alive = row.state == "running" and fresh
-    if alive and row.hostname == socket.gethostname():
-        alive = _pid_alive(row.pid)  # same host: a dead pid is dead now, no need to wait for the heartbeat
+    if row.state != "running":
+        alive = False
+    elif row.hostname == socket.gethostname():
+        # Same host: the process table is the truth (a dead worker is seen at once; a live one whose heartbeat
+        # is delayed by a long write elsewhere is not mistaken for dead).
+        alive = _process_alive(row.pid, started)
+    else:
+        alive = heartbeat is not None and at - heartbeat < STALE_AFTER
     elapsed = (heartbeat - started).total_seconds() if heartbeat and started else 0.0
     rate = row.processed / elapsed if elapsed > 0 else 0.0
     return WorkerInfo(

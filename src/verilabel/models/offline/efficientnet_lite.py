@@ -11,7 +11,7 @@ import numpy as np
 
 from verilabel.labels import Classification, Label
 from verilabel.models.catalogue import CatalogueEntry
-from verilabel.models.interface import ImageItem, LoadRequest, ModelSpec, PredictContext
+from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.torch_support import resolve_device
 
 INPUT_SIZE = 224
@@ -20,17 +20,7 @@ TOP_K = 5
 
 class EfficientNetLite:
     def __init__(self, entry: CatalogueEntry, net: Any, device: Any) -> None:
-        self.spec = ModelSpec(
-            entry.name,
-            entry.tasks,
-            zero_shot=False,
-            vocabulary=entry.vocabulary,
-            default_confidence=entry.default_confidence,
-            batch_size=32,
-            input_size=INPUT_SIZE,
-            version=entry.version,
-            weights=entry.weights,
-        )
+        self.spec = entry.spec(batch_size=32, input_size=INPUT_SIZE)
         self._net = net
         self._device = device
         self._index = {name: i for i, name in enumerate(entry.vocabulary)}

@@ -7,7 +7,7 @@ from typing import Any
 
 from verilabel.labels import Box, Detection, Keypoints, Label
 from verilabel.models.catalogue import CatalogueEntry
-from verilabel.models.interface import ImageItem, LoadRequest, ModelSpec, PredictContext
+from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion", "left_ear_tragion")
 
@@ -16,17 +16,7 @@ class MediapipeFace:
     def __init__(self, entry: CatalogueEntry, min_confidence: float) -> None:
         import mediapipe as mp
 
-        self.spec = ModelSpec(
-            entry.name,
-            entry.tasks,
-            zero_shot=False,
-            vocabulary=entry.vocabulary,
-            default_confidence=entry.default_confidence,
-            batch_size=8,
-            input_size=None,
-            version=entry.version,
-            weights=entry.weights,
-        )
+        self.spec = entry.spec(batch_size=8)
         # model_selection=1 is the full-range model (faces up to ~5 m), better for photos than selfies' 0
         self._detector: Any = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=min_confidence

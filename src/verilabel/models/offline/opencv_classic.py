@@ -14,7 +14,7 @@ import numpy as np
 
 from verilabel.labels import Box, Detection, Label
 from verilabel.models.catalogue import CatalogueEntry
-from verilabel.models.interface import ImageItem, LoadRequest, ModelSpec, PredictContext
+from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 
 MAX_SIDE = 640
 Detector = Callable[[Any], tuple[Any, Any]]
@@ -26,17 +26,7 @@ def _logistic(value: float) -> float:
 
 class OpenCvDetector:
     def __init__(self, entry: CatalogueEntry, detect: Detector, grayscale: bool, min_size: tuple[int, int]) -> None:
-        self.spec = ModelSpec(
-            entry.name,
-            entry.tasks,
-            zero_shot=False,
-            vocabulary=entry.vocabulary,
-            default_confidence=entry.default_confidence,
-            batch_size=8,
-            input_size=MAX_SIDE,
-            version=entry.version,
-            weights=entry.weights,
-        )
+        self.spec = entry.spec(batch_size=8, input_size=MAX_SIDE)
         self._detect = detect
         self._grayscale = grayscale
         self._label = entry.vocabulary[0]

@@ -7,23 +7,14 @@ from typing import Any
 
 from verilabel.labels import Box, Detection, Label, Polygon
 from verilabel.models.catalogue import CatalogueEntry
-from verilabel.models.interface import ImageItem, LoadRequest, ModelSpec, PredictContext
+from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 
 
 class RapidOcrText:
     def __init__(self, entry: CatalogueEntry) -> None:
         from rapidocr import RapidOCR
 
-        self.spec = ModelSpec(
-            entry.name,
-            entry.tasks,
-            zero_shot=False,
-            vocabulary=entry.vocabulary,
-            default_confidence=entry.default_confidence,
-            batch_size=4,
-            version=entry.version,
-            weights=entry.weights,
-        )
+        self.spec = entry.spec(batch_size=4)
         self._engine: Any = RapidOCR(params={"Global.log_level": "error"})
 
     def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:

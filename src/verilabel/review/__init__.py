@@ -1,0 +1,1 @@
+"""Verification: filter generated labels, promote them for approval, undo, and approve (terminal, atomic)."""

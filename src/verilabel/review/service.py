@@ -1,0 +1,258 @@
+"""Review of a run's generated labels.
+
+A run in review holds two sets: the *review* set (generated, not yet promoted) and the *approval* set
+(promoted). Every operation is one SQL statement or one transaction, never a read-modify-write in Python, so
+two reviewers working on the same run at once never lose or double an action.
+
+``approve`` is terminal: in ONE transaction the promoted labels are copied into the dataset's label field, every
+generated label is deleted and the run becomes ``approved``. Mask files of discarded labels are removed after
+the commit (a crash there leaves only unreferenced files, which ``remove_orphan_masks`` clears).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, select, update
+
+from verilabel.datasets.views import View
+from verilabel.errors import ConfigError, ConflictError
+from verilabel.labels import Label
+from verilabel.runs.service import run_row
+from verilabel.store import Store
+from verilabel.store.convert import row_label
+from verilabel.store.schema import LabelFieldRow, LabelRow, RunLabelRow, RunRow
+
+REVIEW, PROMOTED = "review", "promoted"
+_COPIED = (
+    "id",
+    "kind",
+    "label",
+    "confidence",
+    "x",
+    "y",
+    "w",
+    "h",
+    "mask_path",
+    "mask_rle",
+    "polygon",
+    "keypoints",
+    "attributes",
+    "tags",
+    "sample_id",
+)
+SORTS: dict[str, Any] = {
+    "confidence": RunLabelRow.confidence.asc(),
+    "-confidence": RunLabelRow.confidence.desc(),
+    "id": RunLabelRow.id.asc(),
+    "sample": RunLabelRow.sample_id.asc(),
+}
+
+
+@dataclass
+class LabelQuery:
+    """Which generated labels: every criterion given must hold (an empty query selects all)."""
+
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    classes: list[str] = dataclasses.field(default_factory=list)
+    sample_ids: list[int] | None = None
+    view: View | None = None  # samples of the run's dataset
+    label_ids: list[str] | None = None
+
+    def validate(self) -> LabelQuery:
+        for name in ("min_confidence", "max_confidence"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(name, f"{value} is outside [0, 1]")
+        low, high = self.min_confidence, self.max_confidence
+        if low is not None and high is not None and low > high:
+            raise ConfigError("max_confidence", f"{high} is below min_confidence {low}")
+        return self
+
+    def conditions(self, dataset_id: int) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = []
+        if self.min_confidence is not None:
+            found.append(RunLabelRow.confidence >= self.min_confidence)
+        if self.max_confidence is not None:
+            found.append(RunLabelRow.confidence <= self.max_confidence)
+        if self.classes:
+            found.append(RunLabelRow.label.in_(self.classes))
+        if self.sample_ids is not None:
+            found.append(RunLabelRow.sample_id.in_(self.sample_ids))
+        if self.view is not None:
+            found.append(RunLabelRow.sample_id.in_(self.view.sample_ids_query(dataset_id).order_by(None)))
+        if self.label_ids is not None:
+            found.append(RunLabelRow.id.in_(self.label_ids))
+        return found
+
+
+@dataclass(frozen=True)
+class ClassRow:
+    label: str
+    instances: int  # in the current query
+    total: int  # in the whole set (review or approval)
+    mean_confidence: float | None  # of the instances in the current query
+
+    def to_json(self) -> dict[str, Any]:
+        mean = None if self.mean_confidence is None else round(self.mean_confidence, 4)
+        return {"label": self.label, "instances": self.instances, "total": self.total, "mean_confidence": mean}
+
+
+def _open_run(session: Any, run: str, *, lock: bool = False) -> RunRow:
+    row = run_row(session, run)
+    if lock:
+        row = session.get(RunRow, row.id, with_for_update=True)
+    if row.status == "approved":
+        raise ConflictError(f"run {row.name!r} is approved: its review is closed. Create a new run to label more.")
+    if row.status != "in_review":
+        hint = (
+            "wait for it to finish"
+            if row.status in ("queued", "generating")
+            else (f"`verilabel run resume {row.id}` finishes it first")
+        )
+        raise ConflictError(f"run {row.name!r} is {row.status}, not in_review: {hint}")
+    return row  # type: ignore[no-any-return]
+
+
+def _where(row: RunRow, state: str, query: LabelQuery | None) -> ColumnElement[bool]:
+    return and_(
+        RunLabelRow.run_id == row.id,
+        RunLabelRow.review_state == state,
+        *(query.validate().conditions(row.dataset_id) if query else []),
+    )
+
+
+def class_table(store: Store, run: str, query: LabelQuery | None = None, *, approval: bool = False) -> list[ClassRow]:
+    """Per class: instances matching ``query`` of the total in the review set (or the approval set), and the
+    mean confidence of the matching instances. Promoted labels never count in the review table."""
+    state = PROMOTED if approval else REVIEW
+    with store.read() as session:
+        row = _open_run(session, run)
+        totals = dict(
+            session.execute(
+                select(RunLabelRow.label, func.count()).where(_where(row, state, None)).group_by(RunLabelRow.label)
+            ).all()
+        )
+        current = {
+            label: (count, mean)
+            for label, count, mean in session.execute(
+                select(RunLabelRow.label, func.count(), func.avg(RunLabelRow.confidence))
+                .where(_where(row, state, query))
+                .group_by(RunLabelRow.label)
+            ).all()
+        }
+    return [
+        ClassRow(
+            label,
+            current.get(label, (0, None))[0],
+            total,
+            None if current.get(label) is None else float(current[label][1]),
+        )
+        for label, total in sorted(totals.items())
+    ]
+
+
+def list_labels(
+    store: Store,
+    run: str,
+    query: LabelQuery | None = None,
+    *,
+    approval: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+    sort: str = "-confidence",
+) -> list[tuple[int, Label]]:
+    """A page of ``(sample_id, label)`` from the review (or approval) set."""
+    if sort not in SORTS:
+        raise ConfigError("sort", f"{sort!r}: use one of {', '.join(SORTS)}")
+    with store.read() as session:
+        row = _open_run(session, run)
+        rows = session.scalars(
+            select(RunLabelRow)
+            .where(_where(row, PROMOTED if approval else REVIEW, query))
+            .order_by(SORTS[sort], RunLabelRow.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        return [(r.sample_id, row_label(r)) for r in rows]
+
+
+def promote(store: Store, run: str, query: LabelQuery | None = None) -> int:
+    """Move the matching review labels to the approval set; returns how many moved."""
+    with store.write() as session:
+        row = _open_run(session, run, lock=True)
+        result = session.execute(
+            update(RunLabelRow)
+            .where(_where(row, REVIEW, query))
+            .values(review_state=PROMOTED)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def undo(store: Store, run: str, query: LabelQuery | None = None) -> int:
+    """Move the matching promoted labels back to the review set (no query: undo all)."""
+    with store.write() as session:
+        row = _open_run(session, run, lock=True)
+        result = session.execute(
+            update(RunLabelRow)
+            .where(_where(row, PROMOTED, query))
+            .values(review_state=REVIEW)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class ApproveResult:
+    approved: int
+    discarded: int
+    field: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"approved": self.approved, "discarded": self.discarded, "field": self.field}
+
+
+def _copy_promoted(session: Any, row: RunRow, field_id: int) -> int:
+    promoted = RunLabelRow.run_id == row.id, RunLabelRow.review_state == PROMOTED
+    count = int(session.scalar(select(func.count()).where(*promoted)) or 0)
+    source = select(*(getattr(RunLabelRow, c) for c in _COPIED), literal(field_id)).where(*promoted)
+    session.execute(insert(LabelRow).from_select([*_COPIED, "field_id"], source))
+    return count
+
+
+def _delete_generated(session: Any, row: RunRow) -> int:
+    result = session.execute(
+        delete(RunLabelRow).where(RunLabelRow.run_id == row.id).execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)
+
+
+def approve(store: Store, run: str) -> ApproveResult:
+    """Terminal and atomic: promoted labels into the dataset field, the rest deleted, the run approved."""
+    with store.write() as session:
+        row = _open_run(session, run, lock=True)
+        field = session.scalar(
+            select(LabelFieldRow).where(LabelFieldRow.dataset_id == row.dataset_id, LabelFieldRow.name == row.field)
+        )
+        if field is None:  # the run reserved it at creation; only a hand-edited database lacks it
+            raise ConflictError(f"run {row.name!r}: its label field {row.field!r} is missing from the dataset")
+        discarded_masks = list(
+            session.scalars(
+                select(RunLabelRow.mask_path).where(
+                    RunLabelRow.run_id == row.id, RunLabelRow.review_state == REVIEW, RunLabelRow.mask_path.is_not(None)
+                )
+            )
+        )
+        approved = _copy_promoted(session, row, field.id)
+        removed = _delete_generated(session, row)
+        row.status = "approved"
+        result = ApproveResult(approved, removed - approved, row.field)
+    for path in discarded_masks:
+        if path:
+            Path(path).unlink(missing_ok=True)
+    return result
