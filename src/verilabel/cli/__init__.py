@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from verilabel.cli import dataset, demo, models, review, run
+from verilabel.cli import dataset, demo, misc, models, review, run
 
 app = typer.Typer(
     name="verilabel",
@@ -18,6 +18,8 @@ app = typer.Typer(
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(run.app, name="run")
 app.add_typer(review.app, name="review")
+app.add_typer(misc.tag_app, name="tag")
+app.command("export")(misc.export)
 app.command("models")(models.list_models)
 app.command("demo")(demo.demo)
 

@@ -151,6 +151,26 @@ def create(
         _summary(info)
 
 
+@app.command("analyze")
+def analyze(
+    dataset: str = typer.Argument(...),
+    field: str = typer.Option(..., "--field", help="Existing label field whose labels have confidences."),
+    name: str | None = typer.Option(None, "--name", help="Run name (generated if absent)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
+    """Review an existing label field: a run that starts in review with its labels."""
+    from verilabel.review.service import analyze_field
+    from verilabel.runs.service import get_run
+    from verilabel.store import Store
+
+    store = Store.open()
+    info = get_run(store, analyze_field(store, dataset, field, name=name))
+    if as_json:
+        print_json(info.to_json())
+    else:
+        _summary(info)
+
+
 @app.command("list")
 def list_(
     dataset: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP)

@@ -355,3 +355,14 @@ def read_id_file(path: str | Path) -> list[int]:
         return [int(v) for v in values]
     except (ValueError, TypeError):
         raise DatasetImportError(f"{path}: expected sample ids (a JSON list or one integer per line)") from None
+
+
+def untag_samples(store: Store, name: str, tags: Sequence[str], view: View | None = None) -> int:
+    """Remove tags from the samples of a view; returns how many (sample, tag) pairs were removed."""
+    with store.write() as session:
+        dataset_id = dataset_row(session, name).id
+        ids = (view or View()).sample_ids_query(dataset_id).order_by(None)
+        result = session.execute(
+            delete(SampleTagRow).where(SampleTagRow.tag.in_(list(tags)), SampleTagRow.sample_id.in_(ids))
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]

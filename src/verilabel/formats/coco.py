@@ -75,10 +75,10 @@ def annotation_to_detection(ann: dict[str, Any], width: int, height: int, names:
         ]
         keypoints = Keypoints(tuple(pts), visibility=tuple(min(float(v), 2.0) / 2.0 for v in flat[2::3]))
     score = ann.get("score")
-    attributes = {k: v for k, v in ann.get("attributes", {}).items()}
+    attributes = dict(ann.get("attributes", {}))
     if ann.get("iscrowd"):
         attributes["iscrowd"] = 1
-    return Detection(
+    detection = Detection(
         names[int(ann["category_id"])],
         box,
         None if score is None else float(score),
@@ -86,7 +86,9 @@ def annotation_to_detection(ann: dict[str, Any], width: int, height: int, names:
         polygon=polygon,
         keypoints=keypoints,
         attributes=attributes,
+        tags=[str(t) for t in ann.get("tags", [])],
     )
+    return detection
 
 
 def read_coco(path: Path) -> list[CocoImage]:
@@ -117,3 +119,83 @@ def read_coco(path: Path) -> list[CocoImage]:
         except (KeyError, ValueError, TypeError) as exc:
             raise DatasetImportError(f"{path}: annotation {ann.get('id')} is malformed ({exc})") from None
     return list(images.values())
+
+
+def _full_image_mask(detection: Detection, width: int, height: int) -> np.ndarray:
+    """The box-sized mask pasted into an image-sized canvas (COCO masks cover the whole image)."""
+    assert detection.mask is not None
+    crop = detection.mask.load()
+    canvas = np.zeros((height, width), dtype=bool)
+    x, y, w, h = detection.box.to_pixels(width, height)
+    if crop.shape != (h, w):
+        from PIL import Image
+
+        crop = np.asarray(Image.fromarray(crop.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)) > 0
+    canvas[y : y + h, x : x + w] = crop
+    return canvas
+
+
+def detection_to_annotation(
+    detection: Detection, *, annotation_id: int, image_id: int, category_id: int, width: int, height: int
+) -> dict[str, Any]:
+    x, y, w, h = detection.box.as_tuple()
+    ann: dict[str, Any] = {
+        "id": annotation_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "bbox": [round(x * width, 3), round(y * height, 3), round(w * width, 3), round(h * height, 3)],
+        "area": round(w * width * h * height, 3),
+        "iscrowd": int(detection.attributes.get("iscrowd", 0)),
+    }
+    if detection.confidence is not None:
+        ann["score"] = detection.confidence
+    if detection.polygon is not None:
+        ann["segmentation"] = [
+            [round(v, 3) for px, py in ring for v in (px * width, py * height)] for ring in detection.polygon.rings
+        ]
+    elif detection.mask is not None:
+        ann["segmentation"] = rle_encode(_full_image_mask(detection, width, height))
+    if detection.keypoints is not None:
+        points = detection.keypoints
+        visibility = points.visibility or tuple(1.0 for _ in points.points)
+        ann["keypoints"] = [
+            v
+            for (px, py), vis in zip(points.points, visibility, strict=True)
+            for v in (round(px * width, 3), round(py * height, 3), round(vis * 2))
+        ]
+        ann["num_keypoints"] = len(points.points)
+    attributes = {k: v for k, v in detection.attributes.items() if k != "iscrowd"}
+    if attributes:
+        ann["attributes"] = attributes
+    if detection.tags:
+        ann["tags"] = list(detection.tags)
+    return ann
+
+
+def build_coco(images: list[CocoImage], classes: list[str]) -> dict[str, Any]:
+    """A COCO detection document; category ids are 1-based in ``classes`` order."""
+    category_ids = {name: index for index, name in enumerate(classes, 1)}
+    document: dict[str, Any] = {
+        "info": {"description": "exported by verilabel"},
+        "categories": [{"id": i, "name": name} for name, i in category_ids.items()],
+        "images": [],
+        "annotations": [],
+    }
+    for image_id, image in enumerate(images, 1):
+        document["images"].append(
+            {"id": image_id, "file_name": image.file_name, "width": image.width, "height": image.height}
+        )
+        for label in image.labels:
+            if not isinstance(label, Detection):
+                raise DatasetImportError("COCO export takes detection fields; this one holds classifications")
+            document["annotations"].append(
+                detection_to_annotation(
+                    label,
+                    annotation_id=len(document["annotations"]) + 1,
+                    image_id=image_id,
+                    category_id=category_ids[label.label],
+                    width=image.width,
+                    height=image.height,
+                )
+            )
+    return document

@@ -36,7 +36,7 @@ def label_file_for(image: Path) -> Path:
 
 
 def parse_label_line(line: str, names: list[str], where: str) -> Detection:
-    """``cls cx cy w h [conf]`` (a box) or ``cls x1 y1 x2 y2 x3 y3 ...`` (a polygon), all normalised."""
+    """``cls cx cy w h [conf]`` (a box) or ``cls x1 y1 x2 y2 x3 y3 ... [conf]`` (a polygon), all normalised."""
     fields = line.split()
     try:
         cls_index, values = int(fields[0]), [float(v) for v in fields[1:]]
@@ -49,13 +49,16 @@ def parse_label_line(line: str, names: list[str], where: str) -> Detection:
         cx, cy, w, h = values[:4]
         box = Box.from_xyxy_pixels(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, 1, 1)
         return Detection(label, box, values[4] if len(values) == 5 else None)
+    confidence = None
+    if len(values) >= 7 and len(values) % 2 == 1:  # a polygon with a trailing confidence (Ultralytics save_conf)
+        values, confidence = values[:-1], values[-1]
     if len(values) >= 6 and len(values) % 2 == 0:
         points = [
             (min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)) for x, y in zip(values[::2], values[1::2], strict=True)
         ]
         xs, ys = [p[0] for p in points], [p[1] for p in points]
         box = Box.from_xyxy_pixels(min(xs), min(ys), max(xs), max(ys), 1, 1)
-        return Detection(label, box, None, polygon=Polygon((tuple(points),)))
+        return Detection(label, box, confidence, polygon=Polygon((tuple(points),)))
     raise DatasetImportError(
         f"{where}: expected 4 box values (+ confidence) or >= 3 polygon points, got {len(values)} values"
     )
@@ -70,3 +73,43 @@ def read_labels(image: Path, names: list[str]) -> list[Detection]:
         for n, line in enumerate(label_file.read_text().splitlines(), 1)
         if line.strip()
     ]
+
+
+def _polygon_from_mask(detection: Detection) -> list[tuple[float, float]]:
+    """The largest outer contour of a box-sized mask, in image-relative coordinates."""
+    try:
+        import cv2
+    except ImportError:
+        raise DatasetImportError(
+            "YOLO segment export of masks needs OpenCV: pip install 'verilabel[offline]'"
+        ) from None
+    assert detection.mask is not None
+    crop = detection.mask.load().astype("uint8")
+    contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return []
+    contour = max(contours, key=cv2.contourArea).reshape(-1, 2)
+    height, width = crop.shape
+    box = detection.box
+    return [(box.x + (px + 0.5) / width * box.w, box.y + (py + 0.5) / height * box.h) for px, py in contour]
+
+
+def label_line(detection: Detection, class_index: int, *, segments: bool) -> str:
+    """One line of a YOLO label file: a box (``cls cx cy w h [conf]``) or, for segments, a polygon."""
+    if segments:
+        points: list[tuple[float, float]] = []
+        if detection.polygon is not None:
+            rings = detection.polygon.rings
+            points = list(rings[max(range(len(rings)), key=lambda i: len(rings[i]))])  # the outer ring
+        elif detection.mask is not None:
+            points = _polygon_from_mask(detection)
+        if len(points) >= 3:
+            values = [v for point in points for v in point]
+            if detection.confidence is not None:
+                values.append(detection.confidence)
+            return " ".join([str(class_index), *(f"{v:.6f}" for v in values)])
+    box = detection.box
+    values = [box.x + box.w / 2, box.y + box.h / 2, box.w, box.h]
+    if detection.confidence is not None:
+        values.append(detection.confidence)
+    return " ".join([str(class_index), *(f"{v:.6f}" for v in values)])

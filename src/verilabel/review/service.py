@@ -24,7 +24,7 @@ from verilabel.labels import Label
 from verilabel.runs.service import run_row
 from verilabel.store import Store
 from verilabel.store.convert import row_label
-from verilabel.store.schema import LabelFieldRow, LabelRow, RunLabelRow, RunRow
+from verilabel.store.schema import LabelFieldRow, LabelRow, RunLabelRow, RunRow, RunSampleRow
 
 REVIEW, PROMOTED = "review", "promoted"
 _COPIED = (
@@ -233,7 +233,9 @@ def _delete_generated(session: Any, row: RunRow) -> int:
 
 
 def approve(store: Store, run: str) -> ApproveResult:
-    """Terminal and atomic: promoted labels into the dataset field, the rest deleted, the run approved."""
+    """Terminal and atomic: the field's labels become exactly the promoted ones, the rest are deleted, and the
+    run is approved. For a generated run the field is new (empty until now); for an analysis of existing
+    labels this drops the labels the reviewer did not promote."""
     with store.write() as session:
         row = _open_run(session, run, lock=True)
         field = session.scalar(
@@ -241,13 +243,21 @@ def approve(store: Store, run: str) -> ApproveResult:
         )
         if field is None:  # the run reserved it at creation; only a hand-edited database lacks it
             raise ConflictError(f"run {row.name!r}: its label field {row.field!r} is missing from the dataset")
-        discarded_masks = list(
-            session.scalars(
-                select(RunLabelRow.mask_path).where(
-                    RunLabelRow.run_id == row.id, RunLabelRow.review_state == REVIEW, RunLabelRow.mask_path.is_not(None)
+        mask_dir = row.config.get("mask_dir")
+        discarded_masks = (
+            list(
+                session.scalars(
+                    select(RunLabelRow.mask_path).where(
+                        RunLabelRow.run_id == row.id,
+                        RunLabelRow.review_state == REVIEW,
+                        RunLabelRow.mask_path.is_not(None),
+                    )
                 )
             )
+            if mask_dir  # only masks this run wrote are ours to delete, never a user's own files
+            else []
         )
+        session.execute(delete(LabelRow).where(LabelRow.field_id == field.id))
         approved = _copy_promoted(session, row, field.id)
         removed = _delete_generated(session, row)
         row.status = "approved"
@@ -256,3 +266,77 @@ def approve(store: Store, run: str) -> ApproveResult:
         if path:
             Path(path).unlink(missing_ok=True)
     return result
+
+
+def analyze_field(store: Store, dataset: str, field_name: str, *, name: str | None = None) -> str:
+    """Start a review of an existing label field: a run that begins ``in_review`` with copies of its labels.
+
+    Approving it leaves in the field exactly the labels that were promoted. Needs at least one label with a
+    confidence in [0, 1] (the review filters and the class table are about confidence)."""
+    import secrets
+
+    from verilabel.datasets.service import dataset_row, now
+    from verilabel.runs.service import new_run_id
+
+    with store.write() as session:
+        dataset_id = dataset_row(session, dataset).id
+        field = session.scalar(
+            select(LabelFieldRow).where(LabelFieldRow.dataset_id == dataset_id, LabelFieldRow.name == field_name)
+        )
+        if field is None:
+            raise ConfigError("field", f"dataset {dataset!r} has no label field {field_name!r}")
+        if field.run_id is not None and session.scalar(
+            select(RunRow.id).where(RunRow.id == field.run_id, RunRow.status != "approved")
+        ):
+            raise ConflictError(f"field {field_name!r} belongs to run {field.run_id}, still open: review that run")
+        scored = session.scalar(
+            select(LabelRow.id).where(LabelRow.field_id == field.id, LabelRow.confidence.between(0.0, 1.0)).limit(1)
+        )
+        if scored is None:
+            raise ConflictError(
+                f"no label in field {field_name!r} has a confidence in [0, 1]; the review works on confidences. "
+                "Import labels with scores (COCO `score`, a YOLO 6th column) to analyze them."
+            )
+        run_name = name or f"analyze-{field_name}-{secrets.token_hex(3)}"
+        if session.scalar(select(RunRow.id).where(RunRow.dataset_id == dataset_id, RunRow.name == run_name)):
+            raise ConfigError("name", f"dataset {dataset!r} already has a run named {run_name!r}")
+        run_id = new_run_id()
+        stamp = now()
+        session.add(
+            RunRow(
+                id=run_id,
+                dataset_id=dataset_id,
+                name=run_name,
+                status="in_review",
+                task=field.kind,
+                model=f"existing:{field_name}",
+                field=field_name,
+                config={"source": "analyze", "name": run_name},
+                model_info={},
+                timings={},
+                total=0,
+                workers=0,
+                error=None,
+                cancel_requested=False,
+                created_at=stamp,
+                queued_at=stamp,
+                started_at=stamp,
+                finished_at=stamp,
+            )
+        )
+        session.flush()
+        columns = [c for c in _COPIED if c != "sample_id"]
+        source = select(
+            *(getattr(LabelRow, c) for c in columns), LabelRow.sample_id, literal(run_id), literal(REVIEW)
+        ).where(LabelRow.field_id == field.id)
+        session.execute(insert(RunLabelRow).from_select([*columns, "sample_id", "run_id", "review_state"], source))
+        samples = select(LabelRow.sample_id).where(LabelRow.field_id == field.id).distinct().subquery()
+        session.execute(
+            insert(RunSampleRow).from_select(
+                ["run_id", "sample_id", "shard", "state"],
+                select(literal(run_id), samples.c.sample_id, literal(0), literal("done")),
+            )
+        )
+        total = session.scalar(select(func.count()).where(RunSampleRow.run_id == run_id))
+        session.execute(update(RunRow).where(RunRow.id == run_id).values(total=total))
+    return run_id

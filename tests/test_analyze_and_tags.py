@@ -1,0 +1,76 @@
+"""Analyze existing labels (a run that starts in review) and sample tags through the CLI."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_export import seeded
+from verilabel.cli import main
+from verilabel.datasets import service as ds
+from verilabel.errors import ConflictError
+from verilabel.review import service as review
+from verilabel.review.service import LabelQuery
+from verilabel.runs import service as runs
+from verilabel.store import Store
+
+
+def test_analyze_existing_labels_then_approve_keeps_only_promoted(store: Store, tmp_path: Path):
+    seeded(store, tmp_path)
+    run = review.analyze_field(store, "src", "gt", name="check-gt")
+    info = runs.get_run(store, run)
+    assert info.status == "in_review" and info.labels == 4 and info.total == 3
+    assert {r.label: r.total for r in review.class_table(store, run)} == {"car": 2, "dog": 2}
+    review.promote(store, run, LabelQuery(min_confidence=0.5))
+    assert review.approve(store, run).approved == 3
+    kept = sorted(
+        label.confidence or 0 for s in ds.samples(store, "src") for label in ds.labels_of(store, "src", "gt", s.id)
+    )
+    assert kept == [0.55, 0.7, 0.9]
+
+
+def test_analyze_refuses_fields_without_confidences(store: Store, tmp_path: Path):
+    seeded(store, tmp_path)
+    from sqlalchemy import update
+
+    from verilabel.store.schema import LabelRow
+
+    with store.write() as session:
+        session.execute(update(LabelRow).values(confidence=None))
+    with pytest.raises(ConflictError, match=r"no label in field 'gt' has a confidence in \[0, 1\]"):
+        review.analyze_field(store, "src", "gt")
+
+
+def cli_json(capsys, *args):
+    code = main([*args, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_review_and_tag_commands(capsys, store: Store, tmp_path: Path):
+    seeded(store, tmp_path)
+    run = cli_json(capsys, "run", "analyze", "src", "--field", "gt", "--name", "a")
+    table = cli_json(capsys, "review", "table", "a", "--min-confidence", "0.5")
+    assert table == [
+        {"label": "car", "instances": 2, "total": 2, "mean_confidence": 0.725},
+        {"label": "dog", "instances": 1, "total": 2, "mean_confidence": 0.7},
+    ]
+    assert cli_json(capsys, "review", "promote", "a", "--class", "car") == {"promoted": 2}
+    assert cli_json(capsys, "review", "table", "a", "--approval")[0]["total"] == 2
+    assert cli_json(capsys, "review", "undo", "a", "--class", "car") == {"undone": 2}
+    assert cli_json(capsys, "review", "promote", "a", "--min-confidence", "0.6") == {"promoted": 2}
+    labels = cli_json(capsys, "review", "labels", "a", "--approval")
+    (tmp_path / "ids.txt").write_text(labels[0]["id"] + "\n")
+    assert cli_json(capsys, "review", "undo", "a", "--labels", str(tmp_path / "ids.txt")) == {"undone": 1}
+    assert main(["review", "undo", "a"]) == 2 and "--all" in capsys.readouterr().err
+    assert main(["review", "approve", "a"]) == 2 and "--yes" in capsys.readouterr().err
+    assert cli_json(capsys, "review", "approve", "a", "--yes") == {"approved": 1, "discarded": 3, "field": "gt"}
+    assert main(["review", "table", "a"]) == 1 and "review is closed" in capsys.readouterr().err
+    assert run["status"] == "in_review"
+
+    assert cli_json(capsys, "tag", "add", "src", "needs-fix", "--view", "has=gt") == {"tagged": 1}
+    assert cli_json(capsys, "dataset", "show", "src", "--view", "tags=needs-fix")["matching"] == 1
+    assert cli_json(capsys, "tag", "remove", "src", "needs-fix") == {"untagged": 1}
+    exported = cli_json(capsys, "export", "src", "--field", "gt", "--format", "coco", "--out", str(tmp_path / "o"))
+    assert exported["labels"] == 1

@@ -1,0 +1,126 @@
+"""Export round trips: COCO and YOLO exports re-import as the same labels."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.support.images import write_blob_images
+from verilabel.datasets import service as ds
+from verilabel.datasets.export import export_field
+from verilabel.datasets.views import parse_view
+from verilabel.errors import ConfigError
+from verilabel.labels import Box, Detection, Keypoints, Mask, Polygon
+from verilabel.store import Store
+from verilabel.store.convert import label_columns
+from verilabel.store.schema import LabelRow
+
+
+def seeded(store: Store, tmp_path: Path) -> list[int]:
+    """A dataset with a field of boxes, polygons, RLE masks and keypoints, confidences and tags."""
+    write_blob_images(tmp_path / "imgs", 3)
+    write_blob_images(tmp_path / "imgs" / "sub", 1, start=3)
+    ds.create_dataset(store, "src")
+    ds.add_images(store, "src", tmp_path / "imgs")
+    ids = [s.id for s in ds.samples(store, "src")]
+    mask = np.zeros((24, 32), bool)
+    mask[4:20, 6:30] = True
+    labels = {
+        ids[0]: [
+            Detection("car", Box(0.1, 0.1, 0.2, 0.2), 0.9, tags=["needs-fix"], attributes={"make": "vw"}),
+            Detection(
+                "dog", Box(0.5, 0.5, 0.25, 0.25), 0.4, polygon=Polygon((((0.5, 0.5), (0.75, 0.5), (0.6, 0.75)),))
+            ),
+        ],
+        ids[1]: [
+            Detection(
+                "dog",
+                Box(0.25, 0.25, 0.2, 0.2),
+                0.7,
+                mask=Mask(rle=__import__("verilabel.labels", fromlist=["rle_encode"]).rle_encode(mask)),
+            )
+        ],
+        ids[3]: [
+            Detection(
+                "car",
+                Box(0.0, 0.0, 1.0, 1.0),
+                0.55,
+                keypoints=Keypoints(((0.25, 0.25), (0.75, 0.75)), visibility=(1.0, 0.5)),
+            )
+        ],
+    }
+    with store.write() as session:
+        field = ds.ensure_field(session, ds.dataset_row(session, "src").id, "gt", "detection")
+        for sample_id, sample_labels in labels.items():
+            for label in sample_labels:
+                session.add(LabelRow(**label_columns(label), sample_id=sample_id, field_id=field.id))
+    return ids
+
+
+def summary(store: Store, dataset: str, field: str) -> list[tuple]:
+    rows = []
+    for sample in ds.samples(store, dataset, limit=100):
+        for label in ds.labels_of(store, dataset, field, sample.id):
+            assert isinstance(label, Detection)
+            rows.append(
+                (
+                    Path(sample.path).resolve().name,
+                    label.label,
+                    round(label.confidence or 0, 4),
+                    tuple(round(v, 3) for v in label.box.as_tuple()),
+                    tuple(label.tags),
+                    label.polygon is not None or label.mask is not None,
+                )
+            )
+    return sorted(rows)
+
+
+def test_coco_round_trip(store: Store, tmp_path: Path):
+    seeded(store, tmp_path)
+    result = export_field(store, "src", "gt", "coco", tmp_path / "out")
+    assert (result.images, result.labels) == (4, 4)
+    document = json.loads(Path(result.path).read_text())
+    assert {c["name"] for c in document["categories"]} == {"car", "dog"}
+    rle = next(a for a in document["annotations"] if isinstance(a.get("segmentation"), dict))
+    assert rle["segmentation"]["size"] == [120, 160] and sum(rle["segmentation"]["counts"]) == 120 * 160
+    ds.create_dataset(store, "back")
+    ds.import_coco(store, "back", result.path, document["info"]["images_root"], field_name="gt")
+    assert summary(store, "back", "gt") == summary(store, "src", "gt")
+    back_mask = next(
+        label.mask.load()
+        for s in ds.samples(store, "back")
+        for label in ds.labels_of(store, "back", "gt", s.id)
+        if label.mask is not None
+    )
+    assert back_mask.sum() == 16 * 24
+
+
+def test_yolo_round_trip_links_media(store: Store, tmp_path: Path):
+    seeded(store, tmp_path)
+    result = export_field(store, "src", "gt", "yolo", tmp_path / "yolo")
+    assert (result.images, result.labels) == (4, 4)
+    images = sorted((tmp_path / "yolo" / "images").iterdir())
+    assert all(p.is_symlink() for p in images)
+    ds.create_dataset(store, "back")
+    ds.import_yolo(store, "back", tmp_path / "yolo", field_name="gt")
+    exported = summary(store, "src", "gt")
+    imported = summary(store, "back", "gt")
+    # YOLO segments carry no separate box: a mask comes back as a polygon whose extent is the mask's
+    masked = [i for i, row in enumerate(exported) if row[0] == "img_00001.png"]
+    assert [row[:4] for i, row in enumerate(imported) if i not in masked] == [
+        row[:4] for i, row in enumerate(exported) if i not in masked
+    ]
+    (mask_row,) = [imported[i] for i in masked]
+    x, y, w, h = mask_row[3]
+    assert mask_row[5] and x >= 0.25 and y >= 0.25 and x + w <= 0.451 and y + h <= 0.451
+
+
+def test_export_of_a_view_and_errors(store: Store, tmp_path: Path):
+    ids = seeded(store, tmp_path)
+    result = export_field(store, "src", "gt", "coco", tmp_path / "view", view=parse_view(f"ids={ids[0]}"))
+    assert (result.images, result.labels) == (1, 2)
+    with pytest.raises(ConfigError, match="no label field 'nope'"):
+        export_field(store, "src", "nope", "coco", tmp_path / "x")
+    with pytest.raises(ConfigError, match="coco, yolo"):
+        export_field(store, "src", "gt", "voc", tmp_path / "x")
