@@ -139,7 +139,7 @@ def engine_run(paths_dir: Path, count: int, weights: Path, home: Path) -> dict[s
         model_options={"detections_per_img": DETECTIONS_PER_IMAGE},
     )
     start = time.perf_counter()
-    info = runs.wait_run(store, runs.create_run(store, request).id, poll=0.25)
+    info = runs.wait_run(store, runs.create_run(store, request).id, poll=2.0)  # light observer
     wall = time.perf_counter() - start
     if info.status != "in_review":
         raise SystemExit(f"engine run ended {info.status}: {info.error}")

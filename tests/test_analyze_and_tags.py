@@ -56,6 +56,10 @@ def test_review_and_tag_commands(capsys, store: Store, tmp_path: Path):
         {"label": "car", "instances": 2, "total": 2, "mean_confidence": 0.725},
         {"label": "dog", "instances": 1, "total": 2, "mean_confidence": 0.7},
     ]
+    assert cli_json(capsys, "review", "tag", "a", "checked", "--class", "car") == {"tagged": 2}
+    assert cli_json(capsys, "review", "tag", "a", "checked", "--remove", "--min-confidence", "0.6") == {"untagged": 1}
+    assert cli_json(capsys, "review", "promote", "a", "--tag", "checked") == {"promoted": 1}
+    assert cli_json(capsys, "review", "undo", "a", "--all") == {"undone": 1}
     assert cli_json(capsys, "review", "promote", "a", "--class", "car") == {"promoted": 2}
     assert cli_json(capsys, "review", "table", "a", "--approval")[0]["total"] == 2
     assert cli_json(capsys, "review", "undo", "a", "--class", "car") == {"undone": 2}
@@ -74,3 +78,27 @@ def test_review_and_tag_commands(capsys, store: Store, tmp_path: Path):
     assert cli_json(capsys, "tag", "remove", "src", "needs-fix") == {"untagged": 1}
     exported = cli_json(capsys, "export", "src", "--field", "gt", "--format", "coco", "--out", str(tmp_path / "o"))
     assert exported["labels"] == 1
+
+
+def test_label_tags_filter_review_survive_approval_and_work_in_views(store: Store, tmp_path: Path):
+    from tests.review_helpers import synthetic_run
+    from verilabel.datasets.views import parse_view
+
+    run = synthetic_run(store, tmp_path, [(0, "car", 0.9), (1, "car", 0.3), (2, "dog", 0.2), (3, "dog", 0.95)])
+    assert review.tag_labels(store, run, ["needs-fix"], LabelQuery(max_confidence=0.5)) == 2
+    assert review.tag_labels(store, run, ["needs-fix"], LabelQuery(max_confidence=0.5)) == 0  # already tagged
+    assert review.tag_labels(store, run, ["100%_sure"], LabelQuery(min_confidence=0.9)) == 2  # LIKE wildcards
+    tagged = review.class_table(store, run, LabelQuery(tags=["needs-fix"]))
+    assert {r.label: r.instances for r in tagged} == {"car": 1, "dog": 1}
+    assert {r.label: r.instances for r in review.class_table(store, run, LabelQuery(tags=["100%"]))} == {
+        "car": 0,
+        "dog": 0,
+    }
+    review.promote(store, run)
+    assert review.tag_labels(store, run, ["needs-fix"], LabelQuery(classes=["dog"]), remove=True) == 1
+    review.approve(store, run)
+    ids = ds.sample_ids(store, "d", parse_view("auto.tags=needs-fix"))
+    assert len(ids) == 1
+    assert len(ds.sample_ids(store, "d", parse_view("auto.tags=100%_sure"))) == 2
+    with pytest.raises(Exception, match="non-empty tag"):
+        review.tag_labels(store, run, [" "])

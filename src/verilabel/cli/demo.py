@@ -48,8 +48,17 @@ def demo(
             f"{info.done} images ({info.failed} failed)" + (f": {info.error}" if info.error else "")
         )
     out.print("\nWhat to look at next:")
-    out.print(f"  verilabel run list {dataset}                 # the runs, now in review")
+    steps = [(f"verilabel run list {dataset}", "the runs, now in review")]
     if finished:
-        out.print(f"  verilabel run show {finished[0].id}          # progress, failures, per-stage timings")
-    out.print(f"  verilabel dataset show {dataset}             # samples and fields")
-    out.print("  verilabel models                          # every model in the catalogue")
+        first = finished[0].name
+        steps += [
+            (f"verilabel run show {first}", "progress, failures, per-stage timings"),
+            (f"verilabel review table {first}", "per class: instances and mean confidence"),
+            (f"verilabel review labels {first} --min-confidence 0.8", "the most confident labels"),
+            (f"verilabel review promote {first} --min-confidence 0.8", "promote them for approval"),
+            (f"verilabel review approve {first} --yes", "write them into the dataset"),
+        ]
+    steps += [(f"verilabel dataset show {dataset}", "samples and fields"), ("verilabel models", "the catalogue")]
+    width = max(len(command) for command, _ in steps)
+    for command, why in steps:
+        out.print(f"  {command.ljust(width)}  # {why}", soft_wrap=True)

@@ -25,6 +25,7 @@ def _query(
     samples: Path | None = None,
     labels: Path | None = None,
     view: str | None = None,
+    tags: list[str] | None = None,
 ) -> LabelQuery:
     from verilabel.datasets.service import read_id_file
     from verilabel.datasets.views import parse_view
@@ -48,6 +49,7 @@ def _query(
         sample_ids=sample_ids,
         view=parse_view(view) if view else None,
         label_ids=label_ids,
+        tags=list(tags or []),
     )
 
 
@@ -90,13 +92,16 @@ def promote(
     samples: Path | None = typer.Option(None, "--samples", help="File of sample ids."),
     labels: Path | None = typer.Option(None, "--labels", help="File of label ids, one per line."),
     view: str | None = typer.Option(None, "--view", help="Only samples matching this view expression."),
+    tags: list[str] = typer.Option([], "--tag", help="Only labels with this tag; repeatable."),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Promote the matching review labels for approval."""
     from verilabel.review.service import promote as promote_labels
     from verilabel.store import Store
 
-    count = promote_labels(Store.open(), run, _query(min_confidence, max_confidence, classes, samples, labels, view))
+    count = promote_labels(
+        Store.open(), run, _query(min_confidence, max_confidence, classes, samples, labels, view, tags)
+    )
     print_json({"promoted": count}) if as_json else console().print(f"promoted {count} labels for approval")
 
 
@@ -186,3 +191,26 @@ def labels_(
         box = "" if r["box"] is None else ", ".join(f"{v:.3f}" for v in r["box"])
         out.add_row(str(r["id"]), str(r["sample_id"]), str(r["label"]), f"{r['confidence']:.3f}", box)
     console().print(out)
+
+
+@app.command("tag")
+def tag(
+    run: str = typer.Argument(..., help="Run id or name."),
+    tags: list[str] = typer.Argument(..., help="Tags, e.g. needs-fix."),
+    remove: bool = typer.Option(False, "--remove", help="Remove the tags instead of adding them."),
+    classes: list[str] = typer.Option([], "--class", help="Only this class; repeatable."),
+    min_confidence: float | None = typer.Option(None, "--min-confidence", help=MIN_HELP),
+    max_confidence: float | None = typer.Option(None, "--max-confidence", help=MAX_HELP),
+    samples: Path | None = typer.Option(None, "--samples", help="File of sample ids."),
+    labels: Path | None = typer.Option(None, "--labels", help="File of label ids, one per line."),
+    view: str | None = typer.Option(None, "--view", help="Only samples matching this view expression."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
+    """Tag the run's labels that match the filters (tags survive approval and export)."""
+    from verilabel.review.service import tag_labels
+    from verilabel.store import Store
+
+    query = _query(min_confidence, max_confidence, classes, samples, labels, view)
+    count = tag_labels(Store.open(), run, tags, query, remove=remove)
+    key = "untagged" if remove else "tagged"
+    print_json({key: count}) if as_json else console().print(f"{key} {count} labels")

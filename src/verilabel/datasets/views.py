@@ -6,6 +6,7 @@ Expression grammar (clauses joined by ``;``, all must hold)::
     ids=1,2,3                   these sample ids
     has=FIELD / missing=FIELD   samples with / without labels in FIELD
     FIELD.label=car,dog         samples with a FIELD label of one of these classes
+    FIELD.tags=needs-fix        samples with a FIELD label carrying one of these tags
     FIELD.confidence>=0.5       samples with a FIELD label at or above 0.5 (also >, <=, <)
 
 Clauses on the same field describe one label: ``gt.label=car; gt.confidence>=0.9`` means a confident car.
@@ -14,14 +15,20 @@ Clauses on the same field describe one label: ``gt.label=car; gt.confidence>=0.9
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, not_, select
+from sqlalchemy import ColumnElement, Select, Text, and_, cast, exists, not_, or_, select
 
 from verilabel.errors import ConfigError
 from verilabel.store.schema import LabelFieldRow, LabelRow, SampleRow, SampleTagRow
+
+
+def has_tag(column: Any, tag: str) -> ColumnElement[bool]:
+    """Portable test of a JSON list-of-strings column holding ``tag`` (SQLite and PostgreSQL alike)."""
+    return cast(column, Text).contains(json.dumps(tag), autoescape=True)
 
 
 @dataclass
@@ -29,6 +36,7 @@ class LabelFilter:
     field: str
     present: bool = True
     classes: list[str] = dataclasses.field(default_factory=list)
+    tags: list[str] = dataclasses.field(default_factory=list)
     min_confidence: float | None = None
     max_confidence: float | None = None
     min_exclusive: bool = False
@@ -61,6 +69,8 @@ class View:
             ]
             if flt.classes:
                 conditions.append(LabelRow.label.in_(flt.classes))
+            if flt.tags:
+                conditions.append(or_(*(has_tag(LabelRow.tags, tag) for tag in flt.tags)))
             if flt.min_confidence is not None:
                 conditions.append(
                     LabelRow.confidence > flt.min_confidence
@@ -81,7 +91,7 @@ class View:
 _CLAUSE = re.compile(r"^\s*(?P<key>[A-Za-z_][\w.-]*)\s*(?P<op>>=|<=|=|>|<)\s*(?P<value>.*?)\s*$")
 _HELP = (
     "write clauses like `tags=a,b`, `ids=1,2`, `has=FIELD`, `missing=FIELD`, `FIELD.label=car,dog`, "
-    "`FIELD.confidence>=0.5`, joined by `;`"
+    "`FIELD.tags=needs-fix`, `FIELD.confidence>=0.5`, joined by `;`"
 )
 
 
@@ -117,6 +127,8 @@ def parse_view(expression: str, *, option: str = "view") -> View:
             label_filter(value).present = key == "has"
         elif key.endswith(".label") and op == "=":
             label_filter(key.removesuffix(".label")).classes.extend(_split(value))
+        elif key.endswith(".tags") and op == "=":
+            label_filter(key.removesuffix(".tags")).tags.extend(_split(value))
         elif key.endswith(".confidence") and op != "=":
             try:
                 number = float(value)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, or_, select, update
 
-from verilabel.datasets.views import View
+from verilabel.datasets.views import View, has_tag
 from verilabel.errors import ConfigError, ConflictError
 from verilabel.labels import Label
 from verilabel.runs.service import run_row
@@ -62,6 +62,7 @@ class LabelQuery:
     sample_ids: list[int] | None = None
     view: View | None = None  # samples of the run's dataset
     label_ids: list[str] | None = None
+    tags: list[str] = dataclasses.field(default_factory=list)  # labels with any of these tags
 
     def validate(self) -> LabelQuery:
         for name in ("min_confidence", "max_confidence"):
@@ -87,6 +88,8 @@ class LabelQuery:
             found.append(RunLabelRow.sample_id.in_(self.view.sample_ids_query(dataset_id).order_by(None)))
         if self.label_ids is not None:
             found.append(RunLabelRow.id.in_(self.label_ids))
+        if self.tags:
+            found.append(or_(*(has_tag(RunLabelRow.tags, tag) for tag in self.tags)))
         return found
 
 
@@ -340,3 +343,23 @@ def analyze_field(store: Store, dataset: str, field_name: str, *, name: str | No
         total = session.scalar(select(func.count()).where(RunSampleRow.run_id == run_id))
         session.execute(update(RunRow).where(RunRow.id == run_id).values(total=total))
     return run_id
+
+
+def tag_labels(
+    store: Store, run: str, tags: list[str], query: LabelQuery | None = None, *, remove: bool = False
+) -> int:
+    """Add (or remove) tags on the run's labels matching ``query``, in either set; returns labels changed."""
+    if not tags or any(not t.strip() for t in tags):
+        raise ConfigError("tags", "give at least one non-empty tag")
+    with store.write() as session:
+        row = _open_run(session, run, lock=True)
+        conditions = [RunLabelRow.run_id == row.id, *(query.validate().conditions(row.dataset_id) if query else [])]
+        changes = []
+        for label_id, current in session.execute(select(RunLabelRow.id, RunLabelRow.tags).where(*conditions)):
+            before = list(current or [])
+            after = [t for t in before if t not in tags] if remove else before + [t for t in tags if t not in before]
+            if after != before:
+                changes.append({"id": label_id, "tags": after})
+        if changes:
+            session.execute(update(RunLabelRow), changes)
+        return len(changes)
