@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 
 from verilabel.datasets import service as ds
 from verilabel.labels import new_label_id
@@ -45,6 +45,9 @@ def synthetic_run(
                 ],
             )
     run = runs.create_run(store, RunRequest(dataset="d", task="detection", model=BLOBS, field=field), start=False)
+    if mask_dir is not None:
+        mask_dir = mask_dir / run.id
+        mask_dir.mkdir(parents=True)
     with store.write() as session:
         ids = list(session.scalars(select(SampleRow.id).order_by(SampleRow.id)))
         rows = []
@@ -74,7 +77,11 @@ def synthetic_run(
             )
         if rows:
             session.execute(insert(RunLabelRow), rows)
-        session.execute(update(RunRow).where(RunRow.id == run.id).values(status="in_review"))
+        row = session.get(RunRow, run.id)
+        assert row is not None
+        row.status = "in_review"
+        if mask_dir is not None:
+            row.config = {**row.config, "mask_dir": str(mask_dir.parent)}
     return run.id
 
 

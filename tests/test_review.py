@@ -108,7 +108,7 @@ def test_approve_writes_promoted_labels_discards_the_rest_and_closes_the_run(sto
         approved = {r.id: r for r in session.scalars(select(LabelRow))}
         assert session.scalar(select(RunLabelRow.id).where(RunLabelRow.run_id == run)) is None
     assert set(approved) == promoted  # the same labels, ids kept
-    assert {Path(r.mask_path).name for r in approved.values()} == {p.name for p in masks.iterdir()}
+    assert {Path(r.mask_path).name for r in approved.values()} == {p.name for p in (masks / run).iterdir()}
     assert runs.get_run(store, run).status == "approved"
     assert ds.dataset_info(store, "d").fields["auto"]["labels"] == 3
     for operation in (

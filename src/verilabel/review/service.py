@@ -266,7 +266,7 @@ def approve(store: Store, run: str) -> ApproveResult:
         row.status = "approved"
         result = ApproveResult(approved, removed - approved, row.field)
     for path in discarded_masks:
-        if path:
+        if path and mask_dir and Path(path).is_relative_to(Path(mask_dir)):
             Path(path).unlink(missing_ok=True)
     return result
 
