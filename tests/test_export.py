@@ -77,7 +77,8 @@ def summary(store: Store, dataset: str, field: str) -> list[tuple]:
 
 
 def test_coco_round_trip(store: Store, tmp_path: Path):
-    seeded(store, tmp_path)
+    ids = seeded(store, tmp_path)
+    ds.tag_samples(store, "src", ["needs-fix"], parse_view(f"ids={ids[1]}"))
     result = export_field(store, "src", "gt", "coco", tmp_path / "out")
     assert (result.images, result.labels) == (4, 4)
     document = json.loads(Path(result.path).read_text())
@@ -87,6 +88,8 @@ def test_coco_round_trip(store: Store, tmp_path: Path):
     ds.create_dataset(store, "back")
     ds.import_coco(store, "back", result.path, document["info"]["images_root"], field_name="gt")
     assert summary(store, "back", "gt") == summary(store, "src", "gt")
+    assert ds.dataset_info(store, "back").tags == {"needs-fix": 1}  # sample tags travel in the image records
+    assert [Path(s.path).name for s in ds.samples(store, "back", parse_view("tags=needs-fix"))] == ["img_00001.png"]
     back_mask = next(
         label.mask.load()
         for s in ds.samples(store, "back")

@@ -22,10 +22,20 @@ from verilabel.formats import coco, yolo
 from verilabel.labels import Detection, Label
 from verilabel.store import Store
 from verilabel.store.convert import row_label
-from verilabel.store.schema import LabelFieldRow, LabelRow, SampleRow
+from verilabel.store.schema import LabelFieldRow, LabelRow, SampleRow, SampleTagRow
 
 FORMATS = ("coco", "yolo")
 _PAGE = 1000
+
+
+@dataclass(frozen=True)
+class ExportItem:
+    sample_id: int
+    path: str
+    width: int | None
+    height: int | None
+    labels: list[Label]
+    tags: list[str]
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,7 @@ class ExportSummary:
 
 def _samples_with_labels(
     store: Store, dataset: str, field: str, view: View | None
-) -> tuple[list[str], Iterator[tuple[SampleRow, list[Label]]]]:
+) -> tuple[list[str], Iterator[ExportItem]]:
     with store.read() as session:
         dataset_id = dataset_row(session, dataset).id
         field_row = session.scalar(
@@ -53,7 +63,7 @@ def _samples_with_labels(
         classes = sorted(set(session.scalars(select(LabelRow.label).where(LabelRow.field_id == field_id).distinct())))
         ids = list(session.scalars((view or View()).sample_ids_query(dataset_id)))
 
-    def pages() -> Iterator[tuple[SampleRow, list[Label]]]:
+    def pages() -> Iterator[ExportItem]:
         for start in range(0, len(ids), _PAGE):
             chunk = ids[start : start + _PAGE]
             with store.read() as session:
@@ -65,8 +75,20 @@ def _samples_with_labels(
                     .order_by(LabelRow.id)
                 ):
                     by_sample.setdefault(row.sample_id, []).append(row_label(row))
+                tags: dict[int, list[str]] = {}
+                for sample_id, tag in session.execute(
+                    select(SampleTagRow.sample_id, SampleTagRow.tag).where(SampleTagRow.sample_id.in_(chunk))
+                ):
+                    tags.setdefault(sample_id, []).append(tag)
                 for sample in samples:
-                    yield sample, by_sample.get(sample.id, [])
+                    yield ExportItem(
+                        sample.id,
+                        sample.path,
+                        sample.width,
+                        sample.height,
+                        by_sample.get(sample.id, []),
+                        sorted(tags.get(sample.id, [])),
+                    )
 
     return classes, pages()
 
@@ -82,23 +104,24 @@ def export_field(
     return (_export_coco if fmt == "coco" else _export_yolo)(classes, samples, out_dir)
 
 
-def _size(sample: SampleRow) -> tuple[int, int]:
+def _size(sample: ExportItem) -> tuple[int, int]:
     if sample.width is None or sample.height is None:
         raise ConfigError(
             "dataset",
-            f"sample {sample.id} ({sample.path}) has no known size (unreadable at import); "
+            f"sample {sample.sample_id} ({sample.path}) has no known size (unreadable at import); "
             "fix or remove the file, then re-add the folder",
         )
     return sample.width, sample.height
 
 
-def _export_coco(classes: list[str], samples: Iterator[tuple[SampleRow, list[Label]]], out: Path) -> ExportSummary:
+def _export_coco(classes: list[str], samples: Iterator[ExportItem], out: Path) -> ExportSummary:
     items = list(samples)
-    root = os.path.commonpath([os.path.dirname(s.path) for s, _ in items]) if items else ""
+    root = os.path.commonpath([os.path.dirname(s.path) for s in items]) if items else ""
     images = []
-    for sample, labels in items:
+    for sample in items:
         width, height = _size(sample)
-        images.append(coco.CocoImage(os.path.relpath(sample.path, root), width, height, labels))
+        relative = os.path.relpath(sample.path, root)
+        images.append(coco.CocoImage(relative, width, height, sample.labels, tags=sample.tags))
     document = coco.build_coco(images, classes)
     document["info"]["images_root"] = root
     path = out / "labels.json"
@@ -106,18 +129,19 @@ def _export_coco(classes: list[str], samples: Iterator[tuple[SampleRow, list[Lab
     return ExportSummary("coco", len(images), len(document["annotations"]), str(path))
 
 
-def _export_yolo(classes: list[str], samples: Iterator[tuple[SampleRow, list[Label]]], out: Path) -> ExportSummary:
+def _export_yolo(classes: list[str], samples: Iterator[ExportItem], out: Path) -> ExportSummary:
     import yaml
 
     index = {name: i for i, name in enumerate(classes)}
     (out / "images").mkdir(exist_ok=True)
     (out / "labels").mkdir(exist_ok=True)
     images = labels_written = 0
-    for sample, labels in samples:
+    for sample in samples:
+        labels = sample.labels
         if any(not isinstance(label, Detection) for label in labels):
             raise ConfigError("format", "YOLO export takes detection fields; this one holds classifications")
         segments = any(isinstance(lb, Detection) and (lb.polygon or lb.mask) for lb in labels)
-        name = f"{sample.id}_{Path(sample.path).name}"
+        name = f"{sample.sample_id}_{Path(sample.path).name}"
         link = out / "images" / name
         if not link.exists() and not link.is_symlink():
             link.symlink_to(sample.path)

@@ -242,6 +242,17 @@ def import_coco(
         items.append((path, image.width, image.height, image.labels))
     summary = _import_labelled(store, name, field_name, items)
     summary.unreadable = [str(p) for p, _, _, _ in items if not p.exists()]
+    for tag in sorted({t for image in images for t in image.tags}):
+        paths = [str((root / image.file_name).resolve()) for image in images if tag in image.tags]
+        with store.read() as session:
+            ids = list(
+                session.scalars(
+                    select(SampleRow.id).where(
+                        SampleRow.dataset_id == dataset_row(session, name).id, SampleRow.path.in_(paths)
+                    )
+                )
+            )
+        tag_samples(store, name, [tag], View(ids=ids))
     return summary
 
 

@@ -19,6 +19,7 @@ class CocoImage:
     width: int
     height: int
     labels: list[Label] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)  # sample tags (a verilabel extension of the image record)
 
 
 def decode_compressed_counts(counts: str) -> list[int]:
@@ -103,7 +104,9 @@ def read_coco(path: Path) -> list[CocoImage]:
     names = {int(c["id"]): str(c["name"]) for c in data.get("categories", [])}
     images: dict[Any, CocoImage] = {}
     for img in data["images"]:
-        images[img["id"]] = CocoImage(str(img["file_name"]), int(img["width"]), int(img["height"]))
+        images[img["id"]] = CocoImage(
+            str(img["file_name"]), int(img["width"]), int(img["height"]), tags=[str(t) for t in img.get("tags", [])]
+        )
     for ann in data.get("annotations", []):
         image = images.get(ann.get("image_id"))
         if image is None:
@@ -182,9 +185,15 @@ def build_coco(images: list[CocoImage], classes: list[str]) -> dict[str, Any]:
         "annotations": [],
     }
     for image_id, image in enumerate(images, 1):
-        document["images"].append(
-            {"id": image_id, "file_name": image.file_name, "width": image.width, "height": image.height}
-        )
+        record: dict[str, Any] = {
+            "id": image_id,
+            "file_name": image.file_name,
+            "width": image.width,
+            "height": image.height,
+        }
+        if image.tags:
+            record["tags"] = list(image.tags)
+        document["images"].append(record)
         for label in image.labels:
             if not isinstance(label, Detection):
                 raise DatasetImportError("COCO export takes detection fields; this one holds classifications")

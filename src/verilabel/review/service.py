@@ -184,30 +184,27 @@ def list_labels(
         return [(r.sample_id, row_label(r)) for r in rows]
 
 
-def promote(store: Store, run: str, query: LabelQuery | None = None) -> int:
-    """Move the matching review labels to the approval set; returns how many moved."""
+def _move(store: Store, run: str, query: LabelQuery | None, source: str, target: str) -> int:
+    """One UPDATE moves the matching labels between the sets: concurrent reviewers cannot interleave inside it."""
     with store.write() as session:
         row = _open_run(session, run, lock=True)
         result = session.execute(
             update(RunLabelRow)
-            .where(_where(row, REVIEW, query))
-            .values(review_state=PROMOTED)
+            .where(_where(row, source, query))
+            .values(review_state=target)
             .execution_options(synchronize_session=False)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def promote(store: Store, run: str, query: LabelQuery | None = None) -> int:
+    """Move the matching review labels to the approval set; returns how many moved."""
+    return _move(store, run, query, REVIEW, PROMOTED)
 
 
 def undo(store: Store, run: str, query: LabelQuery | None = None) -> int:
     """Move the matching promoted labels back to the review set (no query: undo all)."""
-    with store.write() as session:
-        row = _open_run(session, run, lock=True)
-        result = session.execute(
-            update(RunLabelRow)
-            .where(_where(row, PROMOTED, query))
-            .values(review_state=REVIEW)
-            .execution_options(synchronize_session=False)
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+    return _move(store, run, query, PROMOTED, REVIEW)
 
 
 @dataclass(frozen=True)

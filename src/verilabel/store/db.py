@@ -73,8 +73,12 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._reader() as session, session.begin():
-            yield session
+        """A read-only view: whatever happens inside, nothing is committed."""
+        with self._reader() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
 
     @contextmanager
     def write(self) -> Iterator[Session]:
