@@ -73,12 +73,10 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only view: whatever happens inside, nothing is committed."""
+        """A read-only view: nothing is ever committed (closing the session ends its transaction), and rows
+        read inside stay readable afterwards."""
         with self._reader() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
