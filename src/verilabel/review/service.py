@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, insert, literal, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, or_, select, true, update
 
 from verilabel.datasets.views import View, has_tag
 from verilabel.errors import ConfigError, ConflictError
@@ -134,7 +134,7 @@ def class_table(store: Store, run: str, query: LabelQuery | None = None, *, appr
     mean confidence of the matching instances. Promoted labels never count in the review table.
 
     One pass over the (run, state, label, confidence) index: totals and the filtered counts come from the same
-    scan (conditional aggregates) instead of two GROUP BYs."""
+    scan (aggregate FILTER clauses, SQLite >= 3.30 and PostgreSQL) instead of two GROUP BYs."""
     state = PROMOTED if approval else REVIEW
     with store.read() as session:
         row = _open_run(session, run)
@@ -144,8 +144,8 @@ def class_table(store: Store, run: str, query: LabelQuery | None = None, *, appr
             select(
                 RunLabelRow.label,
                 func.count(),
-                func.sum(case((matches, 1), else_=0)),
-                func.avg(case((matches, RunLabelRow.confidence), else_=None)),
+                func.count().filter(matches),
+                func.avg(RunLabelRow.confidence).filter(matches),
             )
             .where(_where(row, state, None))
             .group_by(RunLabelRow.label)
