@@ -15,14 +15,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from verilabel.datasets.service import dataset_row
+from verilabel.datasets.service import dataset_row, find_field
 from verilabel.datasets.views import View
 from verilabel.errors import ConfigError
 from verilabel.formats import coco, yolo
 from verilabel.labels import Detection, Label
 from verilabel.store import Store
 from verilabel.store.convert import row_label
-from verilabel.store.schema import LabelFieldRow, LabelRow, SampleRow, SampleTagRow
+from verilabel.store.schema import LabelRow, SampleRow, SampleTagRow
 
 FORMATS = ("coco", "yolo")
 _PAGE = 1000
@@ -54,9 +54,7 @@ def _samples_with_labels(
 ) -> tuple[list[str], Iterator[ExportItem]]:
     with store.read() as session:
         dataset_id = dataset_row(session, dataset).id
-        field_row = session.scalar(
-            select(LabelFieldRow).where(LabelFieldRow.dataset_id == dataset_id, LabelFieldRow.name == field)
-        )
+        field_row = find_field(session, dataset_id, field)
         if field_row is None:
             raise ConfigError("field", f"dataset {dataset!r} has no label field {field!r}")
         field_id = field_row.id

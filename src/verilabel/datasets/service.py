@@ -180,12 +180,16 @@ def add_images(store: Store, name: str, directory: str | Path, *, progress: Prog
     return summary
 
 
+def find_field(session: Session, dataset_id: int, field_name: str) -> LabelFieldRow | None:
+    return session.scalar(
+        select(LabelFieldRow).where(LabelFieldRow.dataset_id == dataset_id, LabelFieldRow.name == field_name)
+    )
+
+
 def ensure_field(
     session: Session, dataset_id: int, field_name: str, kind: str, run_id: str | None = None
 ) -> LabelFieldRow:
-    row = session.scalar(
-        select(LabelFieldRow).where(LabelFieldRow.dataset_id == dataset_id, LabelFieldRow.name == field_name)
-    )
+    row = find_field(session, dataset_id, field_name)
     if row is None:
         row = LabelFieldRow(dataset_id=dataset_id, name=field_name, kind=kind, run_id=run_id, created_at=now())
         session.add(row)
@@ -200,10 +204,7 @@ def _import_labelled(
     summary = ImportSummary(name)
     with store.write() as session:
         dataset_id = dataset_row(session, name).id
-        field_row = session.scalar(
-            select(LabelFieldRow).where(LabelFieldRow.dataset_id == dataset_id, LabelFieldRow.name == field_name)
-        )
-        if field_row is not None:
+        if find_field(session, dataset_id, field_name) is not None:
             raise ConflictError(
                 f"dataset {name!r} already has a label field {field_name!r}; import into "
                 "another field with --field NAME"
@@ -334,7 +335,13 @@ def tag_samples(store: Store, name: str, tags: Sequence[str], view: View | None 
         dataset_id = dataset_row(session, name).id
         ids = list(session.scalars((view or View()).sample_ids_query(dataset_id)))
         for tag in tags:
-            have = set(session.scalars(select(SampleTagRow.sample_id).where(SampleTagRow.tag == tag)))
+            have = set(
+                session.scalars(
+                    select(SampleTagRow.sample_id)
+                    .join(SampleRow, SampleRow.id == SampleTagRow.sample_id)
+                    .where(SampleRow.dataset_id == dataset_id, SampleTagRow.tag == tag)
+                )
+            )
             rows = [{"sample_id": i, "tag": tag} for i in ids if i not in have]
             for start in range(0, len(rows), _CHUNK):
                 session.execute(insert(SampleTagRow), rows[start : start + _CHUNK])

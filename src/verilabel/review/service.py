@@ -18,13 +18,14 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, or_, select, true, update
 
+from verilabel.datasets.service import find_field
 from verilabel.datasets.views import View, has_tag
 from verilabel.errors import ConfigError, ConflictError
 from verilabel.labels import Label
 from verilabel.runs.service import run_row
 from verilabel.store import Store
 from verilabel.store.convert import row_label
-from verilabel.store.schema import LabelFieldRow, LabelRow, RunLabelRow, RunRow, RunSampleRow
+from verilabel.store.schema import LabelRow, RunLabelRow, RunRow, RunSampleRow
 
 REVIEW, PROMOTED = "review", "promoted"
 _COPIED = (
@@ -236,9 +237,7 @@ def approve(store: Store, run: str) -> ApproveResult:
     labels this drops the labels the reviewer did not promote."""
     with store.write() as session:
         row = _open_run(session, run, lock=True)
-        field = session.scalar(
-            select(LabelFieldRow).where(LabelFieldRow.dataset_id == row.dataset_id, LabelFieldRow.name == row.field)
-        )
+        field = find_field(session, row.dataset_id, row.field)
         if field is None:  # the run reserved it at creation; only a hand-edited database lacks it
             raise ConflictError(f"run {row.name!r}: its label field {row.field!r} is missing from the dataset")
         mask_dir = row.config.get("mask_dir")
@@ -278,9 +277,7 @@ def analyze_field(store: Store, dataset: str, field_name: str, *, name: str | No
 
     with store.write() as session:
         dataset_id = dataset_row(session, dataset).id
-        field = session.scalar(
-            select(LabelFieldRow).where(LabelFieldRow.dataset_id == dataset_id, LabelFieldRow.name == field_name)
-        )
+        field = find_field(session, dataset_id, field_name)
         if field is None:
             raise ConfigError("field", f"dataset {dataset!r} has no label field {field_name!r}")
         if field.run_id is not None and session.scalar(

@@ -16,14 +16,14 @@ from typing import Any
 from sqlalchemy import select
 
 from verilabel.datasets.images import DEFAULT_MAX_PIXELS
-from verilabel.datasets.service import dataset_row, read_id_file
+from verilabel.datasets.service import dataset_row, find_field, read_id_file
 from verilabel.datasets.views import View, parse_view
 from verilabel.errors import ConfigError, DatasetImportError, NotFoundError
 from verilabel.models import registry
 from verilabel.models.interface import TASKS, Task
 from verilabel.models.mapping import ClassMapping, map_classes, parse_aliases
 from verilabel.store import Store
-from verilabel.store.schema import LabelFieldRow, RunRow
+from verilabel.store.schema import RunRow
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -157,9 +157,7 @@ def validate(store: Store, request: RunRequest) -> ValidatedRun:
             dataset_id = dataset_row(session, request.dataset).id
         except NotFoundError as exc:
             raise ConfigError("dataset", str(exc)) from None
-        existing = session.scalar(
-            select(LabelFieldRow).where(LabelFieldRow.dataset_id == dataset_id, LabelFieldRow.name == request.field)
-        )
+        existing = find_field(session, dataset_id, request.field)
         if existing is not None:
             owner = f" (reserved by run {existing.run_id})" if existing.run_id else ""
             raise ConfigError(
