@@ -166,7 +166,7 @@ def main() -> None:
 
     import torch
 
-    from verilabel.models.torchvision_detection import build_network
+    from verilabel.models.adapters.torchvision_detection import build_network
 
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)

@@ -67,11 +67,12 @@ def test_a_factory_returning_a_non_model_is_refused():
 
 
 def test_plugins_register_catalogue_entries(monkeypatch):
+    from dataclasses import replace
     from importlib import metadata
 
-    from verilabel.models.catalogue import CATALOGUE
+    from verilabel.models.catalogue import builtin_catalogue
 
-    plugin = CATALOGUE[0].__class__(**{**CATALOGUE[0].__dict__, "name": "plugin-face"})
+    plugin = replace(builtin_catalogue()[0], name="plugin-face")
 
     class FakeEntryPoint:
         name = "plugin-face"

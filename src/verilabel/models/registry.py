@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
 
 from verilabel.errors import ConfigError, ModelLoadError
-from verilabel.models.catalogue import CATALOGUE, CatalogueEntry
+from verilabel.models import weights
+from verilabel.models.catalogue import CatalogueEntry, builtin_catalogue
 from verilabel.models.interface import LoadRequest, Model, ModelSpec, Task
 
 ENTRY_POINT_GROUP = "verilabel.models"
@@ -60,23 +59,14 @@ def _plugin_entries() -> list[CatalogueEntry]:
 
 def catalogue() -> list[CatalogueEntry]:
     """The built-in catalogue followed by entries that installed plugins register."""
-    return [*CATALOGUE, *_plugin_entries()]
-
-
-def torch_hub_dir() -> Path:
-    if "TORCH_HOME" in os.environ:
-        return Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints"
-    cache = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
-    return cache / "torch" / "hub" / "checkpoints"
+    return [*builtin_catalogue(), *_plugin_entries()]
 
 
 def is_available(entry: CatalogueEntry) -> bool:
     """The model runs with no download: its libraries import and its weights are on this machine."""
     if any(importlib.util.find_spec(module) is None for module in entry.requires):
         return False
-    if entry.packaged:
-        return True
-    return bool(entry.cache_file) and (torch_hub_dir() / entry.cache_file).exists()
+    return weights.cached(entry.weights)
 
 
 def _spec_of(factory: Any, reference: str) -> ModelSpec:

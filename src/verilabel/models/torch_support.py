@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from verilabel.errors import ConfigError, ModelLoadError
+from verilabel.models.weights import source_file
 
 
 def resolve_device(device: str) -> Any:
@@ -23,42 +23,12 @@ def resolve_device(device: str) -> Any:
     return resolved
 
 
-def load_state_dict(weights: str | None, *, name: str, url: str, cache_dir: Path) -> dict[str, Any]:
-    """Weights from an explicit path, else the local hub cache, else one download attempt (no retries)."""
-    import torch
-
-    if weights:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise ModelLoadError(
-                f"weights file for {name!r} not found: {path}. Pass an existing .pth file to --weights."
-            )
-        return _read(path)
-    cached = cache_dir / Path(url).name
-    if cached.is_file():
-        return _read(cached)
-    if offline():
-        raise ModelLoadError(
-            f"weights for {name!r} are not on this machine and VERILABEL_OFFLINE is set. "
-            f"Download {url} where a network is available and put it at {cached}, or pass "
-            "--weights /path/to/file.pth."
-        )
-    try:
-        return torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True)  # type: ignore[no-any-return]
-    except Exception as exc:
-        raise ModelLoadError(
-            f"weights for {name!r} are not on this machine and the download failed ({type(exc).__name__}: "
-            f"{exc}). Download {url} where a network is available and put it at {cached}, or pass "
-            "--weights /path/to/file.pth."
-        ) from None
+def load_state_dict(source: str, override: str | None, *, name: str) -> dict[str, Any]:
+    """The state dict of a ``url:`` / ``torch:`` weights source or ``--weights`` file (see ``weights``)."""
+    return read_state_dict(source_file(source, override, name=name))
 
 
-def offline() -> bool:
-    """``VERILABEL_OFFLINE=1`` (or HF_HUB_OFFLINE=1) forbids every download attempt."""
-    return any(os.environ.get(var, "") not in ("", "0") for var in ("VERILABEL_OFFLINE", "HF_HUB_OFFLINE"))
-
-
-def _read(path: Path) -> dict[str, Any]:
+def read_state_dict(path: Path) -> dict[str, Any]:
     import torch
 
     try:

@@ -8,6 +8,7 @@ finished with all its labels or pending with none: resume redoes exactly the unf
 from __future__ import annotations
 
 import faulthandler
+import importlib.util
 import os
 import resource
 import signal
@@ -311,12 +312,21 @@ def _gpu_for_shard(shard: int, device: str) -> str:
     return f"cuda:{shard % count}" if count > 1 else device
 
 
+def _single_threaded_opencv() -> None:
+    """The decode pool is the parallelism: OpenCV's own pool inside each decode thread would oversubscribe."""
+    if importlib.util.find_spec("cv2") is not None:
+        import cv2
+
+        cv2.setNumThreads(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         print("usage: python -m verilabel.runs.worker RUN_ID SHARD", file=sys.stderr)
         return 2
     faulthandler.enable()  # a native crash (segfault in a decoder or model) still leaves a trace in the log
+    _single_threaded_opencv()
     store = Store.open()
     return Worker(store, args[0], int(args[1])).run()
 

@@ -1,0 +1,111 @@
+"""torchvision's COCO detectors and instance segmenters (SSDlite, Faster R-CNN, Mask R-CNN): batched, decoded
+and resized ahead of the model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from verilabel.labels import Label
+from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
+from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
+from verilabel.models.postprocess import box_detection, mask_detection
+from verilabel.models.preprocess import resize, to_tensors
+from verilabel.models.torch_support import load_state_dict, resolve_device
+
+# name -> (builder, input size handed to the model, default batch size)
+ARCHITECTURES: dict[str, tuple[str, int | None, int]] = {
+    "ssdlite": ("ssdlite320_mobilenet_v3_large", 320, 16),
+    "faster-rcnn": ("fasterrcnn_resnet50_fpn", None, 4),
+    "faster-rcnn-v2": ("fasterrcnn_resnet50_fpn_v2", None, 4),
+    "mask-rcnn": ("maskrcnn_resnet50_fpn", None, 4),
+    "mask-rcnn-v2": ("maskrcnn_resnet50_fpn_v2", None, 4),
+}
+MASK_THRESHOLD = 0.5  # torchvision's masks are per-pixel probabilities
+
+
+class TorchvisionDetector:
+    def __init__(self, entry: CatalogueEntry, net: Any, device: Any, input_size: int | None, batch: int) -> None:
+        self.spec = entry.spec(batch_size=batch, input_size=input_size)
+        self._net = net
+        self._device = device
+        self._input_size = input_size
+        self._names = vocabulary_file("coco-91")
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """Runs in the decode pool: the resize to the model's input, still uint8 (see ``preprocess``)."""
+        if self._input_size:
+            return resize(image, self._input_size, self._input_size)
+        return image
+
+    def forward(self, images: list[np.ndarray]) -> list[dict[str, Any]]:
+        import torch
+
+        with torch.inference_mode():
+            return self._net(to_tensors(images, self._device))  # type: ignore[no-any-return]
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
+        outputs = self.forward(prepared)
+        wanted = set(context.classes)
+        with_masks = context.task == "segmentation"
+        results: list[list[Label]] = []
+        for image, out in zip(prepared, outputs, strict=True):
+            height, width = image.shape[:2]
+            keep = out["scores"] >= context.min_confidence
+            boxes = out["boxes"][keep].float().cpu().numpy()
+            scores = out["scores"][keep].float().cpu().numpy()
+            classes = out["labels"][keep].cpu().numpy()
+            masks = (out["masks"][keep][:, 0] > MASK_THRESHOLD).cpu().numpy() if with_masks else None
+            labels: list[Label] = []
+            for i, (xyxy, score, cls) in enumerate(zip(boxes, scores, classes, strict=True)):
+                name = self._names[int(cls)]
+                if name not in wanted:
+                    continue
+                corners = (float(xyxy[0]), float(xyxy[1]), float(xyxy[2]), float(xyxy[3]))
+                if masks is not None:
+                    found = mask_detection(name, float(score), masks[i], corners)
+                else:
+                    found = box_detection(name, float(score), corners, width, height)
+                if found is not None:
+                    labels.append(found)
+            results.append(labels)
+        return results
+
+
+def build_network(
+    family: str, *, num_classes: int = 91, score_thresh: float = 0.05, detections_per_img: int = 100
+) -> Any:
+    """The architecture with no weights (random init): the load path fills it from a state dict."""
+    from torchvision.models import detection
+
+    builder, _, _ = ARCHITECTURES[family]
+    kwargs: dict[str, Any] = {"weights": None, "weights_backbone": None, "num_classes": num_classes}
+    rcnn = "rcnn" in family
+    kwargs["box_detections_per_img" if rcnn else "detections_per_img"] = detections_per_img
+    if rcnn:
+        kwargs["box_score_thresh"] = score_thresh
+    else:
+        kwargs["score_thresh"] = score_thresh
+    return getattr(detection, builder)(**kwargs)
+
+
+def load(request: LoadRequest, entry: CatalogueEntry) -> TorchvisionDetector:
+    family = entry.options["arch"]
+    _, input_size, batch = ARCHITECTURES[family]
+    state = load_state_dict(entry.weights, request.weights, name=entry.name)
+    floor = request.min_confidence if request.min_confidence is not None else entry.default_confidence
+    net = build_network(
+        family, score_thresh=floor, detections_per_img=int(request.options.get("detections_per_img", 100))
+    )
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        from verilabel.errors import ModelLoadError
+
+        raise ModelLoadError(f"the weights do not fit {entry.name!r}: {str(exc).splitlines()[0]}") from None
+    device = resolve_device(request.device)
+    net.eval().to(device)
+    return TorchvisionDetector(entry, net, device, input_size, batch)

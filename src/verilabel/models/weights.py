@@ -1,0 +1,179 @@
+"""Where a model's weights come from: a local path, the local cache of a hub, or one download attempt.
+
+A catalogue entry names its default source with a prefix:
+
+- ``hf:ORG/NAME``: a Hugging Face Hub repository (transformers, OpenCLIP), cached in the HF cache;
+- ``url:https://...``: one file (torchvision, ultralytics), cached under ``weights_dir()`` or torch's hub cache;
+- ``package:DIST``: the weights ship inside an installed Python package.
+
+``--weights`` overrides the source with a local file or directory, or another hub id. Weights found locally load
+with no network access at all; missing weights fail fast (one attempt, short timeouts, no retry loops) with a
+message naming the exact weights and where to put them. ``VERILABEL_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``) forbids
+every download attempt.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from verilabel.errors import ModelLoadError
+
+DOWNLOAD_TIMEOUT_S = 30
+
+
+def offline() -> bool:
+    return any(os.environ.get(var, "") not in ("", "0") for var in ("VERILABEL_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def weights_dir() -> Path:
+    """verilabel's own cache for single weight files (ultralytics and other URL sources)."""
+    from verilabel.settings import Settings
+
+    return Settings.from_env().home / "weights"
+
+
+def local_path(weights: str | None) -> Path | None:
+    """``--weights`` as an existing local file or directory, else None (it may be a hub id)."""
+    if not weights:
+        return None
+    path = Path(weights).expanduser()
+    return path if path.exists() else None
+
+
+def looks_like_path(weights: str) -> bool:
+    return weights.startswith((".", "/", "~")) or weights.endswith((".pt", ".pth", ".onnx", ".bin", ".safetensors"))
+
+
+def torch_hub_dir() -> Path:
+    """torch's own cache of downloaded weight files (shared with torchvision and torch.hub users)."""
+    if "TORCH_HOME" in os.environ:
+        return Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints"
+    cache = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
+    return cache / "torch" / "hub" / "checkpoints"
+
+
+def cached(source: str) -> bool:
+    """The default weights of a catalogue entry are on this machine (no download needed)."""
+    kind, _, ref = source.partition(":")
+    if kind == "package":
+        return True
+    if kind == "hf":
+        return hf_cached(ref)
+    if kind == "url":
+        return url_cached(ref)
+    if kind == "torch":
+        return url_cached(ref, torch_hub_dir())
+    return False  # "user": the weights must be passed with --weights
+
+
+def source_file(source: str, override: str | None, *, name: str) -> Path:
+    """The local file of a ``url:`` or ``torch:`` source (or ``--weights``), downloading it once if allowed."""
+    kind, _, ref = source.partition(":")
+    if kind not in ("url", "torch"):
+        raise ValueError(f"{name!r}: {source!r} is not a url: or torch: weights source")
+    return url_file(ref, override, name=name, cache_dir=torch_hub_dir() if kind == "torch" else None)
+
+
+# --- Hugging Face Hub ---------------------------------------------------------------------------------------
+def hf_repo(source: str, override: str | None, *, name: str) -> str | Path:
+    """A local directory to load from, or the hub repo id (default source or an ``--weights ORG/NAME``)."""
+    path = local_path(override)
+    if path is not None:
+        if not path.is_dir():
+            raise ModelLoadError(
+                f"--weights for {name!r} must be a directory saved with save_pretrained (or a hub id), got the "
+                f"file {path}"
+            )
+        return path
+    if override:
+        if looks_like_path(override):
+            raise ModelLoadError(f"weights for {name!r} not found: {override}. Pass an existing directory.")
+        return override
+    return source.removeprefix("hf:")
+
+
+def hf_snapshot(repo: str | Path, *, name: str, files: tuple[str, ...] = ()) -> Path:
+    """The local snapshot directory of ``repo``: the directory itself, the HF cache, or one download."""
+    if isinstance(repo, Path):
+        return repo
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo, local_files_only=True))
+    except Exception:  # not cached (LocalEntryNotFoundError and friends)
+        pass
+    where = f"the Hugging Face cache ({_hf_cache()})"
+    fix = (
+        f"Run `hf download {repo}` on a machine with a network and copy {where}, or save the model with "
+        f"save_pretrained() and pass that directory to --weights."
+    )
+    if offline():
+        raise ModelLoadError(f"weights {repo!r} for {name!r} are not in {where} and downloads are off. {fix}")
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(DOWNLOAD_TIMEOUT_S))
+    try:
+        allow = list(files) or None
+        return Path(snapshot_download(repo, allow_patterns=allow))
+    except Exception as exc:
+        raise ModelLoadError(
+            f"weights {repo!r} for {name!r} are not in {where} and the download failed "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). {fix}"
+        ) from None
+
+
+def hf_cached(repo: str) -> bool:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return False
+    try:
+        snapshot_download(repo.removeprefix("hf:"), local_files_only=True)
+    except Exception:
+        return False
+    return True
+
+
+def _hf_cache() -> str:
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        return str(HF_HUB_CACHE)
+    except ImportError:
+        return "~/.cache/huggingface/hub"
+
+
+# --- single files from a URL ---------------------------------------------------------------------------------
+def url_file(url: str, override: str | None, *, name: str, cache_dir: Path | None = None) -> Path:
+    """A weights file: ``--weights`` if it is one, else the cached copy of ``url``, else one download."""
+    if override:
+        path = Path(override).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(f"weights file for {name!r} not found: {path}. Pass an existing file to --weights.")
+        return path
+    folder = cache_dir or weights_dir()
+    cached = folder / Path(url).name
+    if cached.is_file():
+        return cached
+    fix = f"Download {url} where a network is available and put it at {cached}, or pass --weights /path/to/file."
+    if offline():
+        raise ModelLoadError(f"weights for {name!r} are not on this machine and VERILABEL_OFFLINE is set. {fix}")
+    folder.mkdir(parents=True, exist_ok=True)
+    part = tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part")  # noqa: SIM115
+    try:
+        with part, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            shutil.copyfileobj(response, part)
+        os.replace(part.name, cached)  # a killed download never leaves a truncated file under the real name
+    except Exception as exc:
+        Path(part.name).unlink(missing_ok=True)
+        raise ModelLoadError(
+            f"weights for {name!r} are not on this machine and the download failed ({type(exc).__name__}: {exc}). {fix}"
+        ) from None
+    return cached
+
+
+def url_cached(url: str, cache_dir: Path | None = None) -> bool:
+    return ((cache_dir or weights_dir()) / Path(url).name).is_file()
