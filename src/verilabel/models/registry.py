@@ -85,8 +85,12 @@ def _spec_of(factory: Any, reference: str) -> ModelSpec:
     return model.spec  # type: ignore[no-any-return]
 
 
-def resolve(name: str) -> ModelRef:
-    """Look a model up by catalogue name, or import ``python:package.module:factory``."""
+def resolve(name: str, weights: str | None = None) -> ModelRef:
+    """Look a model up by catalogue name, or import ``python:package.module:factory``.
+
+    With ``weights`` (``--weights``), a fixed-vocabulary model whose adapter module defines
+    ``read_vocabulary(weights, entry)`` takes its vocabulary from those weights (a fine-tuned YOLO, an ONNX
+    export), so that classes are validated against what the model will really predict."""
     if name.startswith("python:"):
         reference = name.removeprefix("python:")
         spec = _spec_of(_import_object(reference), reference)
@@ -98,7 +102,7 @@ def resolve(name: str) -> ModelRef:
                 entry.name,
                 entry.tasks,
                 entry.zero_shot,
-                entry.vocabulary,
+                _vocabulary(entry, weights),
                 entry.default_confidence,
                 entry.loader,
                 entry,
@@ -112,6 +116,25 @@ def resolve(name: str) -> ModelRef:
         f"unknown model {name!r}; {hint}`verilabel models` lists them, or pass "
         "python:package.module:factory for your own",
     )
+
+
+def _vocabulary(entry: CatalogueEntry, weights: str | None) -> tuple[str, ...]:
+    from_weights = entry.vocabulary_source == "weights"
+    if from_weights and not weights:
+        raise ConfigError("weights", f"model {entry.name!r} has no default weights: pass --weights FILE")
+    if entry.zero_shot or not weights:
+        return entry.vocabulary
+    if any(importlib.util.find_spec(module) is None for module in entry.requires):
+        return entry.vocabulary  # load() reports the missing library with the extra to install
+    module = importlib.import_module(entry.loader.partition(":")[0])
+    reader = getattr(module, "read_vocabulary", None)
+    if reader is None:
+        return entry.vocabulary
+    try:
+        vocabulary = reader(weights, entry)
+    except (ModelLoadError, ConfigError) as exc:
+        raise ConfigError("weights", str(exc)) from None
+    return tuple(vocabulary) if vocabulary else entry.vocabulary
 
 
 def load(ref: ModelRef, request: LoadRequest) -> Model:

@@ -40,3 +40,18 @@ def read_state_dict(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ModelLoadError(f"{path} holds a {type(state).__name__}, not a state dict")
     return state
+
+
+def inference(device: Any, *, half: bool = True) -> Any:
+    """The context for a forward pass: ``inference_mode``, plus bf16 autocast on a CUDA device (fp16 where the
+    GPU has no bf16) unless ``half`` is False. On a CPU: fp32, because CPU autocast is slower for most models."""
+    import contextlib
+
+    import torch
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode())
+    if half and getattr(device, "type", str(device)).startswith("cuda"):
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        stack.enter_context(torch.autocast("cuda", dtype=dtype))
+    return stack
