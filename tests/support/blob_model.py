@@ -66,6 +66,32 @@ class BlobModel:
         return results
 
 
+class BoxFiller:
+    """A promptable segmenter for tests: the mask of each box prompt is the ellipse inscribed in it."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        raise RuntimeError("BoxFiller needs box prompts")
+
+    def segment(self, images: Sequence[ImageItem], detections: Sequence[Sequence[Detection]]) -> list[list[Detection]]:
+        results = []
+        for item, found in zip(images, detections, strict=True):
+            masked = []
+            for detection in found:
+                _, _, w, h = detection.box.to_pixels(item.width, item.height)
+                yy, xx = np.mgrid[0:h, 0:w]
+                ellipse = ((yy + 0.5 - h / 2) / (h / 2)) ** 2 + ((xx + 0.5 - w / 2) / (w / 2)) ** 2 <= 1
+                masked.append(Detection(detection.label, detection.box, detection.confidence, mask=Mask(ellipse)))
+            results.append(masked)
+        return results
+
+
+def box_filler(request: LoadRequest) -> BoxFiller:
+    return BoxFiller(box_filler.spec)
+
+
 def _spec(name: str, tasks: tuple, zero_shot: bool) -> ModelSpec:
     return ModelSpec(
         name,
@@ -107,4 +133,5 @@ detector.spec = _spec("blobs", ("classification", "detection"), zero_shot=False)
 zero_shot.spec = _spec("blobs-zero-shot", ("classification", "detection"), zero_shot=True)  # type: ignore[attr-defined]
 segmenter.spec = _spec("blobs-seg", ("segmentation",), zero_shot=False)  # type: ignore[attr-defined]
 broken.spec = _spec("blobs-broken", ("detection",), zero_shot=False)  # type: ignore[attr-defined]
+box_filler.spec = _spec("box-filler", ("segmentation",), zero_shot=True)  # type: ignore[attr-defined]
 liar.spec = _spec("blobs-liar", ("detection",), zero_shot=False)  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -14,6 +14,8 @@ from verilabel.errors import ConfigError, ModelLoadError
 from verilabel.models import weights
 from verilabel.models.catalogue import CatalogueEntry, builtin_catalogue
 from verilabel.models.interface import LoadRequest, Model, ModelSpec, Task
+
+FIELD_PREFIX = "field:"
 
 ENTRY_POINT_GROUP = "verilabel.models"
 Factory = Callable[[LoadRequest], Model]
@@ -30,6 +32,8 @@ class ModelRef:
     default_confidence: float
     factory: str  # "module:function"
     entry: CatalogueEntry | None = None
+    stages: tuple[ModelRef, ...] = ()  # DETECTOR+SEGMENTER: the two models, chained by two_stage.TwoStage
+    prompt_field: str | None = None  # field:NAME as the first stage: the boxes of an existing label field
 
 
 def _import_object(reference: str, option: str = "model") -> Any:
@@ -91,6 +95,10 @@ def resolve(name: str, weights: str | None = None) -> ModelRef:
     With ``weights`` (``--weights``), a fixed-vocabulary model whose adapter module defines
     ``read_vocabulary(weights, entry)`` takes its vocabulary from those weights (a fine-tuned YOLO, an ONNX
     export), so that classes are validated against what the model will really predict."""
+    if "+" in name:
+        return _resolve_two_stage(name, weights)
+    if name.startswith(FIELD_PREFIX):
+        raise ConfigError("model", f"{name!r} gives boxes only: follow it with a segmenter, as in {name}+sam-vit-base")
     if name.startswith("python:"):
         reference = name.removeprefix("python:")
         spec = _spec_of(_import_object(reference), reference)
@@ -118,6 +126,44 @@ def resolve(name: str, weights: str | None = None) -> ModelRef:
     )
 
 
+def _resolve_two_stage(name: str, weights: str | None) -> ModelRef:
+    first_name, _, second_name = name.partition("+")
+    if not first_name or not second_name or "+" in second_name:
+        raise ConfigError("model", f"{name!r}: chain exactly two models, as in DETECTOR+SEGMENTER")
+    first, second = _first_stage(first_name, weights), resolve(second_name)
+    # A user's python: segmenter is checked for `segment` when it is built (two_stage.build).
+    if not (second.entry.prompted if second.entry is not None else "segmentation" in second.tasks):
+        prompted = [e.name for e in catalogue() if e.prompted]
+        raise ConfigError(
+            "model",
+            f"{second_name!r} does not take box prompts; after `+` use one of {', '.join(prompted[:6])}, ...",
+        )
+    if first.entry is not None and first.entry.prompted:
+        raise ConfigError("model", f"{first_name!r} needs box prompts itself: put a detector before `+`")
+    if "detection" not in first.tasks:
+        raise ConfigError("model", f"{first_name!r} is not a detector: it cannot give boxes to {second_name!r}")
+    return ModelRef(
+        name,
+        ("segmentation", "detection"),
+        first.zero_shot,
+        first.vocabulary,
+        first.default_confidence,
+        "verilabel.models.two_stage:build",
+        stages=(first, second),
+        prompt_field=first.prompt_field,
+    )
+
+
+def _first_stage(name: str, weights: str | None) -> ModelRef:
+    if not name.startswith(FIELD_PREFIX):
+        return resolve(name, weights)
+    field = name.removeprefix(FIELD_PREFIX)
+    if not field:
+        raise ConfigError("model", "field: needs a label field name, as in field:boxes+sam-vit-base")
+    # The vocabulary is the field's classes: the run's validation reads them from the dataset.
+    return ModelRef(name, ("detection",), False, (), 0.0, "", prompt_field=field)
+
+
 def _vocabulary(entry: CatalogueEntry, weights: str | None) -> tuple[str, ...]:
     from_weights = entry.vocabulary_source == "weights"
     if from_weights and not weights:
@@ -138,7 +184,22 @@ def _vocabulary(entry: CatalogueEntry, weights: str | None) -> tuple[str, ...]:
 
 
 def load(ref: ModelRef, request: LoadRequest) -> Model:
-    """Build the model. Errors that stop a run (missing library, missing weights) become ModelLoadError."""
+    """Build the model. Errors that stop a run (missing library, missing weights) become ModelLoadError.
+
+    For DETECTOR+SEGMENTER, ``request.weights`` goes to the detector and the model option
+    ``segmenter_weights`` to the segmenter."""
+    if ref.stages:
+        from verilabel.models import two_stage
+
+        options = dict(request.options)
+        segmenter_weights = options.pop("segmenter_weights", None)
+        detector = load(ref.stages[0], replace(request, options=options))
+        segmenter = load(ref.stages[1], replace(request, weights=segmenter_weights, options=options))
+        return two_stage.build(detector, segmenter)
+    if ref.prompt_field is not None:
+        from verilabel.models import two_stage
+
+        return two_stage.FieldBoxes(ref.prompt_field, ref.vocabulary or request.classes)
     if ref.entry is not None:
         missing = [m for m in ref.entry.requires if importlib.util.find_spec(m) is None]
         if missing:

@@ -9,7 +9,7 @@ import dataclasses
 import os
 import re
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from verilabel.models import registry
 from verilabel.models.interface import TASKS, Task
 from verilabel.models.mapping import ClassMapping, map_classes, parse_aliases
 from verilabel.store import Store
-from verilabel.store.schema import RunRow
+from verilabel.store.schema import LabelRow, RunRow
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,199}$")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -125,6 +125,8 @@ def validate(store: Store, request: RunRequest) -> ValidatedRun:
             f"model {model.name!r} does {', '.join(model.tasks)}, not {task}; models for "
             f"{task}: {', '.join(able) or 'none installed'}",
         )
+    if model.prompt_field is not None:
+        model = replace(model, vocabulary=_field_classes(store, request.dataset, model.prompt_field))
     mapping = map_classes(
         zero_shot=model.zero_shot,
         vocabulary=model.vocabulary,
@@ -166,16 +168,32 @@ def validate(store: Store, request: RunRequest) -> ValidatedRun:
                 "a run writes a new field: pick another --field (to review an existing field, "
                 "use `verilabel run analyze`)",
             )
-        name = (
-            request.name
-            or f"{model.name.removeprefix('python:').split(':')[-1]}-{request.field}-{secrets.token_hex(3)}"
-        )
+        short_model = re.sub(r"[^A-Za-z0-9_.-]+", "-", model.name.removeprefix("python:").split(":")[-1])
+        name = request.name or f"{short_model}-{request.field}-{secrets.token_hex(3)}"
         _check_name("name", name)
         if session.scalar(select(RunRow.id).where(RunRow.dataset_id == dataset_id, RunRow.name == name)):
             raise ConfigError("name", f"dataset {request.dataset!r} already has a run named {name!r}")
         if session.scalar(view.sample_ids_query(dataset_id).limit(1)) is None:
             raise ConfigError("target", f"{request.target!r} selects no samples of {request.dataset!r}")
     return ValidatedRun(request, dataset_id, name, task, model, mapping, min_confidence, view)
+
+
+def _field_classes(store: Store, dataset: str, field: str) -> tuple[str, ...]:
+    """The classes of the detections in an existing field: the vocabulary of a ``field:NAME+SEGMENTER`` run."""
+    with store.read() as session:
+        try:
+            dataset_id = dataset_row(session, dataset).id
+        except NotFoundError as exc:
+            raise ConfigError("dataset", str(exc)) from None
+        row = find_field(session, dataset_id, field)
+        if row is None:
+            raise ConfigError("model", f"dataset {dataset!r} has no label field {field!r} to take boxes from")
+        classes = session.scalars(
+            select(LabelRow.label).where(LabelRow.field_id == row.id, LabelRow.kind == "detection").distinct()
+        ).all()
+    if not classes:
+        raise ConfigError("model", f"field {field!r} of {dataset!r} holds no detections (boxes) to segment")
+    return tuple(sorted(classes))
 
 
 def _writable_dir(path: str) -> str:
