@@ -36,6 +36,7 @@ def timed(label: str, fn: Callable[[], Any], repeat: int = 1) -> tuple[float, An
 def build(url: str, labels: int, samples: int) -> str:
     from verilabel.datasets.service import create_dataset, dataset_row, now
     from verilabel.labels import new_label_id
+    from verilabel.review import counts
     from verilabel.runs.config import RunRequest
     from verilabel.runs.service import create_run
     from verilabel.store import Store
@@ -93,6 +94,7 @@ def build(url: str, labels: int, samples: int) -> str:
         with store.write() as session:
             session.execute(insert(RunLabelRow), rows)
     with store.write() as session:
+        counts.recount(session, run.id)
         session.execute(update(RunRow).where(RunRow.id == run.id).values(status="in_review"))
     print(f"inserted {labels} labels in {time.perf_counter() - start:.1f} s", flush=True)
     return run.id

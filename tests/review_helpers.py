@@ -8,6 +8,7 @@ from sqlalchemy import insert, select
 
 from verilabel.datasets import service as ds
 from verilabel.labels import new_label_id
+from verilabel.review import counts
 from verilabel.runs import service as runs
 from verilabel.runs.config import RunRequest
 from verilabel.store import Store
@@ -77,6 +78,7 @@ def synthetic_run(
             )
         if rows:
             session.execute(insert(RunLabelRow), rows)
+        counts.recount(session, run.id)
         row = session.get(RunRow, run.id)
         assert row is not None
         row.status = "in_review"

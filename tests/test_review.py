@@ -188,3 +188,40 @@ def test_concurrent_reviewers_never_lose_or_double_an_action(store: Store, tmp_p
     assert set(states(store, run).values()) == {"promoted"}
     assert sum(r.total for r in review.class_table(store, run, approval=True)) == 120
     assert review.undo(store, run) == 120
+
+
+def assert_counts_match_labels(store: Store, run: str) -> None:
+    """The maintained per-class counts equal a fresh count of the labels, in both sets."""
+    from verilabel.review import counts
+
+    with store.read() as session:
+        for state in ("review", "promoted"):
+            kept = counts.totals(session, run, state)
+            fresh = counts.matching(session, (RunLabelRow.run_id == run) & (RunLabelRow.review_state == state))
+            assert kept.keys() == fresh.keys()
+            for label, (count, scored, total) in kept.items():
+                assert (count, scored) == fresh[label][:2] and total == pytest.approx(fresh[label][2])
+
+
+def test_class_counts_stay_exact_through_promote_and_undo(store: Store, tmp_path: Path):
+    labels = [(i % 5, f"c{i % 4}", (i * 37 % 100) / 100) for i in range(200)]
+    run = synthetic_run(store, tmp_path, labels, samples=5)
+    assert_counts_match_labels(store, run)
+    review.promote(store, run, LabelQuery(min_confidence=0.5))
+    review.undo(store, run, LabelQuery(classes=["c1"]))
+    review.promote(store, run, LabelQuery(classes=["c2"], max_confidence=0.3))
+    review.undo(store, run, LabelQuery(min_confidence=0.9))
+    assert_counts_match_labels(store, run)
+    whole = {r.label: (r.instances, r.total) for r in review.class_table(store, run)}
+    filtered = {r.label: r.total for r in review.class_table(store, run, LabelQuery(min_confidence=0.0))}
+    assert {label: total for label, (_, total) in whole.items()} == filtered
+
+
+def test_generated_runs_keep_class_counts(store: Store, tmp_path: Path):
+    from tests.runs_helpers import blob_dataset, request
+
+    blob_dataset(store, tmp_path / "imgs", 8)
+    info = runs.wait_run(store, runs.create_run(store, request("boxes", workers=2)).id, timeout=120)
+    assert info.status == "in_review", info.to_json()
+    assert_counts_match_labels(store, info.id)
+    assert sum(r.total for r in review.class_table(store, info.id)) == info.labels > 0

@@ -16,16 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, or_, select, update
 
 from verilabel.datasets.service import find_field
 from verilabel.datasets.views import View, has_tag
 from verilabel.errors import ConfigError, ConflictError
 from verilabel.labels import Label
+from verilabel.review import counts
 from verilabel.runs.service import run_row
 from verilabel.store import Store
 from verilabel.store.convert import row_label
-from verilabel.store.schema import LabelRow, RunLabelRow, RunRow, RunSampleRow
+from verilabel.store.schema import LabelRow, RunClassCountRow, RunLabelRow, RunRow, RunSampleRow
 
 REVIEW, PROMOTED = "review", "promoted"
 _COPIED = (
@@ -134,28 +135,29 @@ def class_table(store: Store, run: str, query: LabelQuery | None = None, *, appr
     """Per class: instances matching ``query`` of the total in the review set (or the approval set), and the
     mean confidence of the matching instances. Promoted labels never count in the review table.
 
-    One pass over the (run, state, label, confidence) index: totals and the filtered counts come from the same
-    scan (aggregate FILTER clauses, SQLite >= 3.30 and PostgreSQL) instead of two GROUP BYs."""
+    Totals come from ``run_class_counts`` (a few rows, kept with the labels); only a filtered table scans
+    labels, and a confidence filter scans the covering (run, state, confidence, label) index."""
     state = PROMOTED if approval else REVIEW
     with store.read() as session:
         row = _open_run(session, run)
+        whole = counts.totals(session, row.id, state)
         conditions = query.validate().conditions(row.dataset_id) if query else []
-        matches = and_(true(), *conditions)
-        rows = session.execute(
-            select(
-                RunLabelRow.label,
-                func.count(),
-                func.count().filter(matches),
-                func.avg(RunLabelRow.confidence).filter(matches),
-            )
-            .where(_where(row, state, None))
-            .group_by(RunLabelRow.label)
-            .order_by(RunLabelRow.label)
-        ).all()
+        matched = counts.matching(session, _where(row, state, query)) if conditions else whole
     return [
-        ClassRow(label, int(matched or 0), int(total), None if mean is None else float(mean))
-        for label, total, matched, mean in rows
+        ClassRow(
+            label,
+            matched.get(label, (0, 0, 0.0))[0],
+            total,
+            _mean(matched.get(label)),
+        )
+        for label, (total, _, _) in whole.items()
     ]
+
+
+def _mean(delta: counts.Delta | None) -> float | None:
+    if delta is None or delta[1] == 0:
+        return None
+    return delta[2] / delta[1]
 
 
 def list_labels(
@@ -186,13 +188,14 @@ def list_labels(
 def _move(store: Store, run: str, query: LabelQuery | None, source: str, target: str) -> int:
     """One UPDATE moves the matching labels between the sets: concurrent reviewers cannot interleave inside it."""
     with store.write() as session:
-        row = _open_run(session, run, lock=True)
+        row = _open_run(session, run, lock=True)  # reviewers of one run take turns: the counts stay exact
+        where = _where(row, source, query)
+        moved = counts.matching(session, where)
         result = session.execute(
-            update(RunLabelRow)
-            .where(_where(row, source, query))
-            .values(review_state=target)
-            .execution_options(synchronize_session=False)
+            update(RunLabelRow).where(where).values(review_state=target).execution_options(synchronize_session=False)
         )
+        counts.add(session, row.id, source, moved, sign=-1)
+        counts.add(session, row.id, target, moved)
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -225,6 +228,7 @@ def _copy_promoted(session: Any, row: RunRow, field_id: int) -> int:
 
 
 def _delete_generated(session: Any, row: RunRow) -> int:
+    session.execute(delete(RunClassCountRow).where(RunClassCountRow.run_id == row.id))
     result = session.execute(
         delete(RunLabelRow).where(RunLabelRow.run_id == row.id).execution_options(synchronize_session=False)
     )
@@ -325,6 +329,7 @@ def analyze_field(store: Store, dataset: str, field_name: str, *, name: str | No
             *(getattr(LabelRow, c) for c in columns), LabelRow.sample_id, literal(run_id), literal(REVIEW)
         ).where(LabelRow.field_id == field.id)
         session.execute(insert(RunLabelRow).from_select([*columns, "sample_id", "run_id", "review_state"], source))
+        counts.recount(session, run_id)
         samples = select(LabelRow.sample_id).where(LabelRow.field_id == field.id).distinct().subquery()
         session.execute(
             insert(RunSampleRow).from_select(

@@ -27,6 +27,7 @@ from verilabel.errors import ModelLoadError, VerilabelError
 from verilabel.labels import Detection, Label, Mask, mask_file_path
 from verilabel.models import registry
 from verilabel.models.interface import LoadRequest, Model, PredictContext, Task
+from verilabel.review import counts
 from verilabel.runs.pipeline import Outcome, Pipeline, PipelineOptions, StageTimer, WorkItem
 from verilabel.runs.service import ACTIVE, _worker_info, now
 from verilabel.store import Store
@@ -204,6 +205,9 @@ class Worker:
             ]
             if rows:
                 session.execute(insert(RunLabelRow), rows)
+                counts.add(
+                    session, self.run_id, "review", counts.deltas_of((r["label"], r["confidence"]) for r in rows)
+                )
             updates = [
                 {
                     "run_id": self.run_id,

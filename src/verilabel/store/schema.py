@@ -173,10 +173,25 @@ class RunLabelRow(_LabelColumns, Base):
     __tablename__ = "run_labels"
     __table_args__ = (
         Index("ix_run_labels_run_state_label", "run_id", "review_state", "label", "confidence"),
-        Index("ix_run_labels_run_confidence", "run_id", "review_state", "confidence"),
+        # covering for confidence-filtered class tables: the range scan never visits the table
+        Index("ix_run_labels_run_confidence_label", "run_id", "review_state", "confidence", "label"),
         Index("ix_run_labels_run_sample", "run_id", "sample_id"),
     )
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"))
     review_state: Mapped[str] = mapped_column(String(16), default="review")
+
+
+class RunClassCountRow(Base):
+    """Per run, review state and class: how many labels and their confidence sum. Kept in the same
+    transactions that insert or move labels, so the whole-set class table costs a few rows at 1M labels."""
+
+    __tablename__ = "run_class_counts"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    review_state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    label: Mapped[str] = mapped_column(String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    scored: Mapped[int] = mapped_column(Integer, default=0)  # labels with a confidence
+    confidence_sum: Mapped[float] = mapped_column(Float, default=0.0)
