@@ -269,7 +269,7 @@ class Worker:
                 classes=tuple(self.config["model_classes"]),
                 min_confidence=float(self.config["min_confidence"]),
             )
-            threads = self.config.get("decode_threads") or min(4, max(2, os.cpu_count() or 2))
+            threads = self.config.get("decode_threads") or _default_decode_threads(self.config.get("device", "auto"))
             options = PipelineOptions(
                 batch_size=self._batch_size(model),
                 decode_threads=threads,
@@ -303,6 +303,15 @@ class Worker:
     def _on_sigterm(self, signum: int, frame: object) -> None:
         self.stop_reason = "signal"
         self.stop.set()
+
+
+def _default_decode_threads(device: str) -> int:
+    """On a GPU the CPU cores have nothing to do but decode: use them all. On a CPU they run the model too."""
+    cpus = os.cpu_count() or 2
+    torch = sys.modules.get("torch")  # imported by the model if it runs on torch
+    if device != "cpu" and torch is not None and torch.cuda.is_available():
+        return min(32, cpus)
+    return min(4, max(2, cpus))
 
 
 def _gpu_for_shard(shard: int, device: str) -> str:
