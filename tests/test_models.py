@@ -147,7 +147,7 @@ def test_rapidocr_reads_the_text_of_a_page():
 def test_efficientnet_classifies_the_cat_and_honours_class_subsets():
     (labels,) = run_model("efficientnet-lite0-imagenet", [photo("chelsea")])
     (top,) = labels
-    assert top.label in {"tabby", "tiger cat", "Egyptian cat"} and len(top.attributes["top5"]) == 5
+    assert top.label in {"tabby", "tiger cat", "Egyptian cat"} and len(top.attributes["scores"]) == 5
     (subset,) = run_model("efficientnet-lite0-imagenet", [photo("chelsea")], classes=("espresso", "tabby"))
     assert subset[0].label == "tabby"
 

@@ -13,7 +13,7 @@ from tests.runs_helpers import blob_dataset, label_snapshot, request
 from tests.support.blob_model import COLOURS
 from tests.support.images import blob_image
 from verilabel.datasets import service as ds
-from verilabel.errors import ConflictError
+from verilabel.errors import ConfigError, ConflictError
 from verilabel.runs import service as runs
 from verilabel.store import Store
 
@@ -229,3 +229,16 @@ def test_min_confidence_drops_weaker_labels(store: Store, tmp_path: Path):
     high = runs.wait_run(store, runs.create_run(store, request("high", min_confidence=0.5)).id, timeout=60)
     expected = [row for row in label_snapshot(store, low.id) if row[2] >= 0.5]
     assert label_snapshot(store, high.id) == expected and len(expected) < low.labels
+
+
+def test_max_labels_keeps_the_most_confident_per_image(store: Store, tmp_path: Path):
+    blob_dataset(store, tmp_path / "imgs", 10)
+    every = runs.wait_run(store, runs.create_run(store, request("every")).id, timeout=60)
+    one = runs.wait_run(store, runs.create_run(store, request("one", max_labels=1)).id, timeout=60)
+    best: dict[int, tuple] = {}
+    for row in label_snapshot(store, every.id):
+        if row[0] not in best or row[2] > best[row[0]][2]:
+            best[row[0]] = row
+    assert label_snapshot(store, one.id) == sorted(best.values()) and one.labels < every.labels
+    with pytest.raises(ConfigError, match="max_labels"):
+        runs.create_run(store, request("none", max_labels=0))

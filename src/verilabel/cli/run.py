@@ -108,6 +108,9 @@ def create(
     mask_dir: str | None = typer.Option(None, "--mask-dir", help="Where masks are written (segmentation)."),
     workers: int = typer.Option(1, "--workers", help="Parallel worker processes (one GPU each when several)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Images per model call (model default)."),
+    max_labels: int | None = typer.Option(
+        None, "--max-labels", help="Keep at most this many labels per image, the most confident."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     model_option: list[str] = typer.Option([], "--model-option", help="KEY=VALUE passed to the model; repeatable."),
     wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish, with a progress bar."),
@@ -133,6 +136,7 @@ def create(
         target=target,
         workers=workers,
         batch_size=batch_size,
+        max_labels=max_labels,
         device=device,
         model_options=_model_options(model_option),
     )

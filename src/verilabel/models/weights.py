@@ -97,13 +97,18 @@ def hf_repo(source: str, override: str | None, *, name: str) -> str | Path:
 
 
 def hf_snapshot(repo: str | Path, *, name: str, files: tuple[str, ...] = ()) -> Path:
-    """The local snapshot directory of ``repo``: the directory itself, the HF cache, or one download."""
+    """The local snapshot directory of ``repo``: the directory itself, the HF cache, or one download.
+
+    ``files`` are the patterns the model needs (``*.json``, ``*.safetensors``...); a cached snapshot counts only
+    when it holds a config and weights, so a half-finished earlier download is completed rather than loaded."""
     if isinstance(repo, Path):
         return repo
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo, local_files_only=True))
+        cached = Path(snapshot_download(repo, local_files_only=True))
+        if _complete(cached):
+            return cached
     except Exception:  # not cached (LocalEntryNotFoundError and friends)
         pass
     where = f"the Hugging Face cache ({_hf_cache()})"
@@ -116,13 +121,24 @@ def hf_snapshot(repo: str | Path, *, name: str, files: tuple[str, ...] = ()) -> 
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(DOWNLOAD_TIMEOUT_S))
     try:
-        allow = list(files) or None
-        return Path(snapshot_download(repo, allow_patterns=allow))
+        folder = Path(snapshot_download(repo, allow_patterns=list(files) or None))
+        if not _complete(folder) and "*.safetensors" in files:  # an older repo: PyTorch pickles only
+            folder = Path(snapshot_download(repo, allow_patterns=[*files, "*.bin"]))
     except Exception as exc:
         raise ModelLoadError(
             f"weights {repo!r} for {name!r} are not in {where} and the download failed "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). {fix}"
         ) from None
+    return folder
+
+
+_WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth")
+
+
+def _complete(folder: Path) -> bool:
+    """A snapshot a model can load from: some config and some weights."""
+    has_config = any(folder.glob("*config*.json"))
+    return has_config and any(any(folder.glob(pattern)) for pattern in _WEIGHT_FILES)
 
 
 def hf_cached(repo: str) -> bool:
@@ -131,10 +147,9 @@ def hf_cached(repo: str) -> bool:
     except ImportError:
         return False
     try:
-        snapshot_download(repo.removeprefix("hf:"), local_files_only=True)
+        return _complete(Path(snapshot_download(repo.removeprefix("hf:"), local_files_only=True)))
     except Exception:
         return False
-    return True
 
 
 def _hf_cache() -> str:

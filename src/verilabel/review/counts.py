@@ -81,7 +81,7 @@ def matching(session: Session, where: ColumnElement[bool]) -> dict[str, Delta]:
         .where(where)
         .group_by(RunLabelRow.label)
     ).all()
-    return {label: (int(count), int(scored), float(total)) for label, count, scored, total in rows}
+    return {label: (int(count), int(scored), float(total or 0.0)) for label, count, scored, total in rows}
 
 
 def recount(session: Session, run_id: str) -> None:

@@ -52,6 +52,7 @@ class RunRequest:
     device: str = "auto"
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     decode_threads: int | None = None
+    max_labels: int | None = None  # per image: keep the most confident ones
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # passed to the model's loader
 
 
@@ -145,6 +146,8 @@ def validate(store: Store, request: RunRequest) -> ValidatedRun:
         raise ConfigError("workers", f"{request.workers} is outside 1..{MAX_WORKERS}")
     if request.batch_size is not None and not 1 <= request.batch_size <= 4096:
         raise ConfigError("batch_size", f"{request.batch_size} is outside 1..4096")
+    if request.max_labels is not None and request.max_labels < 1:
+        raise ConfigError("max_labels", f"{request.max_labels}: keep at least 1 label per image, or leave it unset")
     if request.decode_threads is not None and not 1 <= request.decode_threads <= 64:
         raise ConfigError("decode_threads", f"{request.decode_threads} is outside 1..64")
     if not _DEVICE.match(request.device):

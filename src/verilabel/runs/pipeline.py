@@ -68,6 +68,7 @@ class PipelineOptions:
     draft_size: int | None
     min_confidence: float
     to_dataset: Mapping[str, str]
+    max_labels: int | None = None
 
 
 class _Writer(threading.Thread):
@@ -175,13 +176,13 @@ class Pipeline:
         return checked
 
     def _finish(self, labels: list[Label]) -> list[Label]:
-        """Keep labels above the confidence floor, renamed to their dataset classes."""
+        """Keep labels above the confidence floor (the ``max_labels`` most confident), renamed to their dataset
+        classes."""
         floor, names = self.options.min_confidence, self.options.to_dataset
-        return [
-            replace(label, label=names[label.label])
-            for label in labels
-            if label.label in names and (label.confidence or 0.0) >= floor
-        ]
+        kept = [label for label in labels if label.label in names and (label.confidence or 0.0) >= floor]
+        if self.options.max_labels is not None and len(kept) > self.options.max_labels:
+            kept = sorted(kept, key=lambda label: -(label.confidence or 0.0))[: self.options.max_labels]
+        return [replace(label, label=names[label.label]) for label in kept]
 
     def run(self, items: Iterable[WorkItem], sink: Sink) -> None:
         writer = _Writer(sink, self.timer, self.on_written)

@@ -277,6 +277,7 @@ class Worker:
                 draft_size=model.spec.input_size,
                 min_confidence=float(self.config["min_confidence"]),
                 to_dataset=self.config["to_dataset"],
+                max_labels=self.config.get("max_labels"),
             )
             start = time.perf_counter()
             Pipeline(model, context, options, self.timer, self.stop, self._count).run(self.pending_items(), self.write)

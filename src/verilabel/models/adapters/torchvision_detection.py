@@ -13,7 +13,7 @@ from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.postprocess import box_detection, mask_detection
 from verilabel.models.preprocess import resize, to_tensors
-from verilabel.models.torch_support import load_state_dict, resolve_device
+from verilabel.models.torch_support import inference, load_state_dict, resolve_device
 
 # name -> (builder, input size handed to the model, default batch size)
 ARCHITECTURES: dict[str, tuple[str, int | None, int]] = {
@@ -41,9 +41,7 @@ class TorchvisionDetector:
         return image
 
     def forward(self, images: list[np.ndarray]) -> list[dict[str, Any]]:
-        import torch
-
-        with torch.inference_mode():
+        with inference(self._device):
             return self._net(to_tensors(images, self._device))  # type: ignore[no-any-return]
 
     def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:

@@ -1,0 +1,101 @@
+"""torchvision's ImageNet-1k classifiers (ResNet-18 to 152, ViT-B/16): the top-1 class among those asked for, with
+the top-5 ``[class, probability]`` pairs as the attribute ``scores``.
+
+``ImageNetClassifier`` is not tied to torchvision: any network that maps a normalised 224 x 224 crop to 1000
+ImageNet logits uses it (``verilabel.models.offline.efficientnet_lite``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from verilabel.errors import ModelLoadError
+from verilabel.labels import Classification, Label
+from verilabel.models.catalogue import CatalogueEntry
+from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
+from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET, center_crop, resize_shorter, to_batch
+from verilabel.models.torch_support import inference, load_state_dict, resolve_device
+
+TOP_K = 5
+RESIZE = 256  # torchvision's V1 weights; its V2 weights (ResNet-50/101/152) set ``options.resize = 232``
+CROP = 224
+BATCH = 32
+
+
+def top_classification(
+    probabilities: np.ndarray, names: Sequence[str], allowed: np.ndarray, min_confidence: float
+) -> list[Label]:
+    """The most probable of the ``allowed`` class indices, with the top-5 of them as ``scores``; nothing when
+    it scores under ``min_confidence``. Probabilities stay those of the full softmax (not renormalised over
+    the subset), so a confidence means the same whichever classes a run asks for."""
+    if allowed.size == 0:
+        return []
+    order = allowed[np.argsort(-probabilities[allowed], kind="stable")[:TOP_K]]
+    best = int(order[0])
+    if probabilities[best] < min_confidence:
+        return []
+    scores = [[names[int(i)], round(float(probabilities[i]), 4)] for i in order]
+    return [Classification(names[best], float(probabilities[best]), attributes={"scores": scores})]
+
+
+class ImageNetClassifier:
+    def __init__(
+        self,
+        entry: CatalogueEntry,
+        net: Any,
+        device: Any,
+        *,
+        resize: int = RESIZE,
+        crop: int = CROP,
+        batch: int = BATCH,
+    ) -> None:
+        self.spec = entry.spec(batch_size=batch, input_size=resize)
+        self._net = net
+        self._device = device
+        self._resize, self._crop = resize, crop
+        self._index = {name: i for i, name in enumerate(self.spec.vocabulary)}
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """Runs in the decode pool: shorter side to ``resize``, centre crop, still uint8 (see ``preprocess``)."""
+        return center_crop(resize_shorter(image, self._resize), self._crop)
+
+    def forward(self, prepared: list[np.ndarray]) -> Any:
+        """Logits, one row per image."""
+        with inference(self._device):
+            batch = to_batch(prepared, self._device, mean=RGB_MEAN_IMAGENET, std=RGB_STD_IMAGENET)
+            return self._net(batch)
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
+        probabilities = self.forward(prepared).float().softmax(dim=1).cpu().numpy()
+        allowed = np.array([self._index[c] for c in context.classes if c in self._index], dtype=np.int64)
+        names = self.spec.vocabulary
+        return [top_classification(row, names, allowed, context.min_confidence) for row in probabilities]
+
+
+def build_network(arch: str, num_classes: int = 1000) -> Any:
+    """The torchvision architecture with random weights: the load path fills it from a state dict."""
+    from torchvision import models
+
+    return getattr(models, arch)(weights=None, num_classes=num_classes)
+
+
+def load_weights(net: Any, state: dict[str, Any], name: str) -> None:
+    """Load a state dict strictly; a mismatch (another architecture's file) is a ModelLoadError."""
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"the weights do not fit {name!r}: {str(exc).splitlines()[0]}") from None
+
+
+def load(request: LoadRequest, entry: CatalogueEntry) -> ImageNetClassifier:
+    state = load_state_dict(entry.weights, request.weights, name=entry.name)
+    net = build_network(entry.options["arch"])
+    load_weights(net, state, entry.name)
+    device = resolve_device(request.device)
+    net.eval().to(device)
+    return ImageNetClassifier(
+        entry, net, device, resize=int(entry.options.get("resize", RESIZE)), crop=int(entry.options.get("crop", CROP))
+    )

@@ -1,0 +1,194 @@
+"""torchvision's semantic segmenters (DeepLabV3, FCN; the 20 Pascal VOC classes) turned into instance labels:
+one mask per connected region of each class, its confidence the region's mean class probability."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Iterator, Sequence
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from verilabel.errors import ModelLoadError
+from verilabel.labels import Label
+from verilabel.models.adapters.torchvision_classification import load_weights
+from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
+from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
+from verilabel.models.postprocess import mask_detection
+from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET, resize_shorter, to_batch
+from verilabel.models.torch_support import inference, load_state_dict, resolve_device
+
+# builder -> default batch size
+ARCHITECTURES: dict[str, int] = {
+    "deeplabv3_resnet50": 4,
+    "deeplabv3_resnet101": 4,
+    "deeplabv3_mobilenet_v3_large": 8,
+    "fcn_resnet50": 4,
+    "fcn_resnet101": 4,
+}
+SIZE = 520  # torchvision's recipe: shorter side to 520
+MIN_AREA = 0.001  # regions under this fraction of the image are speckle, not objects
+
+
+def padded_batch(images: Sequence[np.ndarray], device: Any, *, mean: Sequence[float], std: Sequence[float]) -> Any:
+    """``uint8`` HWC images of any sizes -> one normalised NCHW tensor, each image at the top-left, padded to
+    the largest with zeros after normalisation (as the models were trained). One upload per batch."""
+    height, width = max(image.shape[0] for image in images), max(image.shape[1] for image in images)
+    if all(image.shape[:2] == (height, width) for image in images):
+        return to_batch(images, device, mean=mean, std=std)
+    canvas = np.zeros((len(images), height, width, 3), np.uint8)
+    for i, image in enumerate(images):
+        canvas[i, : image.shape[0], : image.shape[1]] = image
+    batch = to_batch(list(canvas), device, mean=mean, std=std)
+    return zero_padding(batch, [image.shape[:2] for image in images])
+
+
+def zero_padding(batch: Any, sizes: Sequence[tuple[int, int]]) -> Any:
+    """Zero what lies right of and below each image's (height, width) in a normalised NCHW batch: padding
+    that is zero after normalisation, not black."""
+    for i, (height, width) in enumerate(sizes):
+        batch[i, :, height:, :] = 0
+        batch[i, :, :height, width:] = 0
+    return batch
+
+
+# A region: its bounding box's top-left pixel (x, y) and its mask over that box.
+Region = tuple[int, int, np.ndarray]
+
+
+def _regions_opencv(mask: np.ndarray, min_pixels: float) -> Iterator[Region]:
+    import cv2
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    for region in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[region])
+        if area >= min_pixels:
+            yield x, y, labels[y : y + h, x : x + w] == region
+
+
+def _regions_scipy(mask: np.ndarray, min_pixels: float) -> Iterator[Region]:
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    for region, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+        crop = labels[rows, cols] == region
+        if crop.sum() >= min_pixels:
+            yield cols.start, rows.start, crop
+
+
+@cache
+def _region_finder() -> Callable[[np.ndarray, float], Iterator[Region]] | None:
+    """The 8-connected regions of a mask with at least ``min_pixels`` pixels, by OpenCV, else SciPy."""
+    for module, finder in (("cv2", _regions_opencv), ("scipy", _regions_scipy)):
+        if importlib.util.find_spec(module) is not None:
+            return finder
+    return None
+
+
+class TorchvisionSemantic:
+    def __init__(
+        self,
+        entry: CatalogueEntry,
+        net: Any,
+        device: Any,
+        *,
+        size: int = SIZE,
+        batch: int = 4,
+        min_area: float = MIN_AREA,
+    ) -> None:
+        self.spec = entry.spec(batch_size=batch, input_size=size)
+        self._net = net
+        self._device = device
+        self._size = size
+        self._min_area = min_area
+        self._names = vocabulary_file("voc")  # index-aligned: 0 is __background__
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """Runs in the decode pool: shorter side to the model's size, still uint8 (see ``preprocess``)."""
+        return resize_shorter(image, self._size)
+
+    def forward(self, prepared: list[np.ndarray]) -> Any:
+        """Class logits at the (padded) input resolution, N x C x H x W."""
+        with inference(self._device):
+            batch = padded_batch(prepared, self._device, mean=RGB_MEAN_IMAGENET, std=RGB_STD_IMAGENET)
+            return self._net(batch)["out"]
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
+        logits = self.forward(prepared)
+        asked = set(context.classes)
+        wanted = [i for i, name in enumerate(self._names) if i > 0 and name in asked]
+        results: list[list[Label]] = []
+        for i, (item, image) in enumerate(zip(images, prepared, strict=True)):
+            valid = logits[i : i + 1, :, : image.shape[0], : image.shape[1]]  # drop the batch padding
+            classes, confidence = self._pixel_classes(valid, item.height, item.width)
+            results.append(self._regions(classes, confidence, wanted, context.min_confidence))
+        return results
+
+    @staticmethod
+    def _pixel_classes(logits: Any, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per pixel of the original image: the winning class and its softmax probability (logits upsampled
+        bilinearly first, as torchvision's own models upsample theirs)."""
+        import torch
+        import torch.nn.functional as F
+
+        upsampled = F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
+        confidence, classes = upsampled[0].softmax(dim=0).max(dim=0)
+        return classes.to(torch.uint8).cpu().numpy(), confidence.cpu().numpy()
+
+    def _regions(
+        self, classes: np.ndarray, confidence: np.ndarray, wanted: list[int], min_confidence: float
+    ) -> list[Label]:
+        """One detection per connected region of each wanted class, large and confident enough."""
+        find = _region_finder()
+        assert find is not None  # load() checked
+        min_pixels = self._min_area * classes.size
+        present = np.bincount(classes.ravel(), minlength=len(self._names))
+        labels: list[Label] = []
+        for index in (i for i in wanted if present[i] >= min_pixels):
+            for x, y, crop in find(classes == index, min_pixels):
+                h, w = crop.shape
+                score = float(confidence[y : y + h, x : x + w][crop].mean())
+                if score < min_confidence:
+                    continue
+                full = np.zeros(classes.shape, bool)
+                full[y : y + h, x : x + w] = crop
+                found = mask_detection(self._names[index], score, full, (x, y, x + w, y + h))
+                if found is not None:
+                    labels.append(found)
+        return labels
+
+
+def build_network(arch: str, *, num_classes: int = 21, aux_loss: bool = False) -> Any:
+    """The architecture with random weights; ``aux_loss`` adds the training-only head the released checkpoints
+    carry (the load path drops it)."""
+    from torchvision.models import segmentation
+
+    builder = getattr(segmentation, arch)
+    return builder(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux_loss)
+
+
+def load(request: LoadRequest, entry: CatalogueEntry) -> TorchvisionSemantic:
+    if _region_finder() is None:
+        raise ModelLoadError(
+            f"{entry.name!r} splits its class map into regions with OpenCV or SciPy: "
+            "`pip install opencv-python-headless` (or scipy)"
+        )
+    arch = entry.options["arch"]
+    state = load_state_dict(entry.weights, request.weights, name=entry.name)
+    # The auxiliary head only helps training; skipping it saves its share of every forward.
+    state = {key: value for key, value in state.items() if not key.startswith("aux_classifier.")}
+    net = build_network(arch)
+    load_weights(net, state, entry.name)
+    device = resolve_device(request.device)
+    net.eval().to(device)
+    options = entry.options | request.options
+    return TorchvisionSemantic(
+        entry,
+        net,
+        device,
+        size=int(options.get("size", SIZE)),
+        batch=ARCHITECTURES[arch],
+        min_area=float(options.get("min_area", MIN_AREA)),
+    )

@@ -1,0 +1,494 @@
+"""YOLO through ultralytics: detection (COCO, Open Images V7), instance segmentation, pose, and the
+open-vocabulary YOLO-World and YOLOE.
+
+The hot path never calls ``YOLO.predict`` (one image at a time, with its own preprocessing threads): the decode
+pool letterboxes each image to the square model input (uint8, OpenCV), the model thread runs ONE forward of the
+underlying ``nn.Module`` per batch, then ultralytics' own NMS, and boxes, masks and keypoints are mapped back to
+the original image exactly (``Letterbox``).
+
+Open vocabulary: YOLO-World scores boxes against CLIP ViT-B/32 text embeddings, YOLOE against MobileCLIP ones.
+The text encoder is loaded on first use from its own weights file (cached under ``VERILABEL_HOME/weights``, one
+download attempt; ``--model-option text_encoder=FILE`` gives a local copy) and embeds each distinct tuple of
+prompts once. ``UltralyticsYolo.text_embeddings`` is the one step to override for another encoder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from verilabel.errors import ModelLoadError
+from verilabel.labels import Detection, Label, Mask
+from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
+from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
+from verilabel.models.postprocess import box_detection, keypoints_detection
+from verilabel.models.preprocess import resize, to_batch
+from verilabel.models.torch_support import inference, resolve_device
+from verilabel.models.weights import source_file
+
+PAD_VALUE = 114  # ultralytics' letterbox grey: the value the models were trained to see as "no image"
+DEFAULT_IMGSZ = 640
+DEFAULT_IOU = 0.7  # ultralytics' predict default
+DEFAULT_MAX_DET = 300
+DEFAULT_BATCH = 16
+
+# The text encoders of the open-vocabulary families, by the name ultralytics gives them (``WorldModel`` always
+# uses CLIP ViT-B/32; a YOLOE checkpoint names its own in ``text_model``). OpenAI's CLIP file is a TorchScript
+# archive that open_clip rebuilds as a plain module; the MobileCLIP ones are TorchScript text encoders.
+TEXT_ENCODERS = {
+    "clip:ViT-B/32": "url:https://openaipublic.azureedge.net/clip/models/"
+    "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+    "mobileclip:blt": "url:https://github.com/ultralytics/assets/releases/download/v8.3.0/mobileclip_blt.ts",
+    "mobileclip2:b": "url:https://github.com/ultralytics/assets/releases/download/v8.4.0/mobileclip2_b.ts",
+}
+
+
+# --- letterbox ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Letterbox:
+    """Where an image of ``width`` x ``height`` lands in a ``size_w`` x ``size_h`` model input: resized (aspect kept)
+    to ``new_w`` x ``new_h`` and pasted at ``(left, top)`` on grey, with ultralytics' rounding (``LetterBox``)."""
+
+    width: int
+    height: int
+    size_w: int
+    size_h: int
+    new_w: int
+    new_h: int
+    left: int
+    top: int
+
+    @classmethod
+    def of(cls, width: int, height: int, size_w: int, size_h: int | None = None) -> Letterbox:
+        size_h = size_w if size_h is None else size_h
+        ratio = min(size_w / width, size_h / height)
+        new_w, new_h = max(round(width * ratio), 1), max(round(height * ratio), 1)
+        left, top = round((size_w - new_w) / 2 - 0.1), round((size_h - new_h) / 2 - 0.1)
+        return cls(width, height, size_w, size_h, new_w, new_h, left, top)
+
+    @property
+    def scale_x(self) -> float:
+        """Input pixels per original pixel along x (exact: the resize went to ``new_w``, not ``width * ratio``)."""
+        return self.new_w / self.width
+
+    @property
+    def scale_y(self) -> float:
+        return self.new_h / self.height
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        canvas = np.full((self.size_h, self.size_w, 3), PAD_VALUE, dtype=np.uint8)
+        canvas[self.top : self.top + self.new_h, self.left : self.left + self.new_w] = resize(
+            image, self.new_w, self.new_h
+        )
+        return canvas
+
+    def to_original(self, xy: np.ndarray) -> np.ndarray:
+        """Input-space ``(..., 2k)`` x, y columns (boxes as x1 y1 x2 y2, or points) -> original pixels."""
+        out = np.asarray(xy, dtype=np.float64).copy()
+        out[..., 0::2] = (out[..., 0::2] - self.left) / self.scale_x
+        out[..., 1::2] = (out[..., 1::2] - self.top) / self.scale_y
+        return out
+
+    def mask_crop(self, logits: np.ndarray, rect: tuple[int, int, int, int]) -> np.ndarray:
+        """The mask over the original-pixel rectangle ``(x, y, w, h)``, sampled bilinearly from prototype-resolution
+        mask logits (which cover the whole model input) at each original pixel's centre, then thresholded at 0.
+
+        Only the box is ever materialised at full resolution: a full-image mask per detection (what ultralytics
+        builds) costs detections x H x W, gigabytes on large photos."""
+        import cv2
+
+        x, y, w, h = rect
+        kx, ky = logits.shape[1] / self.size_w, logits.shape[0] / self.size_h
+        # original pixel centre (x + u + 0.5) -> input coordinate -> prototype coordinate, pixel centres at integers
+        ax, ay = self.scale_x * kx, self.scale_y * ky
+        bx = ((x + 0.5) * self.scale_x + self.left) * kx - 0.5
+        by = ((y + 0.5) * self.scale_y + self.top) * ky - 0.5
+        warp = np.array([[ax, 0.0, bx], [0.0, ay, by]], dtype=np.float64)
+        sampled = cv2.warpAffine(
+            logits.astype(np.float32, copy=False),
+            warp,
+            (w, h),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        return np.asarray(sampled > 0)
+
+
+def letterbox(image: np.ndarray, size: int) -> np.ndarray:
+    """The ``size`` x ``size`` uint8 model input of an RGB image (numpy / OpenCV only: runs in the decode pool)."""
+    return Letterbox.of(image.shape[1], image.shape[0], size).apply(image)
+
+
+# --- ultralytics, quietly ---------------------------------------------------------------------------------------
+def _import_ultralytics() -> None:
+    """Import ultralytics with no downloads, auto-installs, network checks or banners, and a writable config folder.
+
+    Its import also sets ``OMP_NUM_THREADS=1`` (for every later subprocess) and ``cv2.setNumThreads(0)`` for the
+    whole process: both are undone, they would slow the decode pool and CPU models beside this one."""
+    if "ultralytics.utils" in sys.modules:
+        return
+    import cv2
+    import torch
+
+    from verilabel.settings import Settings
+
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["YOLO_AUTOINSTALL"] = "false"
+    os.environ.setdefault("YOLO_VERBOSE", "false")
+    if not os.environ.get("YOLO_CONFIG_DIR"):
+        folder = Settings.from_env().home / "ultralytics"
+        folder.mkdir(parents=True, exist_ok=True)
+        os.environ["YOLO_CONFIG_DIR"] = str(folder)
+    omp, threads, cv_threads = os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads(), cv2.getNumThreads()
+    import ultralytics.utils  # noqa: F401
+
+    if omp is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    cv2.setNumThreads(cv_threads)
+
+
+def read_checkpoint(path: Path) -> Any:
+    """The ``nn.Module`` of an ultralytics ``.pt`` checkpoint (a pickle: only load files you trust), fp32, eval."""
+    _import_ultralytics()
+    from ultralytics.nn.tasks import load_checkpoint
+
+    try:
+        net, _ = load_checkpoint(str(path), device="cpu")  # type: ignore[no-untyped-call]
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0].removeprefix("ERROR ❌️ ") if str(exc).strip() else ""
+        raise ModelLoadError(
+            f"cannot read YOLO weights {path} ({type(exc).__name__}: {message}); pass an ultralytics .pt file"
+        ) from None
+    return net
+
+
+def class_names(net: Any) -> tuple[str, ...]:
+    names = getattr(net, "names", None) or {}
+    if isinstance(names, dict):
+        return tuple(str(names[i]) for i in sorted(names))
+    return tuple(str(name) for name in names)
+
+
+def read_vocabulary(weights: str, entry: CatalogueEntry) -> tuple[str, ...] | None:
+    """The class names stored in a (fine-tuned) ultralytics checkpoint passed as ``--weights``."""
+    net = read_checkpoint(source_file(entry.weights, weights, name=entry.name))
+    return class_names(net) or None
+
+
+def _kind(net: Any) -> str:
+    from ultralytics.nn.tasks import PoseModel, SegmentationModel, WorldModel, YOLOEModel
+
+    if isinstance(net, YOLOEModel):
+        return "yoloe"
+    if isinstance(net, WorldModel):
+        return "world"
+    if isinstance(net, PoseModel):
+        return "pose"
+    if isinstance(net, SegmentationModel):
+        return "segment"
+    return "detect"
+
+
+# What each catalogue family and task needs from the checkpoint's network.
+_FAMILY_KINDS = {"yolo-world": {"world"}, "yoloe": {"yoloe"}}
+_TASK_KINDS = {"segmentation": {"segment", "yoloe"}, "keypoints": {"pose"}}
+
+
+def _check_kind(net: Any, entry: CatalogueEntry, path: Path) -> str:
+    kind = _kind(net)
+    needed = _FAMILY_KINDS.get(entry.family, {"detect", "segment", "pose"})
+    for task in entry.tasks:
+        needed = needed & _TASK_KINDS.get(task, needed)
+    if kind not in needed:
+        raise ModelLoadError(
+            f"{path} holds a YOLO {kind} model, but {entry.name!r} needs a {' or '.join(sorted(needed))} model: "
+            "pick the catalogue entry that matches the weights"
+        )
+    if kind == "yoloe" and hasattr(net.model[-1], "lrpc"):
+        raise ModelLoadError(f"{path} is a prompt-free YOLOE (-pf) model; {entry.name!r} needs the text-prompt one")
+    return kind
+
+
+# --- text encoders --------------------------------------------------------------------------------------------
+class _OpenAIClipText:
+    """OpenAI CLIP's text tower (YOLO-World), rebuilt by open_clip from OpenAI's checkpoint; unit-norm output."""
+
+    def __init__(self, path: Path, device: Any) -> None:
+        import open_clip
+
+        self._model = open_clip.load_openai_model(str(path), precision="fp32", device=device).eval()
+        self._tokenize = open_clip.tokenize
+        self._device = device
+
+    def __call__(self, texts: Sequence[str]) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            features = self._model.encode_text(self._tokenize(list(texts)).to(self._device)).float()
+        return features / features.norm(dim=-1, keepdim=True)
+
+
+class _TorchScriptText:
+    """A TorchScript text encoder over CLIP tokens (YOLOE's MobileCLIP), used as ultralytics uses it."""
+
+    def __init__(self, path: Path, device: Any) -> None:
+        import open_clip
+        import torch
+
+        self._encoder = torch.jit.load(str(path), map_location=device)  # type: ignore[no-untyped-call]
+        self._tokenize = open_clip.tokenize  # the CLIP BPE tokenizer (ships with open_clip), as clip.tokenize
+        self._device = device
+
+    def __call__(self, texts: Sequence[str]) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return self._encoder(self._tokenize(list(texts)).to(self._device)).float()
+
+
+def _load_text_encoder(variant: str, override: str | None, *, name: str, device: Any) -> Any:
+    source = TEXT_ENCODERS.get(variant)
+    if source is None:
+        raise ModelLoadError(f"{name!r} uses the text encoder {variant!r}, which verilabel does not know")
+    try:
+        import open_clip  # noqa: F401
+    except ImportError:
+        raise ModelLoadError(
+            f"{name!r} embeds its prompts with open_clip's tokenizer: `pip install 'verilabel[open-clip]'`"
+        ) from None
+    path = source_file(source, override, name=f"{name} text encoder ({variant})")
+    try:
+        with warnings.catch_warnings():  # torch.jit is deprecated, but these encoders ship only as TorchScript
+            warnings.simplefilter("ignore", FutureWarning)
+            return _OpenAIClipText(path, device) if variant.startswith("clip:") else _TorchScriptText(path, device)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load the {variant} text encoder of {name!r} from {path}: {exc}") from None
+
+
+# --- the adapter ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class YoloOptions:
+    """``--model-option`` keys (over the catalogue entry's ``options``)."""
+
+    imgsz: int = DEFAULT_IMGSZ  # the square model input; a multiple of 32
+    iou: float = DEFAULT_IOU  # NMS overlap threshold
+    max_det: int = DEFAULT_MAX_DET  # detections kept per image
+    batch_size: int = DEFAULT_BATCH
+    text_encoder: str | None = None  # a local file replacing the default text encoder's weights
+    end2end: bool = False  # YOLOv10 / YOLO26: the NMS-free one-to-one head instead of one-to-many + NMS
+
+    @classmethod
+    def of(cls, entry: CatalogueEntry, request: LoadRequest) -> YoloOptions:
+        given = {**entry.options, **request.options}
+        try:
+            options = cls(
+                imgsz=int(given.get("imgsz", DEFAULT_IMGSZ)),
+                iou=float(given.get("iou", DEFAULT_IOU)),
+                max_det=int(given.get("max_det", DEFAULT_MAX_DET)),
+                batch_size=int(given.get("batch_size", DEFAULT_BATCH)),
+                text_encoder=str(given["text_encoder"]) if given.get("text_encoder") else None,
+                end2end=str(given.get("end2end", False)).lower() in ("1", "true", "yes"),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ModelLoadError(f"bad option for {entry.name!r}: {exc}") from None
+        if options.imgsz <= 0 or options.imgsz % 32:
+            raise ModelLoadError(f"imgsz for {entry.name!r} must be a positive multiple of 32, got {options.imgsz}")
+        if not 0 <= options.iou <= 1:
+            raise ModelLoadError(f"iou for {entry.name!r} must be in [0, 1], got {options.iou}")
+        return options
+
+
+@dataclass
+class RawOutput:
+    """What one forward returns: decoded predictions (B x (4 + classes + extra) x anchors, or B x K x (6 + extra)
+    for end-to-end heads) in model-input pixels, and the mask prototypes (B x 32 x H/4 x W/4) of segmenters."""
+
+    predictions: Any
+    protos: Any = None
+
+
+class UltralyticsYolo:
+    def __init__(self, entry: CatalogueEntry, net: Any, kind: str, device: Any, options: YoloOptions) -> None:
+        self._net = net
+        self._head = net.model[-1]
+        self._kind = kind
+        self._device = device
+        self._options = options
+        self._entry = entry
+        self._names = () if entry.zero_shot else class_names(net) or entry.vocabulary
+        spec = entry.spec(batch_size=options.batch_size, input_size=options.imgsz)
+        self.spec = spec if entry.zero_shot else dataclasses.replace(spec, vocabulary=self._names)
+        self._text_encoder: Any = None
+        self._prompt_cache: dict[tuple[str, ...], Any] = {}
+        self._prompts: tuple[str, ...] | None = None
+        kpt_shape = getattr(net, "kpt_shape", None) or (0, 0)
+        self._keypoint_names = (
+            vocabulary_file("coco-keypoints")
+            if kpt_shape[0] == 17
+            else tuple(f"keypoint_{i}" for i in range(kpt_shape[0]))
+        )
+
+    # -- open vocabulary
+    def text_embeddings(self, classes: tuple[str, ...]) -> Any:
+        """Unit-norm text-encoder embeddings of the prompts, one row per class (N x 512, on the model's device).
+
+        The one step that needs the text encoder's own weights: override it to use another encoder (tests inject
+        known embeddings here). What follows (YOLOE's prompt head, the model's contrastive head) is the model's."""
+        if self._text_encoder is None:
+            variant = getattr(self._net, "text_model", "mobileclip:blt") if self._kind == "yoloe" else "clip:ViT-B/32"
+            self._text_encoder = _load_text_encoder(
+                variant, self._options.text_encoder, name=self._entry.name, device=self._device
+            )
+        return self._text_encoder(classes)
+
+    def use_prompts(self, classes: tuple[str, ...]) -> None:
+        """Point the network at these prompts; their embeddings are computed once per distinct tuple."""
+        if not self._entry.zero_shot or classes == self._prompts:
+            return
+        import torch
+
+        embeddings = self._prompt_cache.get(classes)
+        if embeddings is None:
+            raw = self.text_embeddings(classes).to(self._device, torch.float32).reshape(1, len(classes), -1)
+            if self._kind == "yoloe":
+                with torch.inference_mode():
+                    raw = self._head.get_tpe(raw)  # YOLOE's own prompt head (reprta), as its get_text_pe does
+            embeddings = self._prompt_cache[classes] = raw
+        if self._kind == "yoloe":
+            self._net.pe = embeddings
+        else:
+            self._net.txt_feats = embeddings
+        self._head.nc = len(classes)
+        self._prompts = classes
+
+    # -- the engine's interface
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """Runs in the decode pool: the letterboxed square model input, still uint8."""
+        return letterbox(image, self._options.imgsz)
+
+    def forward(self, images: list[np.ndarray]) -> RawOutput:
+        """One forward of the network on the batch (bf16 / fp16 autocast on CUDA), no NMS."""
+        batch = to_batch(images, self._device)
+        with inference(self._device):
+            out = self._net(batch)
+        first = out[0] if isinstance(out, tuple | list) else out
+        if isinstance(first, tuple | list):  # segmenters: ((predictions, protos), raw head outputs)
+            return RawOutput(first[0], first[1])
+        return RawOutput(first)
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        if not images or not context.classes:
+            return [[] for _ in images]
+        if self._entry.zero_shot:
+            self.use_prompts(context.classes)
+            names, class_ids = context.classes, None
+        else:
+            names = self._names
+            wanted = set(context.classes)
+            ids = [i for i, name in enumerate(names) if name in wanted]
+            if not ids:
+                return [[] for _ in images]
+            class_ids = ids if len(ids) < len(names) else None
+        prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
+        raw = self.forward(prepared)
+        kept = self._nms(raw, len(names), class_ids, context.min_confidence)
+        labels: list[list[Label]] = []
+        for i, (item, rows) in enumerate(zip(images, kept, strict=True)):
+            protos = raw.protos[i] if raw.protos is not None and context.task == "segmentation" else None
+            labels.append(self._labels(item, rows, names, protos, context.task))
+        return labels
+
+    # -- post-processing
+    def _nms(self, raw: RawOutput, num_classes: int, class_ids: list[int] | None, floor: float) -> list[Any]:
+        import torchvision  # noqa: F401  (ultralytics' NMS uses torchvision's kernel once it is imported: faster)
+        from ultralytics.utils.nms import non_max_suppression
+
+        return non_max_suppression(  # type: ignore[no-any-return]
+            raw.predictions.float(),
+            conf_thres=floor,
+            iou_thres=self._options.iou,
+            classes=class_ids,
+            max_det=self._options.max_det,
+            nc=num_classes,
+            end2end=bool(getattr(self._head, "end2end", False)),
+        )
+
+    def _labels(self, item: ImageItem, rows: Any, names: tuple[str, ...], protos: Any, task: str) -> list[Label]:
+        """One image's kept rows (x1 y1 x2 y2 score class extra..., input pixels) as labels on the original image."""
+        if len(rows) == 0:
+            return []
+        box = Letterbox.of(item.width, item.height, self._options.imgsz)
+        corners = box.to_original(rows[:, :4].cpu().numpy())
+        scores = rows[:, 4].cpu().numpy()
+        classes = rows[:, 5].cpu().numpy().astype(int)
+        extra = rows[:, 6:]
+        logits = None
+        if protos is not None:  # mask logits at prototype resolution: coefficients x prototypes
+            channels = protos.shape[0]
+            logits = (extra[:, :channels] @ protos.float().reshape(channels, -1)).reshape(len(rows), *protos.shape[1:])
+            logits = logits.cpu().numpy()
+        points = None
+        if task == "keypoints" and self._keypoint_names:
+            points = extra.reshape(len(rows), len(self._keypoint_names), -1).cpu().numpy()
+            points[..., :2] = box.to_original(points[..., :2])
+        labels: list[Label] = []
+        for j, cls in enumerate(classes):
+            xyxy = (float(corners[j, 0]), float(corners[j, 1]), float(corners[j, 2]), float(corners[j, 3]))
+            name, score = names[cls], float(scores[j])
+            found: Detection | None
+            if logits is not None:
+                found = _with_mask(box_detection(name, score, xyxy, item.width, item.height), box, logits[j])
+            elif points is not None:
+                found = keypoints_detection(name, score, xyxy, points[j], self._keypoint_names, item.width, item.height)
+            else:
+                found = box_detection(name, score, xyxy, item.width, item.height)
+            if found is not None:
+                labels.append(found)
+        return labels
+
+
+def _with_mask(detection: Detection | None, box: Letterbox, logits: np.ndarray) -> Detection | None:
+    """The detection with its mask over its own pixel rectangle; None when the mask comes out empty (as
+    ultralytics drops mask-less detections)."""
+    if detection is None:
+        return None
+    rect = detection.box.to_pixels(box.width, box.height)
+    crop = box.mask_crop(logits, rect)
+    if not crop.any():
+        return None
+    return Detection(detection.label, detection.box, detection.confidence, mask=Mask(crop))
+
+
+def _choose_head(net: Any, options: YoloOptions) -> None:
+    """Heads trained both ways (YOLOv10, YOLO26) run one-to-many + NMS unless ``end2end`` is asked for: what
+    ultralytics' own predict does by default (its ``nms=None``). Fusing then drops the other branch."""
+    head = net.model[-1]
+    if getattr(head, "one2one_cv2", None) is None or getattr(head, "cv2", None) is None:
+        return  # one branch only: nothing to choose
+    head.end2end = options.end2end
+    if options.end2end:
+        head.max_det = max(options.max_det, DEFAULT_MAX_DET)  # its top-k, before any class filtering
+
+
+def load(request: LoadRequest, entry: CatalogueEntry) -> UltralyticsYolo:
+    options = YoloOptions.of(entry, request)
+    path = source_file(entry.weights, request.weights, name=entry.name)
+    net = read_checkpoint(path)
+    kind = _check_kind(net, entry, path)
+    _choose_head(net, options)
+    device = resolve_device(request.device)
+    net = net.fuse(verbose=False).eval().to(device)  # conv + batch norm folded; YOLOE's prompts stay unfused
+    model = UltralyticsYolo(entry, net, kind, device, options)
+    if entry.zero_shot and request.classes:
+        model.use_prompts(tuple(request.classes))  # fail fast on a missing text encoder; warm the cache
+    return model
