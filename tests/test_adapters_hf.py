@@ -19,8 +19,8 @@ from tests.support.random_models_hf import natural_image  # noqa: E402
 from verilabel import ImageItem, PredictContext  # noqa: E402
 from verilabel.errors import ConfigError, ModelLoadError  # noqa: E402
 from verilabel.labels import Classification, Detection  # noqa: E402
-from verilabel.models import registry  # noqa: E402
-from verilabel.models.adapters import hf_clip, hf_grounding_dino, hf_owl  # noqa: E402
+from verilabel.models import preprocess, registry  # noqa: E402
+from verilabel.models.adapters import hf_clip, hf_common, hf_grounding_dino, hf_owl  # noqa: E402
 from verilabel.models.checks import check_predictions  # noqa: E402
 from verilabel.models.interface import LoadRequest  # noqa: E402
 from verilabel.models.preprocess import to_batch  # noqa: E402
@@ -81,7 +81,7 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_aspect_size_rounds_like_transformers(height, width, shortest, longest):
     from transformers.image_transforms import get_size_with_aspect_ratio
 
-    assert hf_clip.aspect_size(height, width, shortest, longest) == get_size_with_aspect_ratio(
+    assert preprocess.aspect_size(height, width, shortest, longest) == get_size_with_aspect_ratio(
         (height, width), shortest, longest
     )
 
@@ -100,9 +100,9 @@ def test_aspect_size_rounds_like_transformers(height, width, shortest, longest):
 def test_prepare_matches_the_image_processors(processor, square, height, width):
     """uint8 resize in numpy / OpenCV + normalisation on the device == the processor's pixel values, closely."""
     image_processor = getattr(transformers, processor)()
-    config = hf_clip.ImageConfig.from_processor(image_processor)
+    config = hf_common.ImageConfig.from_processor(image_processor)
     image = natural_image(height, width)
-    prepared = hf_clip.prepare_image(hf_owl.pad_bottom_right_square(image) if square else image, config)
+    prepared = hf_common.prepare_image(hf_owl.pad_bottom_right_square(image) if square else image, config)
     assert prepared.dtype == np.uint8
     mine = to_batch([prepared], torch.device("cpu"), mean=config.mean, std=config.std)
     theirs = image_processor(images=image, return_tensors="pt")["pixel_values"]
@@ -122,7 +122,7 @@ def test_prompt_ensembling_averages_normalised_templates_and_caches_classes():
         rows = [directions.get(p.split()[-1], [1.0, 1.0]) if p.startswith("a ") else [3.0, 3.0] for p in prompts]
         return torch.tensor(rows) * torch.tensor([[10.0 if "big" in p else 1.0] for p in prompts])
 
-    texts = hf_clip.TextEmbeddings(encode, ("a big {}", "a {}", "other {}"))
+    texts = hf_common.TextEmbeddings(encode, ("a big {}", "a {}", "other {}"))
     matrix = texts(("cat", "dog"))
     expected_cat = torch.nn.functional.normalize(torch.tensor([2.0 + 0.7071, 0.7071]), dim=0)
     assert torch.allclose(matrix[0], expected_cat, atol=1e-4)
@@ -211,7 +211,7 @@ class StubEncoder(hf_clip.ScaledCosine):
 @pytest.mark.parametrize("sigmoid", [False, True])
 def test_classifier_keeps_the_best_class_above_the_floor(sigmoid):
     entry = registry.resolve("clip-vit-base-patch32").entry
-    config = hf_clip.ImageConfig(mean=(0.5,) * 3, std=(0.5,) * 3, size=(8, 8))
+    config = hf_common.ImageConfig(mean=(0.5,) * 3, std=(0.5,) * 3, size=(8, 8))
     model = hf_clip.ZeroShotClassifier(entry, StubEncoder(sigmoid), config, "cpu", templates=("{}",), batch_size=2)
     classes = ("a", "b", "c", "d", "e", "f")
     logits = torch.tensor([[0.0, 3.0, 1.0, -1.0, 2.0, 0.5], [0.1, 0.0, 0.0, 0.0, 0.0, 0.0]])

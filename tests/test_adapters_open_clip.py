@@ -18,7 +18,7 @@ from verilabel import ImageItem, PredictContext  # noqa: E402
 from verilabel.errors import ModelLoadError  # noqa: E402
 from verilabel.labels import Classification  # noqa: E402
 from verilabel.models import registry  # noqa: E402
-from verilabel.models.adapters import hf_clip  # noqa: E402
+from verilabel.models.adapters import hf_clip, hf_common  # noqa: E402
 from verilabel.models.adapters.open_clip import image_config  # noqa: E402
 from verilabel.models.checks import check_predictions  # noqa: E402
 from verilabel.models.interface import LoadRequest  # noqa: E402
@@ -142,7 +142,7 @@ def test_preprocessing_follows_the_model_config(mode, height, width):
     transform = image_transform_v2(PreprocessCfg(**config), is_train=False)
     image = natural_image(height, width)
     settings = image_config(config)
-    prepared = hf_clip.prepare_image(image, settings)
+    prepared = hf_common.prepare_image(image, settings)
     assert prepared.shape == (224, 224, 3) and prepared.dtype == np.uint8
     mine = to_batch([prepared], torch.device("cpu"), mean=settings.mean, std=settings.std)[0]
     theirs = transform(Image.fromarray(image))

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -84,3 +85,88 @@ def to_tensors(images: Sequence[np.ndarray], device: Any) -> list[Any]:
     if len({image.shape for image in images}) == 1:
         return list(to_batch(images, device))
     return [to_batch([image], device)[0] for image in images]
+
+
+def aspect_size(height: int, width: int, shortest: int, longest: int | None = None) -> tuple[int, int]:
+    """(height, width) after a resize of the shorter side to ``shortest`` with the longer side at most
+    ``longest``, rounded exactly as transformers' ``get_size_with_aspect_ratio`` (and torchvision's Resize)."""
+    size, raw = shortest, None
+    if longest is not None:
+        low, high = float(min(height, width)), float(max(height, width))
+        if high / low * size > longest:
+            raw = longest * low / high
+            size = round(raw)
+    if (height <= width and height == size) or (width <= height and width == size):
+        return height, width
+    base = raw if raw is not None else size
+    if width < height:
+        return int(base * height / width), size
+    return size, int(base * width / height)
+
+
+def resize_antialiased(
+    image: np.ndarray, width: int, height: int, *, cubic: bool = False, gaussian: bool = False
+) -> np.ndarray:
+    """Resize an RGB ``uint8`` array as transformers' processors do: torch's antialiased bilinear / bicubic, or
+    (``gaussian``) OWLv2's Gaussian blur of sigma ``(factor - 1) / 2`` followed by a plain bilinear resize.
+
+    With OpenCV, shrinking uses its area filter in place of torch's antialiasing: against CLIPImageProcessor on
+    640x480 photos with fine detail, a mean absolute difference of 0.02 in normalised units (a plain bicubic
+    resize: 0.05 to 0.12), in 2 ms. Without OpenCV, PIL (antialiased too, three times slower)."""
+    in_h, in_w = image.shape[:2]
+    if (in_w, in_h) == (width, height):
+        return image
+    shrinking = width < in_w or height < in_h
+    try:
+        import cv2
+    except ImportError:  # OpenCV is optional
+        from PIL import Image
+
+        resample = Image.Resampling.BICUBIC if cubic else Image.Resampling.BILINEAR
+        return np.asarray(Image.fromarray(image).resize((width, height), resample))
+    if shrinking and gaussian:
+        sigma_x, sigma_y = max(0.0, (in_w / width - 1) / 2), max(0.0, (in_h / height - 1) / 2)
+        if sigma_x > 0 and sigma_y > 0:  # as OWLv2's processor: no blur unless both axes shrink
+            size = (2 * math.ceil(3 * sigma_x) + 1, 2 * math.ceil(3 * sigma_y) + 1)
+            image = cv2.GaussianBlur(image, size, sigmaX=sigma_x, sigmaY=sigma_y)
+        method = cv2.INTER_LINEAR
+    elif shrinking:
+        method = cv2.INTER_AREA
+    else:
+        method = cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=method)  # type: ignore[no-any-return]
+
+
+def center_crop_or_pad(image: np.ndarray, height: int, width: int, *, fill: int = 0) -> np.ndarray:
+    """The centred ``height`` x ``width`` window, padded with ``fill`` where the image is smaller (offsets as
+    transformers' and torchvision's ``center_crop``)."""
+    in_h, in_w = image.shape[:2]
+    if in_h < height or in_w < width:
+        canvas = np.full((max(in_h, height), max(in_w, width), 3), fill, dtype=np.uint8)
+        top, left = (canvas.shape[0] - in_h) // 2, (canvas.shape[1] - in_w) // 2
+        canvas[top : top + in_h, left : left + in_w] = image
+        image, in_h, in_w = canvas, canvas.shape[0], canvas.shape[1]
+    top, left = int((in_h - height) / 2.0), int((in_w - width) / 2.0)
+    return image[top : top + height, left : left + width]
+
+
+def padded_batch(images: Sequence[np.ndarray], device: Any, *, mean: Sequence[float], std: Sequence[float]) -> Any:
+    """``uint8`` HWC images of any sizes -> one normalised NCHW tensor, each image at the top-left, padded to
+    the largest with zeros after normalisation (as the models were trained). One upload per batch."""
+    height, width = max(image.shape[0] for image in images), max(image.shape[1] for image in images)
+    if all(image.shape[:2] == (height, width) for image in images):
+        return to_batch(images, device, mean=mean, std=std)
+    canvas = np.zeros((len(images), height, width, 3), np.uint8)
+    for i, image in enumerate(images):
+        canvas[i, : image.shape[0], : image.shape[1]] = image
+    batch = to_batch(list(canvas), device, mean=mean, std=std)
+    return zero_padding(batch, [image.shape[:2] for image in images])
+
+
+def zero_padding(batch: Any, sizes: Sequence[tuple[int, int]]) -> Any:
+    """Zero what lies right of and below each image's (height, width) in a normalised NCHW batch: padding
+    that is zero after normalisation, not black."""
+    for i, (height, width) in enumerate(sizes):
+        batch[i, :, height:, :] = 0
+        batch[i, :, :height, width:] = 0
+    return batch

@@ -55,3 +55,11 @@ def inference(device: Any, *, half: bool = True) -> Any:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         stack.enter_context(torch.autocast("cuda", dtype=dtype))
     return stack
+
+
+def load_weights(net: Any, state: dict[str, Any], name: str) -> None:
+    """Load a state dict strictly; a mismatch (another architecture's file) is a ModelLoadError."""
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"the weights do not fit {name!r}: {str(exc).splitlines()[0]}") from None

@@ -6,28 +6,31 @@ single prompts. Class embeddings are computed once per class and cached. CLIP's 
 classes asked for; SigLIP's are sigmoids, each class scored on its own (they need not sum to one). A label carries
 the top-5 ``[class, score]`` pairs in its ``scores`` attribute.
 
-The pieces the other zero-shot adapters share live here too: ``load_transformers`` (a ``--weights`` directory, the
-HF cache or one download, then ``from_pretrained``), ``ImageConfig`` + ``prepare_image`` (an HF image processor's
-resize / crop / mean / std read once at load, the resize redone in numpy / OpenCV for the decode threads), and
-``TextEmbeddings`` (prompt ensembling with a per-class cache). OpenCLIP (``open_clip``) reuses the classifier.
+OpenCLIP (``open_clip``) reuses the classifier; the loading, image and text pieces are in ``hf_common``.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
-from verilabel.errors import ConfigError, ModelLoadError
+from verilabel.errors import ModelLoadError
 from verilabel.labels import Classification, Label
+from verilabel.models.adapters.hf_common import (
+    ImageConfig,
+    TextEmbeddings,
+    load_transformers,
+    option,
+    pooled,
+    prepare_image,
+    templates_option,
+)
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.preprocess import to_batch
-from verilabel.models.torch_support import inference, resolve_device
-from verilabel.models.weights import hf_repo, hf_snapshot
+from verilabel.models.torch_support import inference
 
 # A few of the prompts OpenAI's CLIP paper ensembles for ImageNet: averaging them gains a point or more of
 # zero-shot accuracy over "a photo of a {}." alone.
@@ -43,220 +46,16 @@ CLIP_TEMPLATES = (
 # SigLIP's sigmoid scores are calibrated on single prompts; an average of several shifts them.
 SIGLIP_TEMPLATES = ("a photo of a {}.",)
 TOP_K = 5  # [class, score] pairs kept in a label's ``scores`` attribute
-TEXT_BATCH = 256  # prompts per text-encoder call
 DEFAULT_BATCH = 32
-# What a hub snapshot needs: configs, tokenizer files and safetensors weights (not the TF / Flax / .bin copies).
-HF_FILES = ("*.json", "*.txt", "*.model", "*.safetensors")
 
 
 # --- options and loading (shared by the transformers adapters) ------------------------------------------------
-def option(entry: CatalogueEntry, request: LoadRequest, key: str, default: Any) -> Any:
-    """A model option: ``--model-option KEY=VALUE`` first, then the catalogue entry's ``options``, else default."""
-    return request.options.get(key, entry.options.get(key, default))
-
-
-def templates_option(entry: CatalogueEntry, request: LoadRequest, default: Sequence[str]) -> tuple[str, ...]:
-    templates = option(entry, request, "templates", default)
-    if isinstance(templates, str):
-        templates = [templates]
-    if not templates or not all(isinstance(t, str) and "{}" in t for t in templates):
-        raise ConfigError("templates", f"prompt templates must be a list of strings holding {{}}, got {templates!r}")
-    return tuple(templates)
-
-
-def load_transformers(entry: CatalogueEntry, request: LoadRequest, auto_class: str) -> tuple[Any, Any, Any]:
-    """(network in eval mode on its device, processor, device) from the weights of ``entry`` or ``--weights``."""
-    directory = hf_snapshot(hf_repo(entry.weights, request.weights, name=entry.name), name=entry.name, files=HF_FILES)
-    import transformers
-
-    try:
-        processor = transformers.AutoProcessor.from_pretrained(directory, local_files_only=True)  # type: ignore[no-untyped-call]
-        net = getattr(transformers, auto_class).from_pretrained(directory, local_files_only=True)
-    except Exception as exc:
-        raise ModelLoadError(
-            f"cannot load {entry.name!r} from {directory} ({type(exc).__name__}: {_first_line(exc)}). --weights "
-            "takes a directory written by save_pretrained(), holding the model and its processor."
-        ) from None
-    if getattr(processor, "image_processor", None) is None or getattr(processor, "tokenizer", None) is None:
-        raise ModelLoadError(
-            f"{directory} has no image processor and tokenizer for {entry.name!r} (save the processor)"
-        )
-    device = resolve_device(request.device)
-    return net.float().eval().to(device), processor, device
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-
-
-def pooled(output: Any) -> Any:
-    """``get_text_features`` / ``get_image_features`` return a tensor before transformers 5, an output after."""
-    return getattr(output, "pooler_output", output)
 
 
 # --- images --------------------------------------------------------------------------------------------------
-def _size_value(size: Any, key: str) -> int | None:
-    value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
-    return int(value) if value else None
-
-
-@dataclass(frozen=True)
-class ImageConfig:
-    """What an image processor does to an image, read once at load: one resize (to a fixed ``size``, or keeping
-    the aspect with ``shortest_edge`` / ``longest_edge``), an optional centre crop, then mean / std."""
-
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    size: tuple[int, int] | None = None  # (height, width), aspect not kept
-    shortest_edge: int | None = None
-    longest_edge: int | None = None
-    crop: tuple[int, int] | None = None  # (height, width), centred; padded with ``fill`` where the image is smaller
-    cubic: bool = False  # bicubic, else bilinear
-    gaussian: bool = False  # antialias with a Gaussian blur then resize plainly (OWLv2), else torch's antialiasing
-    fill: int = 0
-
-    @classmethod
-    def from_processor(cls, processor: Any) -> ImageConfig:
-        """From a transformers image processor (its ``size`` is a dict before transformers 5, a SizeDict after)."""
-        size, crop = processor.size, getattr(processor, "crop_size", None)
-        height, width = _size_value(size, "height"), _size_value(size, "width")
-        crop_hw = None
-        if getattr(processor, "do_center_crop", False) and crop is not None:
-            crop_h, crop_w = _size_value(crop, "height"), _size_value(crop, "width")
-            crop_hw = (crop_h, crop_w) if crop_h and crop_w else None
-        resample = getattr(processor, "resample", None)
-        return cls(
-            mean=tuple(float(m) for m in processor.image_mean),
-            std=tuple(float(s) for s in processor.image_std),
-            size=(height, width) if height and width else None,
-            shortest_edge=_size_value(size, "shortest_edge"),
-            longest_edge=_size_value(size, "longest_edge"),
-            crop=crop_hw,
-            cubic=resample == 3 or "CUBIC" in str(resample).upper(),  # PIL's BICUBIC is 3
-        )
-
-    @property
-    def input_size(self) -> int | None:
-        """The smallest side the model looks at (the JPEG decoder may drop detail beyond it)."""
-        sides = self.crop or self.size
-        return min(sides) if sides else self.shortest_edge
-
-
-def prepare_image(image: np.ndarray, config: ImageConfig) -> np.ndarray:
-    """The processor's resize and crop in numpy / OpenCV, still ``uint8`` (for the decode threads)."""
-    height, width = image.shape[:2]
-    if config.size is not None:
-        out_h, out_w = config.size
-    elif config.shortest_edge is not None:
-        out_h, out_w = aspect_size(height, width, config.shortest_edge, config.longest_edge)
-    elif config.longest_edge is not None:  # the longer side to it (OpenCLIP's "longest" mode, then padded)
-        scale = config.longest_edge / max(height, width)
-        out_h, out_w = round(height * scale), round(width * scale)
-    else:
-        out_h, out_w = height, width
-    resized = resize_antialiased(image, out_w, out_h, cubic=config.cubic, gaussian=config.gaussian)
-    return center_crop_or_pad(resized, *config.crop, fill=config.fill) if config.crop else resized
-
-
-def aspect_size(height: int, width: int, shortest: int, longest: int | None = None) -> tuple[int, int]:
-    """(height, width) after a resize of the shorter side to ``shortest`` with the longer side at most
-    ``longest``, rounded exactly as transformers' ``get_size_with_aspect_ratio`` (and torchvision's Resize)."""
-    size, raw = shortest, None
-    if longest is not None:
-        low, high = float(min(height, width)), float(max(height, width))
-        if high / low * size > longest:
-            raw = longest * low / high
-            size = round(raw)
-    if (height <= width and height == size) or (width <= height and width == size):
-        return height, width
-    base = raw if raw is not None else size
-    if width < height:
-        return int(base * height / width), size
-    return size, int(base * width / height)
-
-
-def resize_antialiased(
-    image: np.ndarray, width: int, height: int, *, cubic: bool = False, gaussian: bool = False
-) -> np.ndarray:
-    """Resize an RGB ``uint8`` array as transformers' processors do: torch's antialiased bilinear / bicubic, or
-    (``gaussian``) OWLv2's Gaussian blur of sigma ``(factor - 1) / 2`` followed by a plain bilinear resize.
-
-    With OpenCV, shrinking uses its area filter in place of torch's antialiasing: against CLIPImageProcessor on
-    640x480 photos with fine detail, a mean absolute difference of 0.02 in normalised units (a plain bicubic
-    resize: 0.05 to 0.12), in 2 ms. Without OpenCV, PIL (antialiased too, three times slower)."""
-    in_h, in_w = image.shape[:2]
-    if (in_w, in_h) == (width, height):
-        return image
-    shrinking = width < in_w or height < in_h
-    try:
-        import cv2
-    except ImportError:  # OpenCV is optional
-        from PIL import Image
-
-        resample = Image.Resampling.BICUBIC if cubic else Image.Resampling.BILINEAR
-        return np.asarray(Image.fromarray(image).resize((width, height), resample))
-    if shrinking and gaussian:
-        sigma_x, sigma_y = max(0.0, (in_w / width - 1) / 2), max(0.0, (in_h / height - 1) / 2)
-        if sigma_x > 0 and sigma_y > 0:  # as OWLv2's processor: no blur unless both axes shrink
-            size = (2 * math.ceil(3 * sigma_x) + 1, 2 * math.ceil(3 * sigma_y) + 1)
-            image = cv2.GaussianBlur(image, size, sigmaX=sigma_x, sigmaY=sigma_y)
-        method = cv2.INTER_LINEAR
-    elif shrinking:
-        method = cv2.INTER_AREA
-    else:
-        method = cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR
-    return cv2.resize(image, (width, height), interpolation=method)  # type: ignore[no-any-return]
-
-
-def center_crop_or_pad(image: np.ndarray, height: int, width: int, *, fill: int = 0) -> np.ndarray:
-    """The centred ``height`` x ``width`` window, padded with ``fill`` where the image is smaller (offsets as
-    transformers' and torchvision's ``center_crop``)."""
-    in_h, in_w = image.shape[:2]
-    if in_h < height or in_w < width:
-        canvas = np.full((max(in_h, height), max(in_w, width), 3), fill, dtype=np.uint8)
-        top, left = (canvas.shape[0] - in_h) // 2, (canvas.shape[1] - in_w) // 2
-        canvas[top : top + in_h, left : left + in_w] = image
-        image, in_h, in_w = canvas, canvas.shape[0], canvas.shape[1]
-    top, left = int((in_h - height) / 2.0), int((in_w - width) / 2.0)
-    return image[top : top + height, left : left + width]
 
 
 # --- text ----------------------------------------------------------------------------------------------------
-def prompt_name(name: str) -> str:
-    """A class name as it reads in a prompt: ``traffic_light`` -> ``traffic light``."""
-    return " ".join(name.replace("_", " ").split())
-
-
-class TextEmbeddings:
-    """Unit-length text embeddings per class, each the normalised mean of its prompts' normalised embeddings
-    (prompt ensembling). Computed on first use and kept: a run asks for the same classes on every batch."""
-
-    def __init__(self, encode: Callable[[list[str]], Any], templates: Sequence[str]) -> None:
-        self._encode = encode
-        self._templates = tuple(templates)
-        self._rows: dict[str, Any] = {}
-        self._matrices: dict[tuple[str, ...], Any] = {}
-
-    def __call__(self, classes: tuple[str, ...]) -> Any:
-        """The (classes, dim) matrix of ``classes``."""
-        matrix = self._matrices.get(classes)
-        if matrix is None:
-            import torch
-
-            missing = [name for name in dict.fromkeys(classes) if name not in self._rows]
-            if missing:
-                self._rows.update(zip(missing, self._embed(missing), strict=True))
-            matrix = self._matrices[classes] = torch.stack([self._rows[name] for name in classes])
-        return matrix
-
-    def _embed(self, classes: list[str]) -> Any:
-        import torch
-        from torch.nn.functional import normalize
-
-        prompts = [template.format(prompt_name(name)) for name in classes for template in self._templates]
-        parts = [self._encode(prompts[i : i + TEXT_BATCH]).float() for i in range(0, len(prompts), TEXT_BATCH)]
-        per_prompt = normalize(torch.cat(parts), dim=-1).view(len(classes), len(self._templates), -1)
-        return normalize(per_prompt.mean(dim=1), dim=-1)
 
 
 # --- the classifier ------------------------------------------------------------------------------------------

@@ -21,8 +21,18 @@ import numpy as np
 
 from verilabel.errors import ModelLoadError
 from verilabel.labels import Label
-from verilabel.models.adapters.hf_clip import ImageConfig, load_transformers, option, prepare_image, prompt_name
-from verilabel.models.adapters.hf_owl import MAX_DETECTIONS, box_labels, corners, nms_option, select
+from verilabel.models.adapters.hf_common import (
+    MAX_DETECTIONS,
+    ImageConfig,
+    box_labels,
+    corners,
+    load_transformers,
+    nms_option,
+    option,
+    prepare_image,
+    prompt_name,
+    select,
+)
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.preprocess import to_batch

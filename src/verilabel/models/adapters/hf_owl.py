@@ -6,9 +6,6 @@ bottom and right to a square before resizing it (OWL-ViT stretches it to a squar
 that square: they map back to pixels through the longer side. On top of that post-processing, overlapping boxes
 of a class are merged by NMS (``nms_iou``, 0.5; 1 turns it off), since every patch predicts a box and an object
 otherwise comes out several times.
-
-The shared box post-processing for the other detectors (Grounding DINO, OmDet-Turbo) lives here:
-``corners`` (cx, cy, w, h -> x1, y1, x2, y2), ``select`` (floor, class-wise NMS, top-k) and ``box_labels``.
 """
 
 from __future__ import annotations
@@ -21,61 +18,31 @@ import numpy as np
 
 from verilabel.errors import ModelLoadError
 from verilabel.labels import Label
-from verilabel.models.adapters.hf_clip import (
+from verilabel.models.adapters.hf_common import (
+    DEFAULT_NMS_IOU,
+    MAX_DETECTIONS,
     ImageConfig,
     TextEmbeddings,
+    box_labels,
+    corners,
     load_transformers,
+    nms_option,
     option,
     pooled,
     prepare_image,
+    select,
     templates_option,
 )
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
-from verilabel.models.postprocess import box_detection
 from verilabel.models.preprocess import to_batch
 from verilabel.models.torch_support import inference
 
 OWL_TEMPLATES = ("a photo of a {}",)  # the query form of the OWL papers' and transformers' examples
 DEFAULT_BATCH = 8
-DEFAULT_NMS_IOU = 0.5
-MAX_DETECTIONS = 100
-PRE_NMS = 10  # NMS looks at the best PRE_NMS x max_detections boxes only (OWLv2 has 3,600 per image)
 
 
 # --- box post-processing shared by the detectors ------------------------------------------------------------
-def corners(boxes: Any) -> Any:
-    """(..., 4) centre-size boxes -> corner boxes, in the same units."""
-    import torch
-
-    cx, cy, w, h = boxes.unbind(-1)
-    return torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), dim=-1)
-
-
-def select(xyxy: Any, scores: Any, labels: Any, *, floor: float, nms_iou: float | None, limit: int) -> Any:
-    """Indices of the boxes kept, best first: finite, score at least ``floor``, class-wise NMS unless
-    ``nms_iou`` is None or >= 1, at most ``limit``."""
-    import torch
-
-    keep = torch.nonzero((scores >= floor) & torch.isfinite(xyxy).all(dim=-1)).squeeze(1)
-    keep = keep[scores[keep].argsort(descending=True)][: limit * PRE_NMS]
-    if nms_iou is not None and nms_iou < 1 and keep.numel() > 1:
-        from torchvision.ops import batched_nms
-
-        keep = keep[batched_nms(xyxy[keep].float(), scores[keep].float(), labels[keep], nms_iou)]
-    return keep[:limit]
-
-
-def box_labels(
-    xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray, classes: Sequence[str], width: int, height: int
-) -> list[Label]:
-    """Detections from pixel corner boxes (clipped to the image; empty ones dropped)."""
-    found: list[Label] = []
-    for box, score, label in zip(xyxy.tolist(), scores.tolist(), labels.tolist(), strict=True):
-        detection = box_detection(classes[label], score, (box[0], box[1], box[2], box[3]), width, height)
-        if detection is not None:
-            found.append(detection)
-    return found
 
 
 def pad_bottom_right_square(image: np.ndarray) -> np.ndarray:
@@ -185,11 +152,6 @@ class OwlDetector:
             return [[] for _ in images]
         prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
         return self.postprocess(self.forward(prepared, context.classes), images, context)
-
-
-def nms_option(entry: CatalogueEntry, request: LoadRequest, default: float | None) -> float | None:
-    value = option(entry, request, "nms_iou", default)
-    return None if value is None else float(value)
 
 
 def load(request: LoadRequest, entry: CatalogueEntry) -> OwlDetector:

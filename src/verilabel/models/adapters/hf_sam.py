@@ -16,10 +16,9 @@ import numpy as np
 
 from verilabel.errors import ConfigError, ModelLoadError
 from verilabel.labels import Detection, Label, Mask
-from verilabel.models.adapters.torchvision_semantic import zero_padding
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
-from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET, resize, to_batch
+from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET, resize, to_batch, zero_padding
 from verilabel.models.torch_support import inference, resolve_device
 from verilabel.models.weights import hf_repo, hf_snapshot
 

@@ -18,12 +18,10 @@ from verilabel.models.adapters.hf_clip import (
     CLIP_TEMPLATES,
     DEFAULT_BATCH,
     SIGLIP_TEMPLATES,
-    ImageConfig,
     ScaledCosine,
     ZeroShotClassifier,
-    option,
-    templates_option,
 )
+from verilabel.models.adapters.hf_common import ImageConfig, option, templates_option
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import LoadRequest
 from verilabel.models.torch_support import inference, resolve_device

@@ -11,12 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from verilabel.errors import ModelLoadError
 from verilabel.labels import Classification, Label
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET, center_crop, resize_shorter, to_batch
-from verilabel.models.torch_support import inference, load_state_dict, resolve_device
+from verilabel.models.torch_support import inference, load_state_dict, load_weights, resolve_device
 
 TOP_K = 5
 RESIZE = 256  # torchvision's V1 weights; its V2 weights (ResNet-50/101/152) set ``options.resize = 232``
@@ -80,14 +79,6 @@ def build_network(arch: str, num_classes: int = 1000) -> Any:
     from torchvision import models
 
     return getattr(models, arch)(weights=None, num_classes=num_classes)
-
-
-def load_weights(net: Any, state: dict[str, Any], name: str) -> None:
-    """Load a state dict strictly; a mismatch (another architecture's file) is a ModelLoadError."""
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ModelLoadError(f"the weights do not fit {name!r}: {str(exc).splitlines()[0]}") from None
 
 
 def load(request: LoadRequest, entry: CatalogueEntry) -> ImageNetClassifier:

@@ -13,7 +13,7 @@ from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.postprocess import box_detection, mask_detection
 from verilabel.models.preprocess import resize, to_tensors
-from verilabel.models.torch_support import inference, load_state_dict, resolve_device
+from verilabel.models.torch_support import inference, load_state_dict, load_weights, resolve_device
 
 # name -> (builder, input size handed to the model, default batch size)
 ARCHITECTURES: dict[str, tuple[str, int | None, int]] = {
@@ -98,12 +98,7 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> TorchvisionDetector:
     net = build_network(
         family, score_thresh=floor, detections_per_img=int(request.options.get("detections_per_img", 100))
     )
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        from verilabel.errors import ModelLoadError
-
-        raise ModelLoadError(f"the weights do not fit {entry.name!r}: {str(exc).splitlines()[0]}") from None
+    load_weights(net, state, entry.name)
     device = resolve_device(request.device)
     net.eval().to(device)
     return TorchvisionDetector(entry, net, device, input_size, batch)

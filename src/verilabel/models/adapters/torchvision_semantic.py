@@ -12,12 +12,11 @@ import numpy as np
 
 from verilabel.errors import ModelLoadError
 from verilabel.labels import Label
-from verilabel.models.adapters.torchvision_classification import load_weights
 from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.postprocess import mask_detection
-from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET, resize_shorter, to_batch
-from verilabel.models.torch_support import inference, load_state_dict, resolve_device
+from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET, padded_batch, resize_shorter
+from verilabel.models.torch_support import inference, load_state_dict, load_weights, resolve_device
 
 # builder -> default batch size
 ARCHITECTURES: dict[str, int] = {
@@ -29,28 +28,6 @@ ARCHITECTURES: dict[str, int] = {
 }
 SIZE = 520  # torchvision's recipe: shorter side to 520
 MIN_AREA = 0.001  # regions under this fraction of the image are speckle, not objects
-
-
-def padded_batch(images: Sequence[np.ndarray], device: Any, *, mean: Sequence[float], std: Sequence[float]) -> Any:
-    """``uint8`` HWC images of any sizes -> one normalised NCHW tensor, each image at the top-left, padded to
-    the largest with zeros after normalisation (as the models were trained). One upload per batch."""
-    height, width = max(image.shape[0] for image in images), max(image.shape[1] for image in images)
-    if all(image.shape[:2] == (height, width) for image in images):
-        return to_batch(images, device, mean=mean, std=std)
-    canvas = np.zeros((len(images), height, width, 3), np.uint8)
-    for i, image in enumerate(images):
-        canvas[i, : image.shape[0], : image.shape[1]] = image
-    batch = to_batch(list(canvas), device, mean=mean, std=std)
-    return zero_padding(batch, [image.shape[:2] for image in images])
-
-
-def zero_padding(batch: Any, sizes: Sequence[tuple[int, int]]) -> Any:
-    """Zero what lies right of and below each image's (height, width) in a normalised NCHW batch: padding
-    that is zero after normalisation, not black."""
-    for i, (height, width) in enumerate(sizes):
-        batch[i, :, height:, :] = 0
-        batch[i, :, :height, width:] = 0
-    return batch
 
 
 # A region: its bounding box's top-left pixel (x, y) and its mask over that box.
