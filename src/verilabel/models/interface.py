@@ -116,3 +116,11 @@ class LoadRequest:
     classes: tuple[str, ...] = ()
     min_confidence: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # The run keeps at most this many labels per image (the most confident): a detector may stop at that many.
+    max_labels: int | None = None
+
+    def detection_limit(self, default: int, vocabulary: tuple[str, ...] = ()) -> int:
+        """How many detections per image are worth building: the model's own cap, or the run's if lower. A fixed
+        model (``vocabulary``) caps before its classes are filtered, so only when every class is asked for."""
+        partial = bool(vocabulary) and not set(vocabulary) <= set(self.classes)
+        return min(default, self.max_labels) if self.max_labels is not None and not partial else default

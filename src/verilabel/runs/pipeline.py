@@ -125,6 +125,7 @@ class Pipeline:
         self.on_written = on_written
         self.batch_size = options.batch_size
         self._prepare: Callable[[Any], Any] | None = getattr(model, "prepare", None)
+        self._started = 0.0
 
     def _load(self, item: WorkItem) -> ImageItem | Outcome:
         start = time.perf_counter()
@@ -185,6 +186,7 @@ class Pipeline:
         return [replace(label, label=names[label.label]) for label in kept]
 
     def run(self, items: Iterable[WorkItem], sink: Sink) -> None:
+        self._started = time.perf_counter()
         writer = _Writer(sink, self.timer, self.on_written)
         writer.start()
         try:
@@ -212,6 +214,9 @@ class Pipeline:
             outcomes += [
                 Outcome(item.sample_id, self._finish(labels)) for item, labels in zip(batch, predictions, strict=True)
             ]
+            if not self.timer.images:  # the first batch pays the warm-up (lazy init, kernel selection, caches)
+                self.timer.add("first_batch", time.perf_counter() - self._started)
+                self.timer.add("first_batch_images", len(batch))
             self.timer.images += len(batch)
         if outcomes:
             writer.put(outcomes, self.timer)

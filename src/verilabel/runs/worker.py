@@ -236,6 +236,7 @@ class Worker:
             classes=tuple(self.config["model_classes"]),
             min_confidence=self.config["min_confidence"],
             options=dict(self.config.get("model_options") or {}),
+            max_labels=self.config.get("max_labels"),
         )
         start = time.perf_counter()
         model = registry.load(ref, request)

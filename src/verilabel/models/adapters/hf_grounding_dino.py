@@ -221,6 +221,6 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> GroundingDinoDetector:
         device,
         batch_size=int(option(entry, request, "batch_size", DEFAULT_BATCH)),
         nms_iou=nms_option(entry, request, None),
-        max_detections=int(option(entry, request, "max_detections", MAX_DETECTIONS)),
+        max_detections=request.detection_limit(int(option(entry, request, "max_detections", MAX_DETECTIONS))),
         classes=request.classes,
     )

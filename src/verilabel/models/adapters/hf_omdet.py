@@ -166,6 +166,6 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> OmDetDetector:
         device,
         batch_size=int(option(entry, request, "batch_size", DEFAULT_BATCH)),
         nms_iou=nms_option(entry, request, DEFAULT_NMS_IOU),
-        max_detections=int(option(entry, request, "max_detections", MAX_DETECTIONS)),
+        max_detections=request.detection_limit(int(option(entry, request, "max_detections", MAX_DETECTIONS))),
         classes=request.classes,
     )

@@ -96,7 +96,11 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> TorchvisionDetector:
     state = load_state_dict(entry.weights, request.weights, name=entry.name)
     floor = request.min_confidence if request.min_confidence is not None else entry.default_confidence
     net = build_network(
-        family, score_thresh=floor, detections_per_img=int(request.options.get("detections_per_img", 100))
+        family,
+        score_thresh=floor,
+        detections_per_img=request.detection_limit(
+            int(request.options.get("detections_per_img", 100)), entry.vocabulary
+        ),
     )
     load_weights(net, state, entry.name)
     device = resolve_device(request.device)
