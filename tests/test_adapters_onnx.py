@@ -111,6 +111,10 @@ def test_forced_outputs_land_on_the_original_image(exports, monkeypatch):
     ]
     cat = next(label for label in labels if label.label == "cat")
     assert cat.box.as_tuple() == pytest.approx((0.1, 0.1, 0.2, 0.2))
+    ref = registry.resolve("onnx-yolo", str(exports["batched"]))
+    capped = registry.load(ref, LoadRequest(weights=str(exports["batched"]), device="cpu", classes=NAMES, max_labels=1))
+    monkeypatch.setattr(capped, "forward", lambda prepared: np.repeat(rows, len(prepared), axis=0))
+    assert [label.label for label in capped.predict([item], PredictContext("detection", NAMES, 0.25))[0]] == ["cat"]
     only = model.predict([item], PredictContext("detection", ("dog", "bird"), 0.5))[0]
     assert [label.label for label in only] == ["dog"]
     portrait = image(1, 300, 500)  # x0.64, 64 px of grey on the left

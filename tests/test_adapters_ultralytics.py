@@ -26,9 +26,10 @@ from verilabel import ImageItem, PredictContext  # noqa: E402
 from verilabel.errors import ConfigError, ModelLoadError  # noqa: E402
 from verilabel.models import registry  # noqa: E402
 from verilabel.models.adapters import ultralytics_yolo  # noqa: E402
-from verilabel.models.adapters.ultralytics_yolo import Letterbox, RawOutput, UltralyticsYolo  # noqa: E402
+from verilabel.models.adapters.ultralytics_yolo import RawOutput, UltralyticsYolo  # noqa: E402
 from verilabel.models.checks import check_predictions  # noqa: E402
 from verilabel.models.interface import LoadRequest  # noqa: E402
+from verilabel.models.preprocess import Letterbox  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -59,8 +60,13 @@ def load(name: str, weights: Path | None, **options: Any) -> tuple[Any, registry
         # The catalogue asks for OpenAI's `clip` package; the adapter needs only open_clip (see the report).
         ref = dataclasses.replace(ref, entry=dataclasses.replace(ref.entry, requires=("ultralytics",)))
     classes = tuple(options.pop("classes", ()))
+    max_labels = options.pop("max_labels", None)
     request = LoadRequest(
-        weights=str(weights) if weights else None, device="cpu", classes=classes, options={"imgsz": IMGSZ, **options}
+        weights=str(weights) if weights else None,
+        device="cpu",
+        classes=classes,
+        options={"imgsz": IMGSZ, **options},
+        max_labels=max_labels,
     )
     return registry.load(ref, request), ref
 
@@ -212,6 +218,12 @@ def test_thresholds_class_subsets_and_nms_on_forced_outputs(weights, monkeypatch
     force(model_iou, monkeypatch, rows)
     labels = model_iou.predict([item], PredictContext("detection", ("cat",), 0.1))[0]
     assert len(labels) == 2  # nearly identical boxes survive a 0.99 IoU threshold
+    capped, _ = load("yolo11n-coco", weights["detect"], classes=NAMES, max_labels=2)  # the run keeps 2 per image
+    force(capped, monkeypatch, rows)
+    assert sorted(label.label for label in capped.predict([item], PredictContext("detection", NAMES, 0.1))[0]) == [
+        "cat",
+        "dog",
+    ]
 
 
 def test_end_to_end_heads_skip_nms(weights, monkeypatch):
@@ -382,3 +394,18 @@ def test_importing_ultralytics_stays_quiet_offline_and_leaves_threads_alone(tmp_
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(tmp_path / "vl" / "ultralytics")  # nothing else printed
     assert not (tmp_path / "user").exists()  # no settings written to the user's home
+
+
+def test_a_corrupt_image_is_still_reported_as_such_once_ultralytics_is_loaded(tmp_path):
+    """ultralytics replaces PIL.Image.open with one that tries to pip-install pi-heif on unknown files."""
+    from verilabel.datasets.images import decode
+    from verilabel.errors import SampleError
+    from verilabel.models.adapters import ultralytics_yolo
+
+    ultralytics_yolo._import_ultralytics()
+    import ultralytics.utils.patches  # noqa: F401  (imported again: its patch must stay undone)
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    with pytest.raises(SampleError, match="not an image"):
+        decode(broken)

@@ -10,6 +10,17 @@ from verilabel.models import weights
 pytest.importorskip("huggingface_hub")
 
 
+@pytest.fixture
+def hf_cache(monkeypatch, tmp_path: Path) -> Path:
+    """An empty HF cache (huggingface_hub reads HF_HUB_CACHE once, at import: patch its constant too)."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
 def fake_snapshot(cache: Path, repo: str, files: dict[str, bytes]) -> Path:
     """A snapshot laid out the way huggingface_hub caches one (refs/main -> snapshots/<commit>/...)."""
     root = cache / f"models--{repo.replace('/', '--')}"
@@ -22,16 +33,14 @@ def fake_snapshot(cache: Path, repo: str, files: dict[str, bytes]) -> Path:
     return snapshot
 
 
-def test_a_complete_cached_snapshot_loads_offline(monkeypatch, tmp_path: Path):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    snapshot = fake_snapshot(tmp_path, "org/model", {"config.json": b"{}", "model.safetensors": b"x"})
+def test_a_complete_cached_snapshot_loads_offline(hf_cache: Path):
+    snapshot = fake_snapshot(hf_cache, "org/model", {"config.json": b"{}", "model.safetensors": b"x"})
     assert weights.hf_snapshot("org/model", name="m") == snapshot
     assert weights.cached("hf:org/model")
 
 
-def test_a_partial_snapshot_is_not_taken_for_the_model(monkeypatch, tmp_path: Path):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    fake_snapshot(tmp_path, "org/half", {"config.json": b"{}"})  # the weights never arrived
+def test_a_partial_snapshot_is_not_taken_for_the_model(hf_cache: Path):
+    fake_snapshot(hf_cache, "org/half", {"config.json": b"{}"})  # the weights never arrived
     assert not weights.cached("hf:org/half")
     with pytest.raises(ModelLoadError) as info:
         weights.hf_snapshot("org/half", name="half-model")

@@ -94,7 +94,7 @@ def _calibration_images(size: int = 320) -> Any:
     import numpy as np
     import torch
 
-    from verilabel.models.adapters.ultralytics_yolo import letterbox
+    from verilabel.models.preprocess import letterbox
 
     rng = np.random.default_rng(0)
     shapes = [(240, 320), (300, 200), (237, 311), (500, 300)]
@@ -122,10 +122,16 @@ def save_onnx(
 ) -> Path:
     """A YOLO11 detector exported with ultralytics' ONNX exporter (names in the file's metadata); the ``.pt`` it
     was exported from lies beside it."""
+    import warnings
+
     from ultralytics import YOLO
 
     checkpoint = save_yolo(folder, "detect", size, names)
-    exported = YOLO(str(checkpoint)).export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=False, verbose=False)
+    with warnings.catch_warnings():  # torch's legacy ONNX exporter and its tracer complain, harmlessly
+        warnings.simplefilter("ignore")
+        exported = YOLO(str(checkpoint)).export(
+            format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=False, verbose=False
+        )
     return Path(exported)
 
 

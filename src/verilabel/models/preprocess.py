@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -170,3 +171,81 @@ def zero_padding(batch: Any, sizes: Sequence[tuple[int, int]]) -> Any:
         batch[i, :, height:, :] = 0
         batch[i, :, :height, width:] = 0
     return batch
+
+
+PAD_VALUE = 114  # ultralytics' letterbox grey: the value the models were trained to see as "no image"
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where an image of ``width`` x ``height`` lands in a ``size_w`` x ``size_h`` model input: resized (aspect kept)
+    to ``new_w`` x ``new_h`` and pasted at ``(left, top)`` on grey, with ultralytics' rounding (``LetterBox``)."""
+
+    width: int
+    height: int
+    size_w: int
+    size_h: int
+    new_w: int
+    new_h: int
+    left: int
+    top: int
+
+    @classmethod
+    def of(cls, width: int, height: int, size_w: int, size_h: int | None = None) -> Letterbox:
+        size_h = size_w if size_h is None else size_h
+        ratio = min(size_w / width, size_h / height)
+        new_w, new_h = max(round(width * ratio), 1), max(round(height * ratio), 1)
+        left, top = round((size_w - new_w) / 2 - 0.1), round((size_h - new_h) / 2 - 0.1)
+        return cls(width, height, size_w, size_h, new_w, new_h, left, top)
+
+    @property
+    def scale_x(self) -> float:
+        """Input pixels per original pixel along x (exact: the resize went to ``new_w``, not ``width * ratio``)."""
+        return self.new_w / self.width
+
+    @property
+    def scale_y(self) -> float:
+        return self.new_h / self.height
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        canvas = np.full((self.size_h, self.size_w, 3), PAD_VALUE, dtype=np.uint8)
+        canvas[self.top : self.top + self.new_h, self.left : self.left + self.new_w] = resize(
+            image, self.new_w, self.new_h
+        )
+        return canvas
+
+    def to_original(self, xy: np.ndarray) -> np.ndarray:
+        """Input-space ``(..., 2k)`` x, y columns (boxes as x1 y1 x2 y2, or points) -> original pixels."""
+        out = np.asarray(xy, dtype=np.float64).copy()
+        out[..., 0::2] = (out[..., 0::2] - self.left) / self.scale_x
+        out[..., 1::2] = (out[..., 1::2] - self.top) / self.scale_y
+        return out
+
+    def mask_crop(self, logits: np.ndarray, rect: tuple[int, int, int, int]) -> np.ndarray:
+        """The mask over the original-pixel rectangle ``(x, y, w, h)``, sampled bilinearly from prototype-resolution
+        mask logits (which cover the whole model input) at each original pixel's centre, then thresholded at 0.
+
+        Only the box is ever materialised at full resolution: a full-image mask per detection (what ultralytics
+        builds) costs detections x H x W, gigabytes on large photos."""
+        import cv2
+
+        x, y, w, h = rect
+        kx, ky = logits.shape[1] / self.size_w, logits.shape[0] / self.size_h
+        # original pixel centre (x + u + 0.5) -> input coordinate -> prototype coordinate, pixel centres at integers
+        ax, ay = self.scale_x * kx, self.scale_y * ky
+        bx = ((x + 0.5) * self.scale_x + self.left) * kx - 0.5
+        by = ((y + 0.5) * self.scale_y + self.top) * ky - 0.5
+        warp = np.array([[ax, 0.0, bx], [0.0, ay, by]], dtype=np.float64)
+        sampled = cv2.warpAffine(
+            logits.astype(np.float32, copy=False),
+            warp,
+            (w, h),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        return np.asarray(sampled > 0)
+
+
+def letterbox(image: np.ndarray, size: int) -> np.ndarray:
+    """The ``size`` x ``size`` uint8 model input of an RGB image (numpy / OpenCV only: runs in the decode pool)."""
+    return Letterbox.of(image.shape[1], image.shape[0], size).apply(image)

@@ -89,12 +89,13 @@ def _spec_of(factory: Any, reference: str) -> ModelSpec:
     return model.spec  # type: ignore[no-any-return]
 
 
-def resolve(name: str, weights: str | None = None) -> ModelRef:
+def resolve(name: str, weights: str | None = None, options: dict[str, Any] | None = None) -> ModelRef:
     """Look a model up by catalogue name, or import ``python:package.module:factory``.
 
     With ``weights`` (``--weights``), a fixed-vocabulary model whose adapter module defines
-    ``read_vocabulary(weights, entry)`` takes its vocabulary from those weights (a fine-tuned YOLO, an ONNX
-    export), so that classes are validated against what the model will really predict."""
+    ``read_vocabulary(weights, entry, options)`` takes its vocabulary from those weights (a fine-tuned YOLO, an
+    ONNX export; ``options`` are the run's model options), so that classes are validated against what the model
+    will really predict."""
     if "+" in name:
         return _resolve_two_stage(name, weights)
     if name.startswith(FIELD_PREFIX):
@@ -110,7 +111,7 @@ def resolve(name: str, weights: str | None = None) -> ModelRef:
                 entry.name,
                 entry.tasks,
                 entry.zero_shot,
-                _vocabulary(entry, weights),
+                _vocabulary(entry, weights, options or {}),
                 entry.default_confidence,
                 entry.loader,
                 entry,
@@ -164,7 +165,7 @@ def _first_stage(name: str, weights: str | None) -> ModelRef:
     return ModelRef(name, ("detection",), False, (), 0.0, "", prompt_field=field)
 
 
-def _vocabulary(entry: CatalogueEntry, weights: str | None) -> tuple[str, ...]:
+def _vocabulary(entry: CatalogueEntry, weights: str | None, options: dict[str, Any]) -> tuple[str, ...]:
     from_weights = entry.vocabulary_source == "weights"
     if from_weights and not weights:
         raise ConfigError("weights", f"model {entry.name!r} has no default weights: pass --weights FILE")
@@ -177,7 +178,7 @@ def _vocabulary(entry: CatalogueEntry, weights: str | None) -> tuple[str, ...]:
     if reader is None:
         return entry.vocabulary
     try:
-        vocabulary = reader(weights, entry)
+        vocabulary = reader(weights, entry, options)
     except (ModelLoadError, ConfigError) as exc:
         raise ConfigError("weights", str(exc)) from None
     return tuple(vocabulary) if vocabulary else entry.vocabulary

@@ -118,7 +118,7 @@ def validate(store: Store, request: RunRequest) -> ValidatedRun:
     if request.task not in TASKS:
         raise ConfigError("task", f"{request.task!r} is not a task; choose one of {', '.join(TASKS)}")
     task: Task = request.task
-    model = registry.resolve(request.model, request.weights)
+    model = registry.resolve(request.model, request.weights, request.model_options)
     if task not in model.tasks:
         able = [e.name for e in registry.catalogue() if task in e.tasks]
         raise ConfigError(

@@ -18,10 +18,11 @@ import numpy as np
 
 from verilabel.errors import ModelLoadError
 from verilabel.labels import Label
-from verilabel.models.adapters.ultralytics_yolo import DEFAULT_IOU, DEFAULT_MAX_DET, Letterbox
+from verilabel.models.adapters.ultralytics_yolo import DEFAULT_IOU, DEFAULT_MAX_DET
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, ModelSpec, PredictContext
 from verilabel.models.postprocess import box_detection
+from verilabel.models.preprocess import Letterbox
 
 DEFAULT_IMGSZ = 640
 DEFAULT_BATCH = 8
@@ -115,9 +116,11 @@ def _weights_file(weights: str | None, entry: CatalogueEntry) -> Path:
     return path
 
 
-def read_vocabulary(weights: str, entry: CatalogueEntry) -> tuple[str, ...] | None:
-    """The class names in the ONNX file's metadata (None when it has none)."""
-    return metadata_names(_session(_weights_file(weights, entry), ["CPUExecutionProvider"]))
+def read_vocabulary(weights: str, entry: CatalogueEntry, options: dict[str, Any]) -> tuple[str, ...] | None:
+    """The class names of ``--model-option names=a,b`` or of the ONNX file's metadata (None when neither)."""
+    return _names_option(options.get("names")) or metadata_names(
+        _session(_weights_file(weights, entry), ["CPUExecutionProvider"])
+    )
 
 
 def _providers(device: str) -> list[Any]:
@@ -261,7 +264,7 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> OnnxYolo:
         session,
         names,
         iou=float(request.options.get("iou", DEFAULT_IOU)),
-        max_det=int(request.options.get("max_det", DEFAULT_MAX_DET)),
+        max_det=request.detection_limit(int(request.options.get("max_det", DEFAULT_MAX_DET)), names),
         batch=int(request.options.get("batch_size", DEFAULT_BATCH)),
     )
     model.check(path)

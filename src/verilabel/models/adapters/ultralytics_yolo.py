@@ -30,11 +30,10 @@ from verilabel.labels import Detection, Label, Mask
 from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.postprocess import box_detection, keypoints_detection
-from verilabel.models.preprocess import resize, to_batch
+from verilabel.models.preprocess import Letterbox, letterbox, to_batch
 from verilabel.models.torch_support import inference, resolve_device
 from verilabel.models.weights import source_file
 
-PAD_VALUE = 114  # ultralytics' letterbox grey: the value the models were trained to see as "no image"
 DEFAULT_IMGSZ = 640
 DEFAULT_IOU = 0.7  # ultralytics' predict default
 DEFAULT_MAX_DET = 300
@@ -52,79 +51,6 @@ TEXT_ENCODERS = {
 
 
 # --- letterbox ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Letterbox:
-    """Where an image of ``width`` x ``height`` lands in a ``size_w`` x ``size_h`` model input: resized (aspect kept)
-    to ``new_w`` x ``new_h`` and pasted at ``(left, top)`` on grey, with ultralytics' rounding (``LetterBox``)."""
-
-    width: int
-    height: int
-    size_w: int
-    size_h: int
-    new_w: int
-    new_h: int
-    left: int
-    top: int
-
-    @classmethod
-    def of(cls, width: int, height: int, size_w: int, size_h: int | None = None) -> Letterbox:
-        size_h = size_w if size_h is None else size_h
-        ratio = min(size_w / width, size_h / height)
-        new_w, new_h = max(round(width * ratio), 1), max(round(height * ratio), 1)
-        left, top = round((size_w - new_w) / 2 - 0.1), round((size_h - new_h) / 2 - 0.1)
-        return cls(width, height, size_w, size_h, new_w, new_h, left, top)
-
-    @property
-    def scale_x(self) -> float:
-        """Input pixels per original pixel along x (exact: the resize went to ``new_w``, not ``width * ratio``)."""
-        return self.new_w / self.width
-
-    @property
-    def scale_y(self) -> float:
-        return self.new_h / self.height
-
-    def apply(self, image: np.ndarray) -> np.ndarray:
-        canvas = np.full((self.size_h, self.size_w, 3), PAD_VALUE, dtype=np.uint8)
-        canvas[self.top : self.top + self.new_h, self.left : self.left + self.new_w] = resize(
-            image, self.new_w, self.new_h
-        )
-        return canvas
-
-    def to_original(self, xy: np.ndarray) -> np.ndarray:
-        """Input-space ``(..., 2k)`` x, y columns (boxes as x1 y1 x2 y2, or points) -> original pixels."""
-        out = np.asarray(xy, dtype=np.float64).copy()
-        out[..., 0::2] = (out[..., 0::2] - self.left) / self.scale_x
-        out[..., 1::2] = (out[..., 1::2] - self.top) / self.scale_y
-        return out
-
-    def mask_crop(self, logits: np.ndarray, rect: tuple[int, int, int, int]) -> np.ndarray:
-        """The mask over the original-pixel rectangle ``(x, y, w, h)``, sampled bilinearly from prototype-resolution
-        mask logits (which cover the whole model input) at each original pixel's centre, then thresholded at 0.
-
-        Only the box is ever materialised at full resolution: a full-image mask per detection (what ultralytics
-        builds) costs detections x H x W, gigabytes on large photos."""
-        import cv2
-
-        x, y, w, h = rect
-        kx, ky = logits.shape[1] / self.size_w, logits.shape[0] / self.size_h
-        # original pixel centre (x + u + 0.5) -> input coordinate -> prototype coordinate, pixel centres at integers
-        ax, ay = self.scale_x * kx, self.scale_y * ky
-        bx = ((x + 0.5) * self.scale_x + self.left) * kx - 0.5
-        by = ((y + 0.5) * self.scale_y + self.top) * ky - 0.5
-        warp = np.array([[ax, 0.0, bx], [0.0, ay, by]], dtype=np.float64)
-        sampled = cv2.warpAffine(
-            logits.astype(np.float32, copy=False),
-            warp,
-            (w, h),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-        return np.asarray(sampled > 0)
-
-
-def letterbox(image: np.ndarray, size: int) -> np.ndarray:
-    """The ``size`` x ``size`` uint8 model input of an RGB image (numpy / OpenCV only: runs in the decode pool)."""
-    return Letterbox.of(image.shape[1], image.shape[0], size).apply(image)
 
 
 # --- ultralytics, quietly ---------------------------------------------------------------------------------------
@@ -132,8 +58,12 @@ def _import_ultralytics() -> None:
     """Import ultralytics with no downloads, auto-installs, network checks or banners, and a writable config folder.
 
     Its import also sets ``OMP_NUM_THREADS=1`` (for every later subprocess) and ``cv2.setNumThreads(0)`` for the
-    whole process: both are undone, they would slow the decode pool and CPU models beside this one."""
+    whole process: both are undone, they would slow the decode pool and CPU models beside this one. Its
+    ``utils.patches`` replaces ``PIL.Image.open`` with a version that, on a file PIL cannot identify, tries to
+    install ``pi-heif`` and raises ModuleNotFoundError: the original is put back, so a corrupt image is still
+    reported as "not an image"."""
     if "ultralytics.utils" in sys.modules:
+        _undo_image_open_patch()  # imported elsewhere first (a user's code, a test): the patch may be fresh
         return
     import cv2
     import torch
@@ -148,13 +78,24 @@ def _import_ultralytics() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         os.environ["YOLO_CONFIG_DIR"] = str(folder)
     omp, threads, cv_threads = os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads(), cv2.getNumThreads()
-    import ultralytics.utils  # noqa: F401
+    import ultralytics.utils
+    import ultralytics.utils.patches  # noqa: F401  (it patches on import: import it now, then undo that)
 
+    _undo_image_open_patch()
     if omp is None:
         os.environ.pop("OMP_NUM_THREADS", None)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     cv2.setNumThreads(cv_threads)
+
+
+def _undo_image_open_patch() -> None:
+    from PIL import Image
+
+    patches = sys.modules.get("ultralytics.utils.patches")
+    original = getattr(patches, "_image_open", None)
+    if original is not None and Image.open is not original:
+        Image.open = original
 
 
 def read_checkpoint(path: Path) -> Any:
@@ -179,7 +120,7 @@ def class_names(net: Any) -> tuple[str, ...]:
     return tuple(str(name) for name in names)
 
 
-def read_vocabulary(weights: str, entry: CatalogueEntry) -> tuple[str, ...] | None:
+def read_vocabulary(weights: str, entry: CatalogueEntry, options: dict[str, Any]) -> tuple[str, ...] | None:
     """The class names stored in a (fine-tuned) ultralytics checkpoint passed as ``--weights``."""
     net = read_checkpoint(source_file(entry.weights, weights, name=entry.name))
     return class_names(net) or None
@@ -485,6 +426,8 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> UltralyticsYolo:
     path = source_file(entry.weights, request.weights, name=entry.name)
     net = read_checkpoint(path)
     kind = _check_kind(net, entry, path)
+    vocabulary = () if entry.zero_shot else class_names(net)
+    options = dataclasses.replace(options, max_det=request.detection_limit(options.max_det, vocabulary))
     _choose_head(net, options)
     device = resolve_device(request.device)
     net = net.fuse(verbose=False).eval().to(device)  # conv + batch norm folded; YOLOE's prompts stay unfused
