@@ -72,3 +72,15 @@ def test_url_weights_fail_fast_offline_naming_the_file(monkeypatch, tmp_path: Pa
     (tmp_path / "home" / "weights" / "yolo11n.pt").write_bytes(b"x")
     assert weights.source_file(f"url:{url}", None, name="yolo11n-coco").name == "yolo11n.pt"
     assert weights.cached(f"url:{url}")
+
+
+def test_identity_names_the_revision_or_the_file(hf_cache: Path, tmp_path: Path, monkeypatch):
+    fake_snapshot(hf_cache, "org/model", {"config.json": b"{}", "model.safetensors": b"x"})
+    assert weights.identity("hf:org/model", None) == "hf:org/model@abc123"
+    assert weights.identity("hf:org/elsewhere", None) == "hf:org/elsewhere"  # not cached: the source itself
+    file = tmp_path / "finetuned.pt"
+    file.write_bytes(b"12345")
+    described = weights.identity("url:https://example.invalid/yolo11n.pt", str(file))
+    assert described.startswith(str(file)) and "5 bytes" in described
+    monkeypatch.setenv("VERILABEL_HOME", str(tmp_path / "home"))
+    assert weights.identity("url:https://example.invalid/yolo11n.pt", None) == "url:https://example.invalid/yolo11n.pt"

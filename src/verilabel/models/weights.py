@@ -192,3 +192,38 @@ def url_file(url: str, override: str | None, *, name: str, cache_dir: Path | Non
 
 def url_cached(url: str, cache_dir: Path | None = None) -> bool:
     return ((cache_dir or weights_dir()) / Path(url).name).is_file()
+
+
+def identity(source: str, override: str | None) -> str:
+    """What a run records as the weights it used: the hub repo at its cached revision, or a file / directory
+    with its size and modification time (cheap to compute, and it changes when the file is replaced)."""
+    path = local_path(override)
+    if path is not None:
+        return _describe(path.resolve())
+    if override:
+        source = f"hf:{override}"  # another hub id
+    kind, _, ref = source.partition(":")
+    if kind == "hf":
+        try:
+            from huggingface_hub import snapshot_download
+
+            snapshot = Path(snapshot_download(ref, local_files_only=True))
+        except Exception:
+            return source
+        return f"{source}@{snapshot.name}"  # the snapshot folder is named by the commit
+    if kind in ("url", "torch"):
+        cached = (torch_hub_dir() if kind == "torch" else weights_dir()) / Path(ref).name
+        return _describe(cached) if cached.is_file() else source
+    return source
+
+
+def _describe(path: Path) -> str:
+    if path.is_dir():
+        files = [f for f in path.rglob("*") if f.is_file()]
+        size, stamp = sum(f.stat().st_size for f in files), max((f.stat().st_mtime for f in files), default=0)
+    else:
+        size, stamp = path.stat().st_size, path.stat().st_mtime
+    from datetime import UTC, datetime
+
+    modified = datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{path} ({size} bytes, modified {modified})"

@@ -248,7 +248,7 @@ class Worker:
                 run.model_info = {
                     "name": spec.name,
                     "version": spec.version,
-                    "weights": self.config.get("weights") or spec.weights,
+                    "weights": _weights_identity(ref, self.config.get("weights"), spec.weights),
                     "device": device,
                     "batch_size": self._batch_size(model),
                 }
@@ -305,6 +305,16 @@ class Worker:
     def _on_sigterm(self, signum: int, frame: object) -> None:
         self.stop_reason = "signal"
         self.stop.set()
+
+
+def _weights_identity(ref: registry.ModelRef, override: str | None, spec_weights: str) -> str:
+    from verilabel.models import weights
+
+    source = ref.entry.weights if ref.entry is not None else spec_weights
+    try:
+        return weights.identity(source, override)
+    except OSError:
+        return override or source
 
 
 def _default_decode_threads(device: str) -> int:
