@@ -16,7 +16,7 @@ import numpy as np
 from verilabel.errors import ConfigError, ModelLoadError
 from verilabel.labels import Label
 from verilabel.models.catalogue import CatalogueEntry
-from verilabel.models.interface import LoadRequest
+from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.postprocess import box_detection
 from verilabel.models.preprocess import aspect_size, center_crop_or_pad, resize_antialiased
 from verilabel.models.torch_support import resolve_device
@@ -217,3 +217,41 @@ def box_labels(
 def nms_option(entry: CatalogueEntry, request: LoadRequest, default: float | None) -> float | None:
     value = option(entry, request, "nms_iou", default)
     return None if value is None else float(value)
+
+
+class ZeroShotDetector:
+    """What the transformers zero-shot detectors share: ``predict`` is ``forward`` on the prepared batch then
+    ``postprocess``, and ``detections`` turns one image's pixel boxes into labels (floor, class-wise NMS, top-k)."""
+
+    _nms_iou: float | None
+    _max_detections: int
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def forward(self, prepared: list[np.ndarray], classes: tuple[str, ...] | None = None) -> Any:
+        raise NotImplementedError
+
+    def postprocess(self, raw: Any, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        raise NotImplementedError
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        if not context.classes:
+            return [[] for _ in images]
+        prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
+        return self.postprocess(self.forward(prepared, context.classes), images, context)
+
+    def detections(
+        self, pixels: Any, scores: Any, labels: Any, item: ImageItem, context: PredictContext
+    ) -> list[Label]:
+        keep = select(
+            pixels, scores, labels, floor=context.min_confidence, nms_iou=self._nms_iou, limit=self._max_detections
+        )
+        return box_labels(
+            pixels[keep].cpu().numpy(),
+            scores[keep].cpu().numpy(),
+            labels[keep].cpu().numpy(),
+            context.classes,
+            item.width,
+            item.height,
+        )

@@ -24,14 +24,13 @@ from verilabel.labels import Label
 from verilabel.models.adapters.hf_common import (
     MAX_DETECTIONS,
     ImageConfig,
-    box_labels,
+    ZeroShotDetector,
     corners,
     load_transformers,
     nms_option,
     option,
     prepare_image,
     prompt_name,
-    select,
 )
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
@@ -96,7 +95,7 @@ def pad_batch(images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarra
     return padded, mask
 
 
-class GroundingDinoDetector:
+class GroundingDinoDetector(ZeroShotDetector):
     def __init__(
         self,
         entry: CatalogueEntry,
@@ -172,31 +171,8 @@ class GroundingDinoDetector:
         results: list[list[Label]] = []
         for i, item in enumerate(images):
             pixels = all_boxes[i] * all_boxes.new_tensor((item.width, item.height) * 2)
-            keep = select(
-                pixels,
-                all_scores[i],
-                all_labels[i],
-                floor=context.min_confidence,
-                nms_iou=self._nms_iou,
-                limit=self._max_detections,
-            )
-            results.append(
-                box_labels(
-                    pixels[keep].cpu().numpy(),
-                    all_scores[i][keep].cpu().numpy(),
-                    all_labels[i][keep].cpu().numpy(),
-                    context.classes,
-                    item.width,
-                    item.height,
-                )
-            )
+            results.append(self.detections(pixels, all_scores[i], all_labels[i], item, context))
         return results
-
-    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
-        if not context.classes:
-            return [[] for _ in images]
-        prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
-        return self.postprocess(self.forward(prepared, context.classes), images, context)
 
 
 def class_scores(prompt: Prompt, logits: Any) -> tuple[Any, Any]:

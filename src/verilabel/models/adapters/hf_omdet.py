@@ -22,14 +22,13 @@ from verilabel.models.adapters.hf_common import (
     DEFAULT_NMS_IOU,
     MAX_DETECTIONS,
     ImageConfig,
-    box_labels,
+    ZeroShotDetector,
     corners,
     load_transformers,
     nms_option,
     option,
     prepare_image,
     prompt_name,
-    select,
 )
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
@@ -45,7 +44,7 @@ def task_prompt(classes: Sequence[str]) -> str:
     return f"Detect {', '.join(classes)}."
 
 
-class OmDetDetector:
+class OmDetDetector(ZeroShotDetector):
     def __init__(
         self,
         entry: CatalogueEntry,
@@ -133,26 +132,8 @@ class OmDetDetector:
             top, index = probs[i].topk(min(queries, probs.shape[1]))
             labels = index % num_classes
             pixels = xyxy[i][index // num_classes] * xyxy.new_tensor((item.width, item.height) * 2)
-            keep = select(
-                pixels, top, labels, floor=context.min_confidence, nms_iou=self._nms_iou, limit=self._max_detections
-            )
-            results.append(
-                box_labels(
-                    pixels[keep].cpu().numpy(),
-                    top[keep].cpu().numpy(),
-                    labels[keep].cpu().numpy(),
-                    context.classes,
-                    item.width,
-                    item.height,
-                )
-            )
+            results.append(self.detections(pixels, top, labels, item, context))
         return results
-
-    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
-        if not context.classes:
-            return [[] for _ in images]
-        prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
-        return self.postprocess(self.forward(prepared, context.classes), images, context)
 
 
 def load(request: LoadRequest, entry: CatalogueEntry) -> OmDetDetector:

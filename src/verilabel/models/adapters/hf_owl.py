@@ -23,14 +23,13 @@ from verilabel.models.adapters.hf_common import (
     MAX_DETECTIONS,
     ImageConfig,
     TextEmbeddings,
-    box_labels,
+    ZeroShotDetector,
     corners,
     load_transformers,
     nms_option,
     option,
     pooled,
     prepare_image,
-    select,
     templates_option,
 )
 from verilabel.models.catalogue import CatalogueEntry
@@ -57,7 +56,7 @@ def pad_bottom_right_square(image: np.ndarray) -> np.ndarray:
 
 
 # --- the detector ----------------------------------------------------------------------------------------------
-class OwlDetector:
+class OwlDetector(ZeroShotDetector):
     def __init__(
         self,
         entry: CatalogueEntry,
@@ -127,31 +126,8 @@ class OwlDetector:
             side = max(item.width, item.height)
             scale = xyxy.new_tensor((side, side) * 2 if self._square else (item.width, item.height) * 2)
             pixels = xyxy[i] * scale
-            keep = select(
-                pixels,
-                scores[i],
-                labels[i],
-                floor=context.min_confidence,
-                nms_iou=self._nms_iou,
-                limit=self._max_detections,
-            )
-            results.append(
-                box_labels(
-                    pixels[keep].cpu().numpy(),
-                    scores[i][keep].cpu().numpy(),
-                    labels[i][keep].cpu().numpy(),
-                    context.classes,
-                    item.width,
-                    item.height,
-                )
-            )
+            results.append(self.detections(pixels, scores[i], labels[i], item, context))
         return results
-
-    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
-        if not context.classes:
-            return [[] for _ in images]
-        prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
-        return self.postprocess(self.forward(prepared, context.classes), images, context)
 
 
 def load(request: LoadRequest, entry: CatalogueEntry) -> OwlDetector:
