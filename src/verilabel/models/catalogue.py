@@ -28,10 +28,6 @@ def vocabulary_file(name: str) -> tuple[str, ...]:
 _PLACEHOLDERS = frozenset({"__background__", "N/A"})
 
 
-def coco_vocabulary() -> tuple[str, ...]:
-    return tuple(c for c in vocabulary_file("coco-91") if c not in _PLACEHOLDERS)
-
-
 @dataclass(frozen=True)
 class CatalogueEntry:
     name: str
@@ -77,10 +73,6 @@ class CatalogueEntry:
             version=self.version,
             weights=self.weights,
         )
-
-    @property
-    def packaged(self) -> bool:
-        return self.weights.startswith("package:")
 
     def to_json(self, *, available: bool | None = None, vocabulary: bool = False) -> dict[str, Any]:
         row: dict[str, Any] = {

@@ -223,8 +223,19 @@ class ZeroShotDetector:
     """What the transformers zero-shot detectors share: ``predict`` is ``forward`` on the prepared batch then
     ``postprocess``, and ``detections`` turns one image's pixel boxes into labels (floor, class-wise NMS, top-k)."""
 
-    _nms_iou: float | None
-    _max_detections: int
+    def __init__(
+        self,
+        net: Any,
+        processor: Any,
+        device: Any,
+        *,
+        nms_iou: float | None,
+        max_detections: int,
+        classes: tuple[str, ...],
+    ) -> None:
+        self._net, self._tokenizer, self._device = net, processor.tokenizer, device
+        self._nms_iou, self._max_detections = nms_iou, max_detections
+        self._classes = classes
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -108,13 +108,11 @@ class GroundingDinoDetector(ZeroShotDetector):
         max_detections: int,
         classes: tuple[str, ...] = (),
     ) -> None:
-        self._net, self._tokenizer, self._device = net, processor.tokenizer, device
+        super().__init__(net, processor, device, nms_iou=nms_iou, max_detections=max_detections, classes=classes)
         self._image = ImageConfig.from_processor(processor.image_processor)
         self.spec = entry.spec(batch_size=batch_size, input_size=self._image.input_size)
         self._max_tokens = int(net.config.max_text_len)
         self._prompts: dict[tuple[str, ...], list[Prompt]] = {}
-        self._nms_iou, self._max_detections = nms_iou, max_detections
-        self._classes = classes
 
     def prompts(self, classes: tuple[str, ...]) -> list[Prompt]:
         """The prompt windows of ``classes``, built once per class tuple."""

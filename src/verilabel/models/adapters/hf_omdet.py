@@ -57,7 +57,7 @@ class OmDetDetector(ZeroShotDetector):
         max_detections: int,
         classes: tuple[str, ...] = (),
     ) -> None:
-        self._net, self._tokenizer, self._device = net, processor.tokenizer, device
+        super().__init__(net, processor, device, nms_iou=nms_iou, max_detections=max_detections, classes=classes)
         image = ImageConfig.from_processor(processor.image_processor)
         if image.size is None:  # the Swin backbone is built for one input size: stretch to it
             side = net.config.image_size
@@ -66,8 +66,6 @@ class OmDetDetector(ZeroShotDetector):
         self._image = image
         self.spec = entry.spec(batch_size=batch_size, input_size=image.input_size)
         self._language: dict[tuple[str, ...], tuple[Any, Any, Any]] = {}
-        self._nms_iou, self._max_detections = nms_iou, max_detections
-        self._classes = classes
         if classes:
             self.language(classes)
 

@@ -70,14 +70,12 @@ class OwlDetector(ZeroShotDetector):
         max_detections: int,
         classes: tuple[str, ...] = (),
     ) -> None:
-        self._net, self._tokenizer, self._device = net, processor.tokenizer, device
+        super().__init__(net, processor, device, nms_iou=nms_iou, max_detections=max_detections, classes=classes)
         self._square = net.config.model_type == "owlv2"
         self._image = dataclasses.replace(ImageConfig.from_processor(processor.image_processor), gaussian=self._square)
         self.spec = entry.spec(batch_size=batch_size, input_size=self._image.input_size)
         self._max_length = int(net.config.text_config.max_position_embeddings)
         self._texts = TextEmbeddings(self._encode_text, templates)
-        self._nms_iou, self._max_detections = nms_iou, max_detections
-        self._classes = classes
         if classes:
             self._texts(classes)
 
