@@ -59,3 +59,17 @@ def test_polygon_and_keypoints_round_trip_json():
         Polygon((((0.1, 0.1), (0.5, 0.1)),))
     with pytest.raises(ValueError):
         Keypoints(((0.1, 0.2),), ("a", "b"))
+
+
+def test_label_ids_are_unique_time_ordered_and_immune_to_a_library_seeding_random():
+    import random
+
+    from verilabel.labels import new_label_id
+
+    ids = [new_label_id() for _ in range(100_000)]
+    assert len(set(ids)) == len(ids) and all(len(i) == 24 for i in ids)
+    assert [i[:12] for i in ids] == sorted(i[:12] for i in ids)  # the millisecond prefix never goes back
+    random.seed(0)
+    first = new_label_id()
+    random.seed(0)
+    assert new_label_id()[12:] != first[12:]

@@ -183,3 +183,19 @@ def test_decode_uses_jpeg_draft_mode_but_keeps_orientation(tmp_path: Path):
     full, draft = decode(tmp_path / "big.jpg"), decode(tmp_path / "big.jpg", draft_size=200)
     assert full.shape == (1600, 800, 3)
     assert draft.shape[0] / draft.shape[1] == 2 and 200 <= draft.shape[1] < 800
+
+
+def test_decode_gives_rgb_for_every_mode_and_the_pixels_as_stored(tmp_path: Path):
+    from PIL import Image
+
+    from verilabel.datasets.images import decode
+
+    rgb = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    assert np.array_equal(decode(tmp_path / "rgb.png"), rgb)
+    for mode in ("L", "RGBA", "P", "I;16", "CMYK"):
+        image = Image.fromarray(rgb).convert(mode)
+        image.save(tmp_path / f"{mode[0]}.tiff")
+        decoded = decode(tmp_path / f"{mode[0]}.tiff")
+        assert decoded.dtype == np.uint8 and decoded.shape == (30, 40, 3), mode
+        assert np.array_equal(decoded, np.asarray(image.convert("RGB"))), mode

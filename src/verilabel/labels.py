@@ -12,7 +12,7 @@ COCO-style uncompressed run-length encoding (``mask_rle``).
 from __future__ import annotations
 
 import os
-import secrets
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,9 +25,18 @@ LabelKind = Literal["classification", "detection"]
 _EPS = 1e-6
 
 
+# Label ids need uniqueness, not secrecy: a generator of our own (seeded from the OS, reseeded in forked
+# children, untouched by a library's random.seed) instead of a system call per label for `secrets`, which cost a
+# fast worker a quarter of its labelling time.
+_id_bits = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_id_bits.seed)
+
+
 def new_label_id() -> str:
-    """A 24-hex-digit id that sorts by creation time (good index locality for bulk inserts)."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
+    """A 24-hex-digit id that sorts by creation time (good index locality for bulk inserts): milliseconds, then
+    48 random bits."""
+    return f"{time.time_ns() // 1_000_000:012x}{_id_bits.getrandbits(48):012x}"
 
 
 def _check_unit(name: str, value: float) -> float:

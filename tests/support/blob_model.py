@@ -8,8 +8,10 @@ it down so a test can kill a worker mid-run.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -66,6 +68,30 @@ class BlobModel:
         return results
 
 
+class AsyncBlobModel(BlobModel):
+    """The blob model on a simulated asynchronous device: ``infer`` queues the batch on a worker thread (like a
+    CUDA launch) and ``to_labels`` waits for it, so the engine overlaps labelling with the next batch."""
+
+    asynchronous = True
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        self.device = ThreadPoolExecutor(1, thread_name_prefix="blob-device")
+        self.threads: set[str] = set()  # where to_labels ran (tests check it is not the model's thread)
+
+    def infer(self, images: Sequence[ImageItem], context: PredictContext) -> Future[list[list[Label]]]:
+        return self.device.submit(BlobModel.predict, self, images, context)
+
+    def to_labels(
+        self, raw: Future[list[list[Label]]], images: Sequence[ImageItem], context: PredictContext
+    ) -> list[list[Label]]:
+        self.threads.add(threading.current_thread().name)
+        return raw.result()
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        return self.to_labels(self.infer(images, context), images, context)
+
+
 class BoxFiller:
     """A promptable segmenter for tests: the mask of each box prompt is the ellipse inscribed in it."""
 
@@ -108,6 +134,10 @@ def detector(request: LoadRequest) -> BlobModel:
     return BlobModel(detector.spec)
 
 
+def async_detector(request: LoadRequest) -> AsyncBlobModel:
+    return AsyncBlobModel(async_detector.spec)
+
+
 def zero_shot(request: LoadRequest) -> BlobModel:
     return BlobModel(zero_shot.spec)
 
@@ -130,6 +160,7 @@ def liar(request: LoadRequest) -> BlobModel:
 
 
 detector.spec = _spec("blobs", ("classification", "detection"), zero_shot=False)  # type: ignore[attr-defined]
+async_detector.spec = _spec("blobs-async", ("classification", "detection"), zero_shot=False)  # type: ignore[attr-defined]
 zero_shot.spec = _spec("blobs-zero-shot", ("classification", "detection"), zero_shot=True)  # type: ignore[attr-defined]
 segmenter.spec = _spec("blobs-seg", ("segmentation",), zero_shot=False)  # type: ignore[attr-defined]
 broken.spec = _spec("blobs-broken", ("detection",), zero_shot=False)  # type: ignore[attr-defined]

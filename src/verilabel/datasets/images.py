@@ -81,8 +81,9 @@ def decode(
             if draft_size and img.format == "JPEG":
                 img.draft("RGB", (draft_size, draft_size))
             img.load()
-            oriented = ImageOps.exif_transpose(img)
-            rgb = oriented.convert("RGB")
+            # Each step only when needed: PIL's transpose and convert copy the image even when they change nothing.
+            oriented = ImageOps.exif_transpose(img) if img.getexif().get(_EXIF_ORIENTATION, 1) != 1 else img
+            rgb = oriented if oriented.mode == "RGB" else oriented.convert("RGB")
             return np.asarray(rgb)
     except SampleError:
         raise

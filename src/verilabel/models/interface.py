@@ -16,6 +16,12 @@ Optionally a model may define ``prepare(image) -> object``: the engine calls it 
 the model, and hands the result back as ``ImageItem.prepared`` (resize / normalise off the critical path).
 Use numpy / PIL / OpenCV there, not torch ops: each decode thread that runs a torch op gets its own intra-op
 thread pool, and those spinning threads slow a CPU model's forward by a third.
+
+A model whose device runs asynchronously (CUDA: a forward returns once its kernels are queued) may also set
+``asynchronous = True`` and split ``predict`` in two: ``infer(images, context) -> raw`` queues the device work,
+and ``to_labels(raw, images, context) -> list[list[Label]]`` waits for it and builds the labels. The engine
+then calls ``to_labels`` in a thread of its own, so that the host's post-processing of one batch overlaps the
+device's forward of the next (``predict`` must stay equal to ``to_labels(infer(...))``).
 """
 
 from __future__ import annotations

@@ -71,39 +71,88 @@ class PipelineOptions:
     max_labels: int | None = None
 
 
-class _Writer(threading.Thread):
-    """Consumes outcome batches and hands them to the sink; a failure is re-raised in the model thread."""
+class _Stage(threading.Thread):
+    """A thread draining a bounded queue. Its first failure is re-raised in the producer (on ``put`` or
+    ``close``); after a failure it drains without working, so the producer never blocks on a full queue."""
 
-    def __init__(self, sink: Sink, timer: StageTimer, on_written: Callable[[int], None]) -> None:
-        super().__init__(name="verilabel-writer", daemon=True)
-        self.queue: queue.Queue[list[Outcome] | None] = queue.Queue(maxsize=4)
+    def __init__(self, name: str, size: int, timer: StageTimer, wait_name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=size)
         self.error: BaseException | None = None
-        self._sink, self._timer, self._on_written = sink, timer, on_written
+        self._timer, self._wait_name = timer, wait_name
+
+    def handle(self, item: Any) -> None:
+        raise NotImplementedError
+
+    def take(self, first: Any) -> tuple[Any, bool]:
+        """The work for one ``handle`` call starting from ``first``, and whether the queue was closed."""
+        return first, False
 
     def run(self) -> None:
-        while (batch := self.queue.get()) is not None:
-            if self.error is not None:
-                continue  # drain without writing after a failure
-            start = time.perf_counter()
-            try:
-                self._sink(batch)
-                self._on_written(len(batch))
-            except BaseException as exc:
-                self.error = exc
-            self._timer.add("write", time.perf_counter() - start)
+        closing = False
+        while not closing and (item := self.queue.get()) is not None:
+            item, closing = self.take(item)
+            if self.error is None:
+                try:
+                    self.handle(item)
+                except BaseException as exc:
+                    self.error = exc
 
-    def put(self, batch: list[Outcome], timer: StageTimer) -> None:
+    def put(self, item: Any) -> None:
         if self.error is not None:
             raise self.error
         start = time.perf_counter()
-        self.queue.put(batch)
-        timer.add("wait_write", time.perf_counter() - start)
+        self.queue.put(item)
+        self._timer.add(self._wait_name, time.perf_counter() - start)
 
     def close(self) -> None:
         self.queue.put(None)
         self.join()
         if self.error is not None:
             raise self.error
+
+
+class _Writer(_Stage):
+    """Hands outcome batches to the sink (one transaction each).
+
+    Group commit: when batches queue up (the model outpaces the database), the writer hands all of them to the
+    sink at once, so one transaction carries several batches and the cost of each commit (index pages written
+    to the WAL) is shared: a fast model is then limited by rows written, not by commits."""
+
+    def __init__(self, sink: Sink, timer: StageTimer, on_written: Callable[[int], None]) -> None:
+        super().__init__("verilabel-writer", 8, timer, "wait_write")
+        self._sink, self._on_written = sink, on_written
+
+    def take(self, first: list[Outcome]) -> tuple[list[Outcome], bool]:
+        batch = first
+        while True:
+            try:
+                more = self.queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+            if more is None:
+                return batch, True
+            batch = batch + more
+
+    def handle(self, batch: list[Outcome]) -> None:
+        start = time.perf_counter()
+        try:
+            self._sink(batch)
+            self._on_written(len(batch))
+        finally:
+            self._timer.add("write", time.perf_counter() - start)
+
+
+class _Labeller(_Stage):
+    """Turns raw model outputs into checked labels beside the model thread, for asynchronous models: while it
+    post-processes batch N on the CPU, the accelerator already runs batch N+1."""
+
+    def __init__(self, pipeline: Pipeline, writer: _Writer) -> None:
+        super().__init__("verilabel-labeller", 2, pipeline.timer, "wait_labels")
+        self._pipeline, self._writer = pipeline, writer
+
+    def handle(self, work: tuple[list[Outcome], list[tuple[list[ImageItem], Any]]]) -> None:
+        self._pipeline.label(*work, self._writer)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -126,6 +175,10 @@ class Pipeline:
         self.batch_size = options.batch_size
         self._prepare: Callable[[Any], Any] | None = getattr(model, "prepare", None)
         self._started = 0.0
+        # An asynchronous model splits predict into infer (queue the device work) and to_labels (wait, read out).
+        self.overlap = bool(getattr(model, "asynchronous", False)) and all(
+            callable(getattr(model, name, None)) for name in ("infer", "to_labels")
+        )
 
     def _load(self, item: WorkItem) -> ImageItem | Outcome:
         start = time.perf_counter()
@@ -160,21 +213,43 @@ class Pipeline:
             self.timer.add("wait_decode", time.perf_counter() - start)
             yield result
 
-    def _predict(self, batch: list[ImageItem]) -> list[list[Label]]:
+    def _infer(self, batch: list[ImageItem]) -> list[tuple[list[ImageItem], Any]]:
+        """The model's raw outputs for the batch: ``infer``'s (asynchronous models) or ``predict``'s labels.
+        Out of device memory, the batch is halved for the rest of the run and this one retried in halves."""
         try:
             start = time.perf_counter()
-            outputs = self.model.predict(batch, self.context)
+            call = self.model.infer if self.overlap else self.model.predict  # type: ignore[attr-defined]
+            raw = call(batch, self.context)
             self.timer.add("model", time.perf_counter() - start)
+            return [(batch, raw)]
         except Exception as exc:
             if not _is_out_of_memory(exc) or len(batch) == 1:
                 raise
-            # Out of device memory: halve the batch for the rest of the run and retry this one in halves.
-            self.batch_size = max(1, len(batch) // 2)
-            return self._predict(batch[: self.batch_size]) + self._predict(batch[self.batch_size :])
-        start = time.perf_counter()
-        checked = check_predictions(self.model.spec, self.context, batch, outputs)
-        self.timer.add("check", time.perf_counter() - start)
-        return checked
+            self.batch_size = min(self.batch_size, max(1, len(batch) // 2))
+            parts: list[tuple[list[ImageItem], Any]] = []
+            while batch:  # at the size that fits, which each retry may lower further
+                size = self.batch_size
+                parts += self._infer(batch[:size])
+                batch = batch[size:]
+            return parts
+
+    def label(self, failed: list[Outcome], parts: list[tuple[list[ImageItem], Any]], writer: _Writer) -> None:
+        """Check and finish the labels of inferred batches, then hand them with ``failed`` to the writer."""
+        outcomes = list(failed)
+        for batch, raw in parts:
+            start = time.perf_counter()
+            outputs = self.model.to_labels(raw, batch, self.context) if self.overlap else raw  # type: ignore[attr-defined]
+            checked = check_predictions(self.model.spec, self.context, batch, outputs)
+            self.timer.add("labels", time.perf_counter() - start)
+            outcomes += [
+                Outcome(item.sample_id, self._finish(labels)) for item, labels in zip(batch, checked, strict=True)
+            ]
+            if not self.timer.images:  # the first batch pays the warm-up (lazy init, kernel selection, caches)
+                self.timer.add("first_batch", time.perf_counter() - self._started)
+                self.timer.add("first_batch_images", len(batch))
+            self.timer.images += len(batch)
+        if outcomes:
+            writer.put(outcomes)
 
     def _finish(self, labels: list[Label]) -> list[Label]:
         """Keep labels above the confidence floor (the ``max_labels`` most confident), renamed to their dataset
@@ -189,6 +264,9 @@ class Pipeline:
         self._started = time.perf_counter()
         writer = _Writer(sink, self.timer, self.on_written)
         writer.start()
+        labeller = _Labeller(self, writer) if self.overlap else None
+        if labeller is not None:
+            labeller.start()
         try:
             with ThreadPoolExecutor(self.options.decode_threads, thread_name_prefix="verilabel-decode") as pool:
                 batch: list[ImageItem] = []
@@ -199,24 +277,23 @@ class Pipeline:
                     else:
                         batch.append(result)
                     if len(batch) >= self.batch_size or len(failed) >= self.batch_size:
-                        self._flush(batch, failed, writer)
+                        self._flush(batch, failed, writer, labeller)
                         batch, failed = [], []
                     if self.stop.is_set():
                         break
-                self._flush(batch, failed, writer)
+                self._flush(batch, failed, writer, labeller)
         finally:
-            writer.close()
+            try:
+                if labeller is not None:
+                    labeller.close()
+            finally:
+                writer.close()
 
-    def _flush(self, batch: list[ImageItem], failed: list[Outcome], writer: _Writer) -> None:
-        outcomes = list(failed)
-        if batch:
-            predictions = self._predict(batch)
-            outcomes += [
-                Outcome(item.sample_id, self._finish(labels)) for item, labels in zip(batch, predictions, strict=True)
-            ]
-            if not self.timer.images:  # the first batch pays the warm-up (lazy init, kernel selection, caches)
-                self.timer.add("first_batch", time.perf_counter() - self._started)
-                self.timer.add("first_batch_images", len(batch))
-            self.timer.images += len(batch)
-        if outcomes:
-            writer.put(outcomes, self.timer)
+    def _flush(
+        self, batch: list[ImageItem], failed: list[Outcome], writer: _Writer, labeller: _Labeller | None
+    ) -> None:
+        parts = self._infer(batch) if batch else []
+        if labeller is not None:
+            labeller.put((failed, parts))
+        else:
+            self.label(failed, parts, writer)

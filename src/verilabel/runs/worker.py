@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Iterator
 from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from verilabel.errors import ModelLoadError, VerilabelError
@@ -35,6 +35,7 @@ from verilabel.store.convert import label_columns
 from verilabel.store.schema import RunLabelRow, RunRow, RunSampleRow, RunWorkerRow, SampleRow
 
 HEARTBEAT_SECONDS = 1.0
+RUN_LABELS = cast(Table, RunLabelRow.__table__)
 PAGE = 512
 
 
@@ -204,7 +205,7 @@ class Worker:
                 for label in labels
             ]
             if rows:
-                session.execute(insert(RunLabelRow), rows)
+                session.execute(insert(RUN_LABELS), rows)  # Core: no ORM bookkeeping per row
                 counts.add(
                     session, self.run_id, "review", counts.deltas_of((r["label"], r["confidence"]) for r in rows)
                 )

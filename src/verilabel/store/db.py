@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +17,18 @@ from verilabel.settings import Settings
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def dump_json(value: Any) -> str:
+    """JSON columns' serializer. Most labels carry no mask, polygon, keypoints, attributes or tags: their empty
+    values skip the encoder (a worker writes tens of thousands of labels a second, five JSON columns each)."""
+    if value is None:
+        return "null"
+    if not value and isinstance(value, dict | list):
+        return "{}" if isinstance(value, dict) else "[]"
+    return json.dumps(value)
+
+
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": 60})
+    engine = create_engine(url, connect_args={"timeout": 60}, json_serializer=dump_json)
 
     @event.listens_for(engine, "connect")
     def _tune(dbapi_conn: Any, _record: Any) -> None:
@@ -61,7 +72,8 @@ class Store:
             self._write_engine = _sqlite_engine(url, immediate=True)
         else:
             try:
-                self._read_engine = self._write_engine = create_engine(url, pool_pre_ping=True)
+                engine = create_engine(url, pool_pre_ping=True, json_serializer=dump_json)
+                self._read_engine = self._write_engine = engine
             except Exception as exc:  # a bad URL or a missing driver
                 raise StoreError(
                     f"cannot open database {url!r}: {exc}. Check VERILABEL_DATABASE_URL "
