@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from tests.support import random_models_hf  # noqa: E402
+from tests.support.overlap import overlapped_matches_predict  # noqa: E402
 from tests.support.random_models_hf import natural_image  # noqa: E402
 from verilabel import ImageItem, PredictContext  # noqa: E402
 from verilabel.errors import ConfigError, ModelLoadError  # noqa: E402
@@ -454,3 +455,18 @@ def test_omdet_postprocessing_agrees_with_transformers(weights):
         size = torch.tensor([item.width, item.height] * 2)
         relative = [(b[0], b[1], b[0] + b[2], b[1] + b[3]) for b in (d.box.as_tuple() for d in found)]
         assert np.allclose(relative, (expected["boxes"] / size).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "task"),
+    [
+        ("clip-vit-base-patch32", "clip", "classification"),
+        ("owlv2-base-patch16-ensemble", "owlv2", "detection"),
+        ("grounding-dino-tiny", "grounding-dino", "detection"),
+    ],
+)
+def test_split_predict_runs_overlapped_in_the_pipeline_with_the_same_labels(weights, tmp_path, name, key, task):
+    model = load(name, weights[key])
+    assert model.asynchronous is False  # on the CPU; True on a CUDA device
+    arrays = [item.array for item in items((120, 160), (90, 70), (64, 64))]
+    assert overlapped_matches_predict(model, arrays, PredictContext(task, CLASSES, 0.0), tmp_path)

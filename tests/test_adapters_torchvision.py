@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 from tests.support import random_models_torchvision  # noqa: E402
+from tests.support.overlap import overlapped_matches_predict  # noqa: E402
 from verilabel import ImageItem, PredictContext  # noqa: E402
 from verilabel.errors import ModelLoadError  # noqa: E402
 from verilabel.models import registry  # noqa: E402
@@ -236,3 +237,14 @@ def test_missing_semantic_weights_name_the_torch_cache(monkeypatch, tmp_path: Pa
         registry.load(registry.resolve("deeplabv3-resnet50-voc"), LoadRequest(device="cpu"))
     message = str(info.value)
     assert "deeplabv3_resnet50_coco-cd0a2569.pth" in message and str(tmp_path / "torch") in message
+
+
+def test_split_predict_runs_overlapped_in_the_pipeline_with_the_same_labels(weights, tmp_path):
+    for kind, task, classes in (
+        ("classification", "classification", ("goldfish", "tench")),
+        ("semantic", "segmentation", ("cat", "dog", "person")),
+    ):
+        name, path = weights[kind]
+        model = registry.load(registry.resolve(name), LoadRequest(weights=str(path), device="cpu"))
+        arrays = [noise(seed, 90, 120).array for seed in range(3)]
+        assert overlapped_matches_predict(model, arrays, PredictContext(task, classes, 0.0), tmp_path / kind)

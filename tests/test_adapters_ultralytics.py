@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 if importlib.util.find_spec("ultralytics") is None:  # not importorskip: the adapter imports it, quietly
     pytest.skip("ultralytics is not installed", allow_module_level=True)
 
+from tests.support.overlap import overlapped_matches_predict  # noqa: E402
 from tests.support.random_models_ultralytics import (  # noqa: E402
     fixed_text_embeddings,
     save_text_encoders,
@@ -409,3 +410,11 @@ def test_a_corrupt_image_is_still_reported_as_such_once_ultralytics_is_loaded(tm
     broken.write_bytes(b"not a jpeg at all")
     with pytest.raises(SampleError, match="not an image"):
         decode(broken)
+
+
+@pytest.mark.parametrize("kind", ["detect", "segment"])
+def test_split_predict_runs_overlapped_in_the_pipeline_with_the_same_labels(weights, tmp_path, kind):
+    model, _ = load("yolo11n-seg-coco" if kind == "segment" else "yolo11n-coco", weights[kind])
+    arrays = [image(seed, 96 + 16 * seed, 80).array for seed in range(5)]
+    context = PredictContext("segmentation" if kind == "segment" else "detection", NAMES, 0.0)
+    assert overlapped_matches_predict(model, arrays, context, tmp_path)

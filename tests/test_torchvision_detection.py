@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
+from tests.support.overlap import overlapped_matches_predict  # noqa: E402
 from verilabel import ImageItem, PredictContext  # noqa: E402
 from verilabel.errors import ModelLoadError  # noqa: E402
 from verilabel.models import registry  # noqa: E402
@@ -83,3 +84,10 @@ def test_wrong_weights_are_refused(tmp_path: Path, ssdlite_weights: Path):
     ref = registry.resolve("faster-rcnn-resnet50-fpn-coco")
     with pytest.raises(ModelLoadError, match="do not fit"):
         registry.load(ref, LoadRequest(weights=str(ssdlite_weights), device="cpu"))
+
+
+def test_split_predict_runs_overlapped_in_the_pipeline_with_the_same_labels(ssdlite_weights: Path, tmp_path: Path):
+    ref = registry.resolve("ssdlite320-mobilenet-v3-coco")
+    model = registry.load(ref, LoadRequest(weights=str(ssdlite_weights), device="cpu", min_confidence=0.0))
+    arrays = [np.random.default_rng(i).integers(0, 255, (240, 320, 3), dtype=np.uint8) for i in range(3)]
+    assert overlapped_matches_predict(model, arrays, PredictContext("detection", ref.vocabulary, 0.0), tmp_path)

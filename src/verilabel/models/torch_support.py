@@ -42,6 +42,12 @@ def read_state_dict(path: Path) -> dict[str, Any]:
     return state
 
 
+def is_asynchronous(device: Any) -> bool:
+    """CUDA returns from a forward once its kernels are queued: the engine can then build one batch's labels
+    while the GPU runs the next (``Model.asynchronous``)."""
+    return getattr(device, "type", str(device)).startswith("cuda")
+
+
 def inference(device: Any, *, half: bool = True) -> Any:
     """The context for a forward pass: ``inference_mode``, plus bf16 autocast on a CUDA device (fp16 where the
     GPU has no bf16) unless ``half`` is False. On a CPU: fp32, because CPU autocast is slower for most models."""

@@ -30,7 +30,7 @@ from verilabel.models.adapters.hf_common import (
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.preprocess import to_batch
-from verilabel.models.torch_support import inference
+from verilabel.models.torch_support import inference, is_asynchronous
 
 # A few of the prompts OpenAI's CLIP paper ensembles for ImageNet: averaging them gains a point or more of
 # zero-shot accuracy over "a photo of a {}." alone.
@@ -124,6 +124,7 @@ class ZeroShotClassifier:
     ) -> None:
         self.spec = entry.spec(batch_size=batch_size, input_size=image.input_size)
         self._encoder, self._image, self._device = encoder, image, device
+        self.asynchronous = is_asynchronous(device)
         self._texts = TextEmbeddings(encoder.encode_text, templates)
         self._classes = classes  # what forward() scores when not told (the run's classes, known at load)
         if classes:
@@ -150,11 +151,18 @@ class ZeroShotClassifier:
         probs = logits.float().sigmoid() if self._encoder.sigmoid else logits.float().softmax(dim=-1)
         return [self._classify(row, context) for row in probs.cpu().numpy()]
 
-    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+    def infer(self, images: Sequence[ImageItem], context: PredictContext) -> Any:
+        """Queue the batch's forward (on CUDA it returns before the GPU is done); None when nothing is asked."""
         if not context.classes:
-            return [[] for _ in images]
+            return None
         prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
-        return self.postprocess(self.forward(prepared, context.classes), context)
+        return self.forward(prepared, context.classes)
+
+    def to_labels(self, logits: Any, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        return [[] for _ in images] if logits is None else self.postprocess(logits, context)
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        return self.to_labels(self.infer(images, context), images, context)
 
     @staticmethod
     def _classify(scores: np.ndarray, context: PredictContext) -> list[Label]:

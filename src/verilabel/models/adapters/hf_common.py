@@ -19,7 +19,7 @@ from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.postprocess import box_detection
 from verilabel.models.preprocess import aspect_size, center_crop_or_pad, resize_antialiased
-from verilabel.models.torch_support import resolve_device
+from verilabel.models.torch_support import is_asynchronous, resolve_device
 from verilabel.models.weights import hf_repo, hf_snapshot
 
 TEXT_BATCH = 256  # prompts per text-encoder call
@@ -220,8 +220,9 @@ def nms_option(entry: CatalogueEntry, request: LoadRequest, default: float | Non
 
 
 class ZeroShotDetector:
-    """What the transformers zero-shot detectors share: ``predict`` is ``forward`` on the prepared batch then
-    ``postprocess``, and ``detections`` turns one image's pixel boxes into labels (floor, class-wise NMS, top-k)."""
+    """What the transformers zero-shot detectors share: ``predict`` is ``infer`` (``forward`` on the prepared
+    batch) then ``to_labels`` (``postprocess``), and ``detections`` turns one image's pixel boxes into labels
+    (floor, class-wise NMS, top-k)."""
 
     def __init__(
         self,
@@ -234,6 +235,7 @@ class ZeroShotDetector:
         classes: tuple[str, ...],
     ) -> None:
         self._net, self._tokenizer, self._device = net, processor.tokenizer, device
+        self.asynchronous = is_asynchronous(device)
         self._nms_iou, self._max_detections = nms_iou, max_detections
         self._classes = classes
 
@@ -246,11 +248,18 @@ class ZeroShotDetector:
     def postprocess(self, raw: Any, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
         raise NotImplementedError
 
-    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+    def infer(self, images: Sequence[ImageItem], context: PredictContext) -> Any:
+        """Queue the batch's forward (on CUDA it returns before the GPU is done); None when nothing is asked."""
         if not context.classes:
-            return [[] for _ in images]
+            return None
         prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
-        return self.postprocess(self.forward(prepared, context.classes), images, context)
+        return self.forward(prepared, context.classes)
+
+    def to_labels(self, raw: Any, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        return [[] for _ in images] if raw is None else self.postprocess(raw, images, context)
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        return self.to_labels(self.infer(images, context), images, context)
 
     def detections(
         self, pixels: Any, scores: Any, labels: Any, item: ImageItem, context: PredictContext

@@ -15,7 +15,13 @@ from verilabel.labels import Classification, Label
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET, center_crop, resize_shorter, to_batch
-from verilabel.models.torch_support import inference, load_state_dict, load_weights, resolve_device
+from verilabel.models.torch_support import (
+    inference,
+    is_asynchronous,
+    load_state_dict,
+    load_weights,
+    resolve_device,
+)
 
 TOP_K = 5
 RESIZE = 256  # torchvision's V1 weights; its V2 weights (ResNet-50/101/152) set ``options.resize = 232``
@@ -53,6 +59,7 @@ class ImageNetClassifier:
         self.spec = entry.spec(batch_size=batch, input_size=resize)
         self._net = net
         self._device = device
+        self.asynchronous = is_asynchronous(device)
         self._resize, self._crop = resize, crop
         self._index = {name: i for i, name in enumerate(self.spec.vocabulary)}
 
@@ -66,12 +73,19 @@ class ImageNetClassifier:
             batch = to_batch(prepared, self._device, mean=RGB_MEAN_IMAGENET, std=RGB_STD_IMAGENET)
             return self._net(batch)
 
-    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
-        prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
-        probabilities = self.forward(prepared).float().softmax(dim=1).cpu().numpy()
+    def infer(self, images: Sequence[ImageItem], context: PredictContext) -> Any:
+        return self.forward(
+            [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
+        )
+
+    def to_labels(self, logits: Any, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        probabilities = logits.float().softmax(dim=1).cpu().numpy()
         allowed = np.array([self._index[c] for c in context.classes if c in self._index], dtype=np.int64)
         names = self.spec.vocabulary
         return [top_classification(row, names, allowed, context.min_confidence) for row in probabilities]
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        return self.to_labels(self.infer(images, context), images, context)
 
 
 def build_network(arch: str, num_classes: int = 1000) -> Any:

@@ -13,7 +13,13 @@ from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.postprocess import box_detection, mask_detection
 from verilabel.models.preprocess import resize, to_tensors
-from verilabel.models.torch_support import inference, load_state_dict, load_weights, resolve_device
+from verilabel.models.torch_support import (
+    inference,
+    is_asynchronous,
+    load_state_dict,
+    load_weights,
+    resolve_device,
+)
 
 # name -> (builder, input size handed to the model, default batch size)
 ARCHITECTURES: dict[str, tuple[str, int | None, int]] = {
@@ -31,6 +37,7 @@ class TorchvisionDetector:
         self.spec = entry.spec(batch_size=batch, input_size=input_size)
         self._net = net
         self._device = device
+        self.asynchronous = is_asynchronous(device)
         self._input_size = input_size
         self._names = vocabulary_file("coco-91")
 
@@ -44,14 +51,22 @@ class TorchvisionDetector:
         with inference(self._device):
             return self._net(to_tensors(images, self._device))  # type: ignore[no-any-return]
 
-    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+    def infer(self, images: Sequence[ImageItem], context: PredictContext) -> tuple[list[tuple[int, int]], list[Any]]:
+        """The model-input sizes and the network's outputs (torchvision's detectors sync inside, in their NMS)."""
         prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
-        outputs = self.forward(prepared)
+        return [image.shape[:2] for image in prepared], self.forward(prepared)
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        return self.to_labels(self.infer(images, context), images, context)
+
+    def to_labels(
+        self, raw: tuple[list[tuple[int, int]], list[Any]], images: Sequence[ImageItem], context: PredictContext
+    ) -> list[list[Label]]:
+        sizes, outputs = raw
         wanted = set(context.classes)
         with_masks = context.task == "segmentation"
         results: list[list[Label]] = []
-        for image, out in zip(prepared, outputs, strict=True):
-            height, width = image.shape[:2]
+        for (height, width), out in zip(sizes, outputs, strict=True):
             keep = out["scores"] >= context.min_confidence
             boxes = out["boxes"][keep].float().cpu().numpy()
             scores = out["scores"][keep].float().cpu().numpy()

@@ -16,7 +16,13 @@ from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.postprocess import mask_detection
 from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET, padded_batch, resize_shorter
-from verilabel.models.torch_support import inference, load_state_dict, load_weights, resolve_device
+from verilabel.models.torch_support import (
+    inference,
+    is_asynchronous,
+    load_state_dict,
+    load_weights,
+    resolve_device,
+)
 
 # builder -> default batch size
 ARCHITECTURES: dict[str, int] = {
@@ -77,6 +83,7 @@ class TorchvisionSemantic:
         self.spec = entry.spec(batch_size=batch, input_size=size)
         self._net = net
         self._device = device
+        self.asynchronous = is_asynchronous(device)
         self._size = size
         self._min_area = min_area
         self._names = vocabulary_file("voc")  # index-aligned: 0 is __background__
@@ -91,14 +98,23 @@ class TorchvisionSemantic:
             batch = padded_batch(prepared, self._device, mean=RGB_MEAN_IMAGENET, std=RGB_STD_IMAGENET)
             return self._net(batch)["out"]
 
-    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+    def infer(self, images: Sequence[ImageItem], context: PredictContext) -> tuple[list[tuple[int, int]], Any]:
+        """The model-input sizes (before batch padding) and the class logits."""
         prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
-        logits = self.forward(prepared)
+        return [image.shape[:2] for image in prepared], self.forward(prepared)
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        return self.to_labels(self.infer(images, context), images, context)
+
+    def to_labels(
+        self, raw: tuple[list[tuple[int, int]], Any], images: Sequence[ImageItem], context: PredictContext
+    ) -> list[list[Label]]:
+        sizes, logits = raw
         asked = set(context.classes)
         wanted = [i for i, name in enumerate(self._names) if i > 0 and name in asked]
         results: list[list[Label]] = []
-        for i, (item, image) in enumerate(zip(images, prepared, strict=True)):
-            valid = logits[i : i + 1, :, : image.shape[0], : image.shape[1]]  # drop the batch padding
+        for i, (item, (height, width)) in enumerate(zip(images, sizes, strict=True)):
+            valid = logits[i : i + 1, :, :height, :width]  # drop the batch padding
             classes, confidence = self._pixel_classes(valid, item.height, item.width)
             results.append(self._regions(classes, confidence, wanted, context.min_confidence))
         return results

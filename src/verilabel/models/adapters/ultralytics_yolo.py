@@ -31,7 +31,7 @@ from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.postprocess import box_detection, keypoints_detection
 from verilabel.models.preprocess import Letterbox, letterbox, to_batch
-from verilabel.models.torch_support import inference, resolve_device
+from verilabel.models.torch_support import inference, is_asynchronous, resolve_device
 from verilabel.models.weights import source_file
 
 DEFAULT_IMGSZ = 640
@@ -264,6 +264,7 @@ class UltralyticsYolo:
         self._head = net.model[-1]
         self._kind = kind
         self._device = device
+        self.asynchronous = is_asynchronous(device)
         self._options = options
         self._entry = entry
         self._names = () if entry.zero_shot else class_names(net) or entry.vocabulary
@@ -327,27 +328,44 @@ class UltralyticsYolo:
             return RawOutput(first[0], first[1])
         return RawOutput(first)
 
-    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
-        if not images or not context.classes:
+    def infer(self, images: Sequence[ImageItem], context: PredictContext) -> RawOutput | None:
+        """Queue the batch's forward (on CUDA it returns before the GPU is done); None when nothing is asked."""
+        if not images or self._wanted(context) is None:
+            return None
+        self.use_prompts(context.classes)
+        return self.forward(
+            [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
+        )
+
+    def to_labels(
+        self, raw: RawOutput | None, images: Sequence[ImageItem], context: PredictContext
+    ) -> list[list[Label]]:
+        """NMS (waits for the forward), then each image's kept rows as labels on the original image."""
+        wanted = self._wanted(context)
+        if raw is None or wanted is None:
             return [[] for _ in images]
-        if self._entry.zero_shot:
-            self.use_prompts(context.classes)
-            names, class_ids = context.classes, None
-        else:
-            names = self._names
-            wanted = set(context.classes)
-            ids = [i for i, name in enumerate(names) if name in wanted]
-            if not ids:
-                return [[] for _ in images]
-            class_ids = ids if len(ids) < len(names) else None
-        prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
-        raw = self.forward(prepared)
+        names, class_ids = wanted
         kept = self._nms(raw, len(names), class_ids, context.min_confidence)
         labels: list[list[Label]] = []
         for i, (item, rows) in enumerate(zip(images, kept, strict=True)):
             protos = raw.protos[i] if raw.protos is not None and context.task == "segmentation" else None
             labels.append(self._labels(item, rows, names, protos, context.task))
         return labels
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        return self.to_labels(self.infer(images, context), images, context)
+
+    def _wanted(self, context: PredictContext) -> tuple[tuple[str, ...], list[int] | None] | None:
+        """The class names the outputs index and the ids NMS keeps (None: all); None when no class is wanted."""
+        if not context.classes:
+            return None
+        if self._entry.zero_shot:
+            return context.classes, None
+        wanted = set(context.classes)
+        ids = [i for i, name in enumerate(self._names) if name in wanted]
+        if not ids:
+            return None
+        return self._names, (ids if len(ids) < len(self._names) else None)
 
     # -- post-processing
     def _nms(self, raw: RawOutput, num_classes: int, class_ids: list[int] | None, floor: float) -> list[Any]:
