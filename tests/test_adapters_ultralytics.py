@@ -225,6 +225,12 @@ def test_thresholds_class_subsets_and_nms_on_forced_outputs(weights, monkeypatch
         "cat",
         "dog",
     ]
+    # NMS drops unwanted classes before it keeps the top boxes: a class subset caps too, and loses nothing
+    subset, _ = load("yolo11n-coco", weights["detect"], classes=("dog", "bird"), max_labels=1)
+    assert subset._options.max_det == 1
+    force(subset, monkeypatch, rows)
+    labels = subset.predict([item], PredictContext("detection", ("dog", "bird"), 0.1))[0]
+    assert [(label.label, round(label.confidence, 3)) for label in labels] == [("dog", 0.7)]
 
 
 def test_end_to_end_heads_skip_nms(weights, monkeypatch):

@@ -258,7 +258,10 @@ class Pipeline:
         kept = [label for label in labels if label.label in names and (label.confidence or 0.0) >= floor]
         if self.options.max_labels is not None and len(kept) > self.options.max_labels:
             kept = sorted(kept, key=lambda label: -(label.confidence or 0.0))[: self.options.max_labels]
-        return [replace(label, label=names[label.label]) for label in kept]
+        # Most classes keep their name: no copy then (``replace`` re-validates every field of every label).
+        return [
+            label if names[label.label] == label.label else replace(label, label=names[label.label]) for label in kept
+        ]
 
     def run(self, items: Iterable[WorkItem], sink: Sink) -> None:
         self._started = time.perf_counter()

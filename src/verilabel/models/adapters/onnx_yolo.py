@@ -264,7 +264,8 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> OnnxYolo:
         session,
         names,
         iou=float(request.options.get("iou", DEFAULT_IOU)),
-        max_det=request.detection_limit(int(request.options.get("max_det", DEFAULT_MAX_DET)), names),
+        # select() drops the classes not asked for before it keeps the top boxes: the run's cap always holds
+        max_det=request.detection_limit(int(request.options.get("max_det", DEFAULT_MAX_DET))),
         batch=int(request.options.get("batch_size", DEFAULT_BATCH)),
     )
     model.check(path)

@@ -444,8 +444,8 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> UltralyticsYolo:
     path = source_file(entry.weights, request.weights, name=entry.name)
     net = read_checkpoint(path)
     kind = _check_kind(net, entry, path)
-    vocabulary = () if entry.zero_shot else class_names(net)
-    options = dataclasses.replace(options, max_det=request.detection_limit(options.max_det, vocabulary))
+    # NMS drops the classes not asked for before it keeps its top boxes: the run's cap holds for any class subset.
+    options = dataclasses.replace(options, max_det=request.detection_limit(options.max_det))
     _choose_head(net, options)
     device = resolve_device(request.device)
     net = net.fuse(verbose=False).eval().to(device)  # conv + batch norm folded; YOLOE's prompts stay unfused
