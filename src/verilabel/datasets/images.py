@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from verilabel.datasets.jpeg import decode_jpeg
 from verilabel.errors import SampleError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
@@ -66,8 +67,13 @@ def decode(
 
     ``draft_size`` lets the JPEG decoder skip work by decoding at 1/2, 1/4 or 1/8 scale while both sides stay
     at least that large: models that resize to a small input lose nothing, and relative boxes are unaffected.
+    JPEGs go through OpenCV when it is installed (``verilabel.datasets.jpeg``: same pixels, no GIL held).
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
+
+    fast = decode_jpeg(path, max_pixels=max_pixels, draft_size=draft_size)
+    if fast is not None:
+        return fast
 
     try:
         with Image.open(path) as img:

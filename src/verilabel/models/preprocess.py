@@ -13,22 +13,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import numpy as np
 
+from verilabel.datasets.jpeg import opencv
+
 RGB_MEAN_IMAGENET = (0.485, 0.456, 0.406)
 RGB_STD_IMAGENET = (0.229, 0.224, 0.225)
-
-
-@cache
-def _cv2() -> Any:
-    try:
-        import cv2
-    except ImportError:
-        return None
-    return cv2
 
 
 def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -36,7 +28,7 @@ def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     torchvision's and transformers' own transforms). OpenCV when installed (5x faster), else PIL."""
     if image.shape[1] == width and image.shape[0] == height:
         return image
-    cv2 = _cv2()
+    cv2 = opencv()
     if cv2 is not None:
         return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)  # type: ignore[no-any-return]
     from PIL import Image
