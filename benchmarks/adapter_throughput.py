@@ -141,7 +141,7 @@ def ceiling(
 
 
 def engine(
-    name: str, weights: str, images: Path, batch: int, device: str, classes: list[str], home: Path
+    name: str, weights: str, images: Path, batch: int, device: str, classes: list[str], home: Path, workers: int = 1
 ) -> dict[str, Any]:
     os.environ["VERILABEL_HOME"] = str(home)
     os.environ.pop("VERILABEL_DATABASE_URL", None)
@@ -162,6 +162,7 @@ def engine(
         classes=classes,
         device=device,
         batch_size=batch,
+        workers=workers,
         max_labels=LABELS_PER_IMAGE,  # random weights score everything alike: keep a realistic label count
     )
     start = time.perf_counter()
@@ -169,18 +170,23 @@ def engine(
     wall = time.perf_counter() - start
     if info.status != "in_review":
         raise RuntimeError(f"{name}: run ended {info.status}: {info.error}")
-    timings = info.timings
-    pipeline_wall = float(timings["wall"])
-    steady_images = info.done - float(timings.get("first_batch_images", 0))
-    steady_wall = pipeline_wall - float(timings.get("first_batch", 0))
+    # Per worker process (several share one GPU with --workers): rates add up, since they run side by side.
+    per_worker = [w.timings for w in info.workers if w.timings.get("wall")] or [info.timings]
+    pipeline = sum(float(t["images"]) / float(t["wall"]) for t in per_worker)
+    # after the first batch, which pays the warm-up a long run amortises
+    steady = sum(
+        (float(t["images"]) - float(t.get("first_batch_images", 0)))
+        / (float(t["wall"]) - float(t.get("first_batch", 0)))
+        for t in per_worker
+    )
     return {
         "images": info.done,
         "labels": info.labels,
-        "pipeline_rate": _rate(info.done, pipeline_wall),
-        # after the first batch, which pays the warm-up a long run amortises
-        "steady_rate": _rate(steady_images, steady_wall) if steady_wall > 0 else None,
+        "workers": len(per_worker),
+        "pipeline_rate": float(f"{pipeline:.3g}"),
+        "steady_rate": float(f"{steady:.3g}"),
         "end_to_end_rate": _rate(info.done, wall),
-        "timings": info.timings,
+        "timings": per_worker[0] if len(per_worker) == 1 else per_worker,
     }
 
 
@@ -191,6 +197,7 @@ def main() -> None:
     parser.add_argument("--ceiling-images", type=int, default=128, help="images for the forward-only ceiling")
     parser.add_argument("--batches", default="1,8,32", help="batch sizes tried for the ceiling")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of the engine run (one GPU: shared)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "verilabel-adapters")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -224,7 +231,8 @@ def main() -> None:
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
             best = max(rates, key=lambda b: rates[b])
-            run = engine(name, weights, paths[0].parent, best, device, classes, workdir / f"home-{time.time_ns()}")
+            home = workdir / f"home-{time.time_ns()}"
+            run = engine(name, weights, paths[0].parent, best, device, classes, home, args.workers)
             # The ceiling again at the best batch, after the run: the machine drifts, so compare with the mean.
             model = load(name, weights, device, tuple(classes))
             after = ceiling(model, (paths * 4)[:ceiling_images], [best], device, tuple(classes)).get(best)

@@ -18,6 +18,7 @@ from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.runs import service as runs
 from verilabel.runs.pipeline import Outcome, Pipeline, PipelineOptions, StageTimer, WorkItem
 from verilabel.store import Store
+from verilabel.store.schema import RunLabelRow
 
 CONTEXT = PredictContext("detection", ("red", "green", "blue"), 0.0)
 
@@ -133,3 +134,17 @@ def test_a_worker_run_with_an_asynchronous_model_matches_the_synchronous_run(sto
     assert plain.status == overlapped.status == "in_review", overlapped.to_json()
     assert label_snapshot(store, overlapped.id) == label_snapshot(store, plain.id)
     assert overlapped.labels > 0 and "labels" in overlapped.timings
+
+
+@pytest.mark.slow
+def test_workers_sharing_a_cpu_split_its_cores_between_their_torch_thread_pools(store: Store, tmp_path: Path):
+    import os
+
+    blob_dataset(store, tmp_path / "imgs", 8)
+    model = "python:tests.support.blob_model:thread_reporter"
+    info = runs.create_run(store, request("t", task="classification", model=model, workers=2, device="cpu"))
+    info = runs.wait_run(store, info.id, timeout=120)
+    assert info.status == "in_review", info.to_json()
+    with store.read() as session:
+        seen = {row.attributes["torch_threads"] for row in session.query(RunLabelRow).filter_by(run_id=info.id)}
+    assert seen == {max(1, (os.cpu_count() or 1) // 2)}

@@ -166,3 +166,22 @@ segmenter.spec = _spec("blobs-seg", ("segmentation",), zero_shot=False)  # type:
 broken.spec = _spec("blobs-broken", ("detection",), zero_shot=False)  # type: ignore[attr-defined]
 box_filler.spec = _spec("box-filler", ("segmentation",), zero_shot=True)  # type: ignore[attr-defined]
 liar.spec = _spec("blobs-liar", ("detection",), zero_shot=False)  # type: ignore[attr-defined]
+
+
+class ThreadReporter(BlobModel):
+    """Classifies every image as red, noting how many intra-op threads torch runs with in this worker."""
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        import torch
+
+        threads = torch.get_num_threads()
+        return [[Classification("red", 1.0, attributes={"torch_threads": threads})] for _ in images]
+
+
+def thread_reporter(request: LoadRequest) -> ThreadReporter:
+    import torch  # noqa: F401  (a torch model: the worker sees torch loaded)
+
+    return ThreadReporter(thread_reporter.spec)
+
+
+thread_reporter.spec = _spec("threads", ("classification",), zero_shot=False)  # type: ignore[attr-defined]

@@ -106,7 +106,12 @@ def create(
     name: str | None = typer.Option(None, "--name", help="Run name (generated if absent)."),
     target: str = typer.Option("all", "--target", help="all | view:EXPR | ids:FILE"),
     mask_dir: str | None = typer.Option(None, "--mask-dir", help="Where masks are written (segmentation)."),
-    workers: int = typer.Option(1, "--workers", help="Parallel worker processes (one GPU each when several)."),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        help="Parallel worker processes: one GPU each when there are several, else sharing the GPU (for fast "
+        "models whose decoding outpaces one process) or splitting the CPU cores.",
+    ),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Images per model call (model default)."),
     max_labels: int | None = typer.Option(
         None, "--max-labels", help="Keep at most this many labels per image, the most confident."
