@@ -57,3 +57,33 @@ def test_write_rolls_back_on_error(store: Store):
         pass
     with store.read() as session:
         assert session.query(DatasetRow).count() == 0
+
+
+def test_bulk_inserted_labels_read_back_as_written_json_columns_included(store: Store, tmp_path: Path):
+    from typing import cast
+
+    from sqlalchemy import Table, select
+
+    from tests.review_helpers import synthetic_run
+    from verilabel.labels import Box, Classification, Detection, Keypoints, Mask, Polygon
+    from verilabel.store.bulk import insert_rows
+    from verilabel.store.convert import label_columns, row_label
+    from verilabel.store.schema import RunLabelRow, SampleRow
+
+    run = synthetic_run(store, tmp_path, [])
+    labels = [
+        Detection("cat", Box(0.1, 0.2, 0.3, 0.4), 0.9, attributes={"scores": [["cat", 0.9]]}, tags=["blurry"]),
+        Detection("dog", Box(0.0, 0.0, 1.0, 1.0), 0.5, mask=Mask(rle={"size": [2, 2], "counts": [0, 4]})),
+        Detection("dog", Box(0.0, 0.0, 0.5, 0.5), 0.4, polygon=Polygon((((0.0, 0.0), (0.5, 0.0), (0.5, 0.5)),))),
+        Detection("person", Box(0.1, 0.1, 0.2, 0.2), 0.7, keypoints=Keypoints(((0.15, 0.15),), ("nose",), (0.8,))),
+        Classification("cat", 0.6, attributes={}),
+    ]
+    with store.write() as session:
+        sample = session.scalars(select(SampleRow.id)).first()
+        rows = [dict(label_columns(label), run_id=run, sample_id=sample, review_state="review") for label in labels]
+        insert_rows(session, cast(Table, RunLabelRow.__table__), rows)
+    with store.read() as session:
+        stored = {
+            row.id: row_label(row) for row in session.scalars(select(RunLabelRow).where(RunLabelRow.run_id == run))
+        }
+    assert [stored[label.id] for label in labels] == labels

@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Iterator
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from verilabel.errors import ModelLoadError, VerilabelError
@@ -31,6 +31,7 @@ from verilabel.review import counts
 from verilabel.runs.pipeline import Outcome, Pipeline, PipelineOptions, StageTimer, WorkItem
 from verilabel.runs.service import ACTIVE, _worker_info, now
 from verilabel.store import Store
+from verilabel.store.bulk import insert_rows
 from verilabel.store.convert import label_columns
 from verilabel.store.schema import RunLabelRow, RunRow, RunSampleRow, RunWorkerRow, SampleRow
 
@@ -205,7 +206,7 @@ class Worker:
                 for label in labels
             ]
             if rows:
-                session.execute(insert(RUN_LABELS), rows)  # Core: no ORM bookkeeping per row
+                insert_rows(session, RUN_LABELS, rows)
                 counts.add(
                     session, self.run_id, "review", counts.deltas_of((r["label"], r["confidence"]) for r in rows)
                 )
