@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from verilabel.datasets.images import iter_image_files, probe
@@ -21,6 +21,7 @@ from verilabel.errors import ConflictError, DatasetImportError, NotFoundError, S
 from verilabel.formats import coco, yolo
 from verilabel.labels import Label
 from verilabel.store import Store
+from verilabel.store.bulk import insert_rows
 from verilabel.store.convert import label_columns, row_label
 from verilabel.store.schema import DatasetRow, LabelFieldRow, LabelRow, SampleRow, SampleTagRow
 
@@ -225,7 +226,7 @@ def _import_labelled(
             for label in labels
         ]
         for start in range(0, len(rows), _CHUNK):
-            session.execute(insert(LabelRow), rows[start : start + _CHUNK])
+            insert_rows(session, cast(Table, LabelRow.__table__), rows[start : start + _CHUNK])
         summary.labels = len(rows)
     return summary
 
