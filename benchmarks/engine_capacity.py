@@ -25,6 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the worker imports benchmarks.simulated_device
 
+from benchmarks.adapter_throughput import _rate
 from benchmarks.engine_throughput import make_jpegs
 
 # name: (H100 forward ceiling img/s, best batch, task, labels per image)
@@ -36,10 +37,6 @@ PROFILES: dict[str, tuple[float, int, str, int]] = {
     "clip-b32": (10782.0, 256, "classification", 1),
 }
 MODEL = "python:benchmarks.simulated_device:load"
-
-
-def _rate(images: float, seconds: float) -> float:
-    return float(f"{images / seconds:.3g}")
 
 
 def run_profile(store: Any, name: str, sample_ids: list[int], decode_threads: int | None) -> dict[str, Any]:

@@ -216,7 +216,7 @@ def test_classifier_keeps_the_best_class_above_the_floor(sigmoid):
     model = hf_clip.ZeroShotClassifier(entry, StubEncoder(sigmoid), config, "cpu", templates=("{}",), batch_size=2)
     classes = ("a", "b", "c", "d", "e", "f")
     logits = torch.tensor([[0.0, 3.0, 1.0, -1.0, 2.0, 0.5], [0.1, 0.0, 0.0, 0.0, 0.0, 0.0]])
-    strong, weak = model.postprocess(logits, PredictContext("classification", classes, 0.5))
+    strong, weak = model.postprocess(logits, [], PredictContext("classification", classes, 0.5))
     (label,) = strong
     assert label.label == "b"
     assert [name for name, _ in label.attributes["scores"]] == ["b", "e", "c", "f", "a"]

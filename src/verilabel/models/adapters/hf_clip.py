@@ -19,6 +19,7 @@ import numpy as np
 from verilabel.errors import ModelLoadError
 from verilabel.labels import Classification, Label
 from verilabel.models.adapters.hf_common import (
+    ForwardOnClasses,
     ImageConfig,
     TextEmbeddings,
     load_transformers,
@@ -108,7 +109,7 @@ class TransformersEncoder(ScaledCosine):
         return pooled(self._net.get_image_features(pixel_values=pixels))
 
 
-class ZeroShotClassifier:
+class ZeroShotClassifier(ForwardOnClasses):
     """One ``Classification`` per image: the best class among those asked for, with the top-5 in ``scores``."""
 
     def __init__(
@@ -147,22 +148,9 @@ class ZeroShotClassifier:
             images = normalize(self._encoder.encode_images(pixels).float(), dim=-1)
             return self._encoder.logits(images, texts)
 
-    def postprocess(self, logits: Any, context: PredictContext) -> list[list[Label]]:
+    def postprocess(self, logits: Any, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
         probs = logits.float().sigmoid() if self._encoder.sigmoid else logits.float().softmax(dim=-1)
         return [self._classify(row, context) for row in probs.cpu().numpy()]
-
-    def infer(self, images: Sequence[ImageItem], context: PredictContext) -> Any:
-        """Queue the batch's forward (on CUDA it returns before the GPU is done); None when nothing is asked."""
-        if not context.classes:
-            return None
-        prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
-        return self.forward(prepared, context.classes)
-
-    def to_labels(self, logits: Any, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
-        return [[] for _ in images] if logits is None else self.postprocess(logits, context)
-
-    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
-        return self.to_labels(self.infer(images, context), images, context)
 
     @staticmethod
     def _classify(scores: np.ndarray, context: PredictContext) -> list[Label]:

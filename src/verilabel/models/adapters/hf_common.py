@@ -219,25 +219,10 @@ def nms_option(entry: CatalogueEntry, request: LoadRequest, default: float | Non
     return None if value is None else float(value)
 
 
-class ZeroShotDetector:
-    """What the transformers zero-shot detectors share: ``predict`` is ``infer`` (``forward`` on the prepared
-    batch) then ``to_labels`` (``postprocess``), and ``detections`` turns one image's pixel boxes into labels
-    (floor, class-wise NMS, top-k)."""
-
-    def __init__(
-        self,
-        net: Any,
-        processor: Any,
-        device: Any,
-        *,
-        nms_iou: float | None,
-        max_detections: int,
-        classes: tuple[str, ...],
-    ) -> None:
-        self._net, self._tokenizer, self._device = net, processor.tokenizer, device
-        self.asynchronous = is_asynchronous(device)
-        self._nms_iou, self._max_detections = nms_iou, max_detections
-        self._classes = classes
+class ForwardOnClasses:
+    """Models whose ``forward`` scores a prepared batch against the classes asked for (CLIP and SigLIP, the
+    zero-shot detectors): ``infer`` runs it (None when no class is asked), ``to_labels`` reads it out with
+    ``postprocess``, and ``predict`` is both."""
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -260,6 +245,26 @@ class ZeroShotDetector:
 
     def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
         return self.to_labels(self.infer(images, context), images, context)
+
+
+class ZeroShotDetector(ForwardOnClasses):
+    """What the transformers zero-shot detectors share besides ``ForwardOnClasses``: ``detections`` turns one
+    image's pixel boxes into labels (floor, class-wise NMS, top-k)."""
+
+    def __init__(
+        self,
+        net: Any,
+        processor: Any,
+        device: Any,
+        *,
+        nms_iou: float | None,
+        max_detections: int,
+        classes: tuple[str, ...],
+    ) -> None:
+        self._net, self._tokenizer, self._device = net, processor.tokenizer, device
+        self.asynchronous = is_asynchronous(device)
+        self._nms_iou, self._max_detections = nms_iou, max_detections
+        self._classes = classes
 
     def detections(
         self, pixels: Any, scores: Any, labels: Any, item: ImageItem, context: PredictContext
