@@ -60,9 +60,7 @@ def test_write_rolls_back_on_error(store: Store):
 
 
 def test_bulk_inserted_labels_read_back_as_written_json_columns_included(store: Store, tmp_path: Path):
-    from typing import cast
-
-    from sqlalchemy import Table, select
+    from sqlalchemy import select
 
     from tests.review_helpers import synthetic_run
     from verilabel.labels import Box, Classification, Detection, Keypoints, Mask, Polygon
@@ -81,7 +79,7 @@ def test_bulk_inserted_labels_read_back_as_written_json_columns_included(store: 
     with store.write() as session:
         sample = session.scalars(select(SampleRow.id)).first()
         rows = [dict(label_columns(label), run_id=run, sample_id=sample, review_state="review") for label in labels]
-        insert_rows(session, cast(Table, RunLabelRow.__table__), rows)
+        insert_rows(session, RunLabelRow, rows)
     with store.read() as session:
         stored = {
             row.id: row_label(row) for row in session.scalars(select(RunLabelRow).where(RunLabelRow.run_id == run))

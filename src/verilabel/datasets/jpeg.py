@@ -76,11 +76,14 @@ def decode_jpeg(path: str | os.PathLike[str], *, max_pixels: int, draft_size: in
         return None
     try:
         with open(path, "rb") as file:
-            data = file.read()
+            data = file.read(3)
+            if data != b"\xff\xd8\xff":
+                return None  # not a JPEG: PIL reads it, and only PIL
+            data += file.read()
     except OSError:
         return None
-    if not data.startswith(b"\xff\xd8\xff") or not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
-        return None  # not a JPEG, or truncated: PIL says which
+    if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        return None  # truncated: PIL says so
     header = frame_header(data)
     if header is None:
         return None

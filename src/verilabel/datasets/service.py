@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from verilabel.datasets.images import iter_image_files, probe
@@ -226,7 +226,7 @@ def _import_labelled(
             for label in labels
         ]
         for start in range(0, len(rows), _CHUNK):
-            insert_rows(session, cast(Table, LabelRow.__table__), rows[start : start + _CHUNK])
+            insert_rows(session, LabelRow, rows[start : start + _CHUNK])
         summary.labels = len(rows)
     return summary
 

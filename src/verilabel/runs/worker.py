@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Iterator
 from typing import Any, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from verilabel.errors import ModelLoadError, VerilabelError
@@ -36,7 +36,6 @@ from verilabel.store.convert import label_columns
 from verilabel.store.schema import RunLabelRow, RunRow, RunSampleRow, RunWorkerRow, SampleRow
 
 HEARTBEAT_SECONDS = 1.0
-RUN_LABELS = cast(Table, RunLabelRow.__table__)
 PAGE = 512
 
 
@@ -206,7 +205,7 @@ class Worker:
                 for label in labels
             ]
             if rows:
-                insert_rows(session, RUN_LABELS, rows)
+                insert_rows(session, RunLabelRow, rows)
                 counts.add(
                     session, self.run_id, "review", counts.deltas_of((r["label"], r["confidence"]) for r in rows)
                 )

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import JSON, Table, insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import DeclarativeBase, Session
 
 from verilabel.store.db import dump_json
 
 
-def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+def insert_rows(session: Session, entity: type[DeclarativeBase], rows: list[dict[str, Any]]) -> None:
     """Insert rows that all have the same keys. On SQLite they go straight to the driver's ``executemany``:
     SQLAlchemy's per-row parameter processing costs more than SQLite's own insert (a worker writes tens of
     thousands of labels a second). JSON columns are serialised as SQLAlchemy would (``dump_json``). Other
     databases take a Core insert, whose drivers batch it themselves."""
     if not rows:
         return
+    table = cast(Table, entity.__table__)
     if session.get_bind().dialect.name != "sqlite":
         session.execute(insert(table), rows)
         return
