@@ -2,6 +2,7 @@ import sqlite3
 from pathlib import Path
 
 from sqlalchemy import inspect
+from sqlalchemy.orm import Session
 
 from verilabel.settings import Settings
 from verilabel.store import Store
@@ -57,6 +58,27 @@ def test_write_rolls_back_on_error(store: Store):
         pass
     with store.read() as session:
         assert session.query(DatasetRow).count() == 0
+
+
+def test_a_read_sees_one_snapshot_while_writers_commit(store: Store):
+    """A run's row and its workers' rows read in one ``read()`` must agree even when a worker commits between
+    the two statements (on PostgreSQL, READ COMMITTED would let the second statement see the new commit)."""
+    from datetime import datetime
+
+    from sqlalchemy import func, select
+
+    from verilabel.store.schema import DatasetRow
+
+    def count(session: Session) -> int:
+        return session.scalar(select(func.count()).select_from(DatasetRow)) or 0
+
+    with store.read() as reading:
+        before = count(reading)
+        with store.write() as session:
+            session.add(DatasetRow(name="committed-meanwhile", created_at=datetime.now()))
+        assert count(reading) == before
+    with store.read() as reading:
+        assert count(reading) == before + 1
 
 
 def test_bulk_inserted_labels_read_back_as_written_json_columns_included(store: Store, tmp_path: Path):

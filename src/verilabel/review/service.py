@@ -108,9 +108,7 @@ class ClassRow:
 
 
 def _open_run(session: Any, run: str, *, lock: bool = False) -> RunRow:
-    row = run_row(session, run)
-    if lock:
-        row = session.get(RunRow, row.id, with_for_update=True)
+    row = run_row(session, run, lock=lock)
     if row.status == "approved":
         raise ConflictError(f"run {row.name!r} is approved: its review is closed. Create a new run to label more.")
     if row.status != "in_review":

@@ -184,8 +184,22 @@ def _worker_info(row: RunWorkerRow, at: datetime) -> WorkerInfo:
     )
 
 
-def run_row(session: Session, run: str, dataset: str | None = None) -> RunRow:
-    """Find a run by id, or by name (unique within a dataset; across datasets when unambiguous)."""
+def run_row(session: Session, run: str, dataset: str | None = None, *, lock: bool = False) -> RunRow:
+    """Find a run by id, or by name (unique within a dataset; across datasets when unambiguous).
+
+    ``lock`` (for a change that depends on the run's state) locks its row until the transaction ends and reads it
+    afresh under the lock: on PostgreSQL a worker settling the run meanwhile is then waited for, not overwritten.
+    """
+    row = _find_run(session, run, dataset)
+    if lock:
+        locked = session.get(RunRow, row.id, with_for_update=True, populate_existing=True)
+        if locked is None:
+            raise NotFoundError(f"run {run!r} was just deleted (with its dataset)")
+        return locked
+    return row
+
+
+def _find_run(session: Session, run: str, dataset: str | None) -> RunRow:
     row = session.get(RunRow, run)
     if row is not None:
         return row
@@ -353,7 +367,7 @@ def start_workers(store: Store, run_id: str, shards: range) -> list[int]:
 
 def cancel_run(store: Store, run: str) -> RunInfo:
     with store.write() as session:
-        row = run_row(session, run)
+        row = run_row(session, run, lock=True)
         if row.status not in ACTIVE:
             raise ConflictError(f"run {row.name!r} is {row.status}; only queued or generating runs can be cancelled")
         info = _info(session, row, failures=0)
@@ -369,7 +383,7 @@ def resume_run(
 ) -> RunInfo:
     """Continue a run where it stopped: done samples are skipped; failed ones too unless ``retry_failed``."""
     with store.write() as session:
-        row = run_row(session, run)
+        row = run_row(session, run, lock=True)
         info = _info(session, row, failures=0)
         can_retry = retry_failed and info.failed > 0 and row.status in ("in_review", "error", "cancelled")
         if not (info.resumable or can_retry):

@@ -363,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m verilabel.runs.worker RUN_ID SHARD", file=sys.stderr)
         return 2
     faulthandler.enable()  # a native crash (segfault in a decoder or model) still leaves a trace in the log
+    # A worker that seems stuck: `kill -USR1 PID` writes every thread's stack to its log, and it goes on.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     _single_threaded_opencv()
     store = Store.open()
     return Worker(store, args[0], int(args[1])).run()

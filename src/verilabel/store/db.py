@@ -72,8 +72,11 @@ class Store:
             self._write_engine = _sqlite_engine(url, immediate=True)
         else:
             try:
-                engine = create_engine(url, pool_pre_ping=True, json_serializer=dump_json)
-                self._read_engine = self._write_engine = engine
+                self._write_engine = create_engine(url, pool_pre_ping=True, json_serializer=dump_json)
+                # A read sees ONE snapshot, as SQLite's do: under READ COMMITTED each statement sees the latest
+                # commits, so a run's row and its workers' rows, read one after the other, could come from
+                # either side of a worker's last commit (a finished run would then look stalled).
+                self._read_engine = self._write_engine.execution_options(isolation_level="REPEATABLE READ")
             except Exception as exc:  # a bad URL or a missing driver
                 raise StoreError(
                     f"cannot open database {url!r}: {exc}. Check VERILABEL_DATABASE_URL "
@@ -90,8 +93,8 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only view: nothing is ever committed (closing the session ends its transaction), and rows
-        read inside stay readable afterwards."""
+        """A read-only view of one consistent snapshot: nothing is ever committed (closing the session ends its
+        transaction), and rows read inside stay readable afterwards."""
         with self._reader() as session:
             yield session
 
