@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -10,7 +14,7 @@ from tests.support.images import write_blob_images
 from verilabel.datasets import service as ds
 from verilabel.runs.config import RunRequest
 from verilabel.store import Store
-from verilabel.store.schema import RunLabelRow
+from verilabel.store.schema import RunLabelRow, RunRow
 
 BLOBS = "python:tests.support.blob_model:detector"
 
@@ -50,3 +54,26 @@ def duplicate_ids(store: Store, run_id: str) -> int:
         total = session.scalar(select(func.count()).where(RunLabelRow.run_id == run_id))
         distinct = session.scalar(select(func.count(func.distinct(RunLabelRow.id))).where(RunLabelRow.run_id == run_id))
     return int(total or 0) - int(distinct or 0)
+
+
+@contextmanager
+def status_changing(store: Store, run_id: str, status: str, hold: float = 1.0) -> Iterator[None]:
+    """Inside the block, another transaction holds the run's row lock while it sets ``status`` (as a worker
+    settling the run, or an approve, does); it commits ``hold`` seconds after the block starts."""
+    locked = threading.Event()
+
+    def change() -> None:
+        with store.write() as session:
+            row = session.get(RunRow, run_id, with_for_update=True)
+            assert row is not None
+            row.status = status
+            locked.set()
+            time.sleep(hold)
+
+    thread = threading.Thread(target=change)
+    thread.start()
+    assert locked.wait(10)
+    try:
+        yield
+    finally:
+        thread.join()

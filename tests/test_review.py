@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.review_helpers import states, synthetic_run
+from tests.runs_helpers import status_changing
 from verilabel.datasets import service as ds
 from verilabel.datasets.views import View
 from verilabel.errors import ConfigError, ConflictError
@@ -130,6 +131,14 @@ def test_review_needs_a_run_in_review(store: Store, tmp_path: Path):
     with store.write() as session:
         session.execute(update(RunRow).where(RunRow.id == run).values(status="generating"))
     with pytest.raises(ConflictError, match="not in_review: wait for it to finish"):
+        review.promote(store, run)
+
+
+def test_a_promote_waiting_for_an_approve_sees_the_run_approved(store: Store, tmp_path: Path):
+    """A promote arriving while an approve holds the run waits for it, then reads the run afresh: it must not
+    move labels of a run whose review just closed."""
+    run = synthetic_run(store, tmp_path, LABELS)
+    with status_changing(store, run, "approved"), pytest.raises(ConflictError, match="approved"):
         review.promote(store, run)
 
 

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -10,14 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.runs_helpers import blob_dataset, label_snapshot, request
+from tests.runs_helpers import blob_dataset, label_snapshot, request, status_changing
 from tests.support.blob_model import COLOURS
 from tests.support.images import blob_image
 from verilabel.datasets import service as ds
 from verilabel.errors import ConfigError, ConflictError
 from verilabel.runs import service as runs
 from verilabel.store import Store
-from verilabel.store.schema import RunRow
 
 pytestmark = pytest.mark.slow
 
@@ -147,26 +145,9 @@ def test_a_cancel_racing_the_last_worker_waits_for_it_and_never_overwrites_its_o
     settled state, not overwrite it: on PostgreSQL it waits for the worker's row lock, then reads afresh."""
     blob_dataset(store, tmp_path / "imgs", 3)
     info = runs.create_run(store, request("settling"), start=False)
-    locked = threading.Event()
-
-    def last_worker_settles() -> None:
-        with store.write() as session:
-            row = session.get(RunRow, info.id, with_for_update=True)
-            assert row is not None
-            row.status = "in_review"
-            locked.set()
-            time.sleep(1.0)  # the cancel arrives while the worker's transaction is open
-
-    worker = threading.Thread(target=last_worker_settles)
-    worker.start()
-    assert locked.wait(10)
-    try:
-        with pytest.raises(ConflictError, match="is in_review"):
-            runs.cancel_run(store, info.id)
-    finally:
-        worker.join()
-    settled = runs.get_run(store, info.id)
-    assert settled.status == "in_review"
+    with status_changing(store, info.id, "in_review"), pytest.raises(ConflictError, match="is in_review"):
+        runs.cancel_run(store, info.id)
+    assert runs.get_run(store, info.id).status == "in_review"
 
 
 def test_a_model_that_cannot_load_puts_the_run_in_error_and_resume_retries(store: Store, tmp_path: Path):
