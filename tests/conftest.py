@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,13 +76,15 @@ def _worker_diagnostics(home: Path, store: object) -> list[tuple[str, str]]:
     import time
 
     workers = _workers_of(home)
+    logs = sorted((home / "logs").glob("*.log"))
+    if not workers and not logs:
+        return []  # the test ran no worker
     for process in workers:
-        process.send_signal(signal.SIGUSR1)
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(signal.SIGUSR1)
     if workers:
         time.sleep(1.0)
-    sections = [
-        (f"worker log {log.name}", log.read_text(errors="replace")[-6000:]) for log in (home / "logs").glob("*.log")
-    ]
+    sections = [(f"worker log {log.name}", log.read_text(errors="replace")[-6000:]) for log in logs]
     sections.append(("worker processes", "\n".join(map(_describe, workers))))
     if isinstance(store, Store):
         from sqlalchemy import text
@@ -94,9 +97,12 @@ def _worker_diagnostics(home: Path, store: object) -> list[tuple[str, str]]:
             queries["pg_stat_activity"] = (
                 "SELECT pid, state, wait_event_type, wait_event, left(query, 200) FROM pg_stat_activity"
             )
-        with store.engine.connect() as conn:
-            for name, query in queries.items():
-                sections.append((name, "\n".join(map(str, conn.execute(text(query)).all()))))
+        try:
+            with store.engine.connect() as conn:
+                for name, query in queries.items():
+                    sections.append((name, "\n".join(map(str, conn.execute(text(query)).all()))))
+        except Exception as exc:  # the test may have broken the database itself
+            sections.append(("database", f"unreadable: {exc}"))
     return sections
 
 

@@ -43,6 +43,25 @@ def test_dataset_commands(capsys, images: Path, tmp_path: Path):
     assert code == 1 and "already exists" in err and "Traceback" not in err and out == ""
 
 
+def test_voc_import_then_export(capsys, images: Path, tmp_path: Path):
+    annotations = tmp_path / "voc" / "Annotations"
+    annotations.mkdir(parents=True)
+    (tmp_path / "voc" / "JPEGImages").symlink_to(images)
+    (annotations / "img_00000.xml").write_text(
+        "<annotation><filename>img_00000.png</filename><size><width>160</width><height>120</height></size>"
+        "<object><name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>80</xmax><ymax>60</ymax></bndbox>"
+        "</object></annotation>"
+    )
+    summary = cli_json(capsys, "dataset", "create", "pets", "--from-voc", str(tmp_path / "voc"), "--field", "gt")
+    assert (summary["added"], summary["labels"]) == (1, 1)
+    exported = cli_json(capsys, "export", "pets", "--field", "gt", "--format", "voc", "--out", str(tmp_path / "out"))
+    assert (exported["images"], exported["labels"]) == (1, 1) and exported["format"] == "voc"
+    (written,) = (tmp_path / "out" / "Annotations").glob("*.xml")
+    assert "<xmax>80</xmax>" in written.read_text()
+    code, _, err = cli(capsys, "dataset", "create", "x", "--from-voc", str(tmp_path), "--from-dir", str(images))
+    assert code == 2 and "only one of" in err
+
+
 @pytest.mark.slow
 def test_run_commands(capsys, images: Path):
     cli_json(capsys, "dataset", "create", "pets", "--from-dir", str(images))

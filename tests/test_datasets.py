@@ -156,6 +156,51 @@ def test_yolo_import_reads_boxes_polygons_and_names(store: Store, tmp_path: Path
         ds.import_yolo(store, "e", root)
 
 
+VOC_FILE = """<annotation>
+  <folder>images</folder><filename>{name}</filename><path>/elsewhere/{name}</path>
+  <size><width>160</width><height>120</height><depth>3</depth></size>
+  <object><name>person</name><pose>Left</pose><truncated>1</truncated><difficult>1</difficult>
+    <bndbox><xmin>17</xmin><ymin>13</ymin><xmax>48.0</xmax><ymax>36</ymax></bndbox></object>
+  <object><name>dog</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>160</xmax><ymax>120</ymax></bndbox></object>
+</annotation>
+"""
+
+
+def test_voc_import_reads_boxes_flags_and_finds_images_beside_their_files(store: Store, tmp_path: Path):
+    root = tmp_path / "labelimg"  # LabelImg's layout: each XML file beside its image
+    write_blob_images(root, 2)
+    (root / "img_00000.xml").write_text(VOC_FILE.format(name="img_00000.png"))
+    (root / "img_00001.xml").write_text(VOC_FILE.format(name="missing.png"))
+    ds.create_dataset(store, "d")
+    summary = ds.import_voc(store, "d", root)
+    assert (summary.added, summary.labels) == (2, 4)
+    assert summary.unreadable == [str(root / "missing.png")]  # kept as a sample and reported
+    first = next(s for s in ds.samples(store, "d") if s.path.endswith("img_00000.png"))
+    person, dog = sorted(ds.labels_of(store, "d", "ground_truth", first.id), key=lambda label: label.label)[::-1]
+    assert person.box.as_tuple() == pytest.approx((0.1, 0.1, 0.2, 0.2))
+    assert person.attributes == {"truncated": 1, "difficult": 1, "pose": "Left"} and person.confidence is None
+    assert dog.box.as_tuple() == pytest.approx((0.0, 0.0, 1.0, 1.0)) and dog.attributes == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("<annotation><size>", "not valid XML"),
+        ("<coco/>", "root element is <coco>"),
+        ("<annotation><filename>a.png</filename></annotation>", "<size> is missing"),
+        (VOC_FILE.format(name="a.png").replace("<xmin>17</xmin>", ""), "object 1: <xmin> is missing"),
+        (VOC_FILE.format(name="a.png").replace("<ymax>36</ymax>", "<ymax>x</ymax>"), "<ymax> is 'x', not a number"),
+    ],
+)
+def test_voc_errors_name_the_file_and_the_element(store: Store, tmp_path: Path, text: str, error: str):
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "bad.xml").write_text(text)
+    ds.create_dataset(store, "d")
+    with pytest.raises(DatasetImportError, match=error) as caught:
+        ds.import_voc(store, "d", tmp_path)
+    assert "bad.xml" in str(caught.value)
+
+
 def test_views_filter_by_tags_ids_and_label_fields(store: Store, tmp_path: Path):
     coco = coco_file(tmp_path)
     ds.create_dataset(store, "d")

@@ -1,6 +1,7 @@
-"""Export round trips: COCO and YOLO exports re-import as the same labels."""
+"""Export round trips: COCO, YOLO and Pascal VOC exports re-import as the same labels."""
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from verilabel.datasets import service as ds
 from verilabel.datasets.export import export_field
 from verilabel.datasets.views import parse_view
 from verilabel.errors import ConfigError
-from verilabel.labels import Box, Detection, Keypoints, Mask, Polygon
+from verilabel.labels import Box, Classification, Detection, Keypoints, Mask, Polygon
 from verilabel.store import Store
 from verilabel.store.convert import label_columns
 from verilabel.store.schema import LabelRow
@@ -119,11 +120,44 @@ def test_yolo_round_trip_links_media(store: Store, tmp_path: Path):
     assert mask_row[5] and x >= 0.25 and y >= 0.25 and x + w <= 0.451 and y + h <= 0.451
 
 
+def test_voc_round_trip_in_the_devkit_layout(store: Store, tmp_path: Path):
+    seeded(store, tmp_path)
+    result = export_field(store, "src", "gt", "voc", tmp_path / "voc")
+    assert (result.images, result.labels) == (4, 4)
+    root = tmp_path / "voc"
+    xml_files = sorted((root / "Annotations").glob("*.xml"))
+    assert len(xml_files) == 4 and all(p.is_symlink() for p in (root / "JPEGImages").iterdir())
+    assert (root / "labels.txt").read_text().split() == ["car", "dog"]
+    assert sorted((root / "ImageSets" / "Main" / "all.txt").read_text().split()) == [p.stem for p in xml_files]
+    # the car box covers pixels 16..47 x 12..35 of the 160x120 image: VOC counts them from 1
+    car = next(obj for p in xml_files for obj in ET.parse(p).getroot().iter("object") if obj.findtext("name") == "car")
+    bndbox = car.find("bndbox")
+    assert bndbox is not None
+    assert [bndbox.findtext(k) for k in ("xmin", "ymin", "xmax", "ymax")] == ["17", "13", "48", "36"]
+    assert (car.findtext("confidence"), car.findtext("difficult"), car.findtext("pose")) == ("0.9", "0", "Unspecified")
+    ds.create_dataset(store, "back")
+    ds.import_voc(store, "back", root, field_name="gt")
+    # VOC detection files hold boxes only: classes, scores and boxes come back, shapes and label tags do not
+    assert [row[:4] for row in summary(store, "back", "gt")] == [row[:4] for row in summary(store, "src", "gt")]
+    assert {Path(s.path) for s in ds.samples(store, "back")} == {Path(s.path) for s in ds.samples(store, "src")}
+
+
+def test_voc_and_yolo_exports_refuse_classification_fields(store: Store, tmp_path: Path):
+    seeded(store, tmp_path)
+    with store.write() as session:
+        field = ds.ensure_field(session, ds.dataset_row(session, "src").id, "kind", "classification")
+        sample_id = ds.samples(store, "src")[0].id
+        session.add(LabelRow(**label_columns(Classification("cat", 0.8)), sample_id=sample_id, field_id=field.id))
+    for fmt in ("voc", "yolo"):
+        with pytest.raises(ConfigError, match=f"{fmt.upper()} export takes detection fields"):
+            export_field(store, "src", "kind", fmt, tmp_path / fmt)
+
+
 def test_export_of_a_view_and_errors(store: Store, tmp_path: Path):
     ids = seeded(store, tmp_path)
     result = export_field(store, "src", "gt", "coco", tmp_path / "view", view=parse_view(f"ids={ids[0]}"))
     assert (result.images, result.labels) == (1, 2)
     with pytest.raises(ConfigError, match="no label field 'nope'"):
         export_field(store, "src", "nope", "coco", tmp_path / "x")
-    with pytest.raises(ConfigError, match="coco, yolo"):
-        export_field(store, "src", "gt", "voc", tmp_path / "x")
+    with pytest.raises(ConfigError, match="coco, yolo, voc"):
+        export_field(store, "src", "gt", "pascal", tmp_path / "x")

@@ -48,7 +48,10 @@ def create(
     from_coco: Path | None = typer.Option(None, "--from-coco", help="COCO detection JSON file."),
     images: Path | None = typer.Option(None, "--images", help="Image folder of --from-coco."),
     from_yolo: Path | None = typer.Option(None, "--from-yolo", help="YOLO dataset root (data.yaml, images/, labels/)."),
-    field: str = typer.Option("ground_truth", "--field", help="Label field for imported COCO / YOLO labels."),
+    from_voc: Path | None = typer.Option(
+        None, "--from-voc", help="Pascal VOC root (Annotations/, JPEGImages/), or a folder of XML files beside images."
+    ),
+    field: str = typer.Option("ground_truth", "--field", help="Label field for imported COCO / YOLO / VOC labels."),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="Add to the dataset if it already exists."),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
@@ -57,9 +60,9 @@ def create(
     from verilabel.errors import ConfigError
     from verilabel.store import Store
 
-    sources = [s for s in (from_dir, from_coco, from_yolo) if s is not None]
+    sources = [s for s in (from_dir, from_coco, from_yolo, from_voc) if s is not None]
     if len(sources) > 1:
-        raise ConfigError("source", "pass only one of --from-dir, --from-coco, --from-yolo")
+        raise ConfigError("source", "pass only one of --from-dir, --from-coco, --from-yolo, --from-voc")
     if from_coco is not None and images is None:
         raise ConfigError("images", "--from-coco needs --images DIR (the folder its file_name values are in)")
     store = Store.open()
@@ -74,6 +77,8 @@ def create(
         summary = _with_progress(
             "probing images", lambda p: service.import_yolo(store, name, from_yolo, field_name=field, progress=p)
         )
+    elif from_voc is not None:
+        summary = service.import_voc(store, name, from_voc, field_name=field)
     if summary is not None:
         _report(summary, as_json)
     elif as_json:

@@ -1,7 +1,8 @@
-"""Export a label field (approved or any) of a dataset, or of a view of it, to COCO or YOLO.
+"""Export a label field (approved or any) of a dataset, or of a view of it, to COCO, YOLO or Pascal VOC.
 
 Media are never copied: COCO ``file_name`` values are relative to the samples' common folder (recorded as
-``info.images_root``); a YOLO export links each image into ``images/`` beside its ``labels/`` file.
+``info.images_root``); a YOLO export links each image into ``images/`` beside its ``labels/`` file, a VOC
+export into ``JPEGImages/`` beside ``Annotations/``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from sqlalchemy import select
 from verilabel.datasets.service import dataset_row, find_field
 from verilabel.datasets.views import View
 from verilabel.errors import ConfigError
-from verilabel.formats import coco, yolo
+from verilabel.formats import coco, voc, yolo
 from verilabel.labels import Detection, Label
 from verilabel.store import Store
 from verilabel.store.convert import row_label
 from verilabel.store.schema import LabelRow, SampleRow, SampleTagRow
 
-FORMATS = ("coco", "yolo")
+FORMATS = ("coco", "yolo", "voc")
 _PAGE = 1000
 
 
@@ -99,7 +100,8 @@ def export_field(
     out_dir = Path(out).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     classes, samples = _samples_with_labels(store, dataset, field, view)
-    return (_export_coco if fmt == "coco" else _export_yolo)(classes, samples, out_dir)
+    exporter = {"coco": _export_coco, "yolo": _export_yolo, "voc": _export_voc}[fmt]
+    return exporter(classes, samples, out_dir)
 
 
 def _size(sample: ExportItem) -> tuple[int, int]:
@@ -135,18 +137,48 @@ def _export_yolo(classes: list[str], samples: Iterator[ExportItem], out: Path) -
     (out / "labels").mkdir(exist_ok=True)
     images = labels_written = 0
     for sample in samples:
-        labels = sample.labels
-        if any(not isinstance(label, Detection) for label in labels):
-            raise ConfigError("format", "YOLO export takes detection fields; this one holds classifications")
-        segments = any(isinstance(lb, Detection) and (lb.polygon or lb.mask) for lb in labels)
-        name = f"{sample.sample_id}_{Path(sample.path).name}"
-        link = out / "images" / name
-        if not link.exists() and not link.is_symlink():
-            link.symlink_to(sample.path)
-        lines = [yolo.label_line(lb, index[lb.label], segments=segments) for lb in labels if isinstance(lb, Detection)]
+        labels = _detections(sample, "YOLO")
+        segments = any(lb.polygon or lb.mask for lb in labels)
+        name = _link_image(sample, out / "images")
+        lines = [yolo.label_line(lb, index[lb.label], segments=segments) for lb in labels]
         (out / "labels" / Path(name).with_suffix(".txt")).write_text("".join(line + "\n" for line in lines))
         images += 1
         labels_written += len(lines)
     data = {"path": str(out), "train": "images", "val": "images", "names": dict(enumerate(classes))}
     (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return ExportSummary("yolo", images, labels_written, str(out / "data.yaml"))
+
+
+def _export_voc(classes: list[str], samples: Iterator[ExportItem], out: Path) -> ExportSummary:
+    """Pascal VOC layout: ``Annotations/``, ``JPEGImages/`` (links), ``ImageSets/Main/all.txt``, ``labels.txt``."""
+    for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    stems = []
+    labels_written = 0
+    for sample in samples:
+        labels = _detections(sample, "VOC")
+        width, height = _size(sample)
+        name = _link_image(sample, out / "JPEGImages")
+        stem = Path(name).stem
+        (out / "Annotations" / f"{stem}.xml").write_bytes(voc.build_xml(name, width, height, labels, path=sample.path))
+        stems.append(stem)
+        labels_written += len(labels)
+    (out / "ImageSets" / "Main" / "all.txt").write_text("".join(f"{stem}\n" for stem in stems))
+    (out / "labels.txt").write_text("".join(f"{name}\n" for name in classes))
+    return ExportSummary("voc", len(stems), labels_written, str(out / "Annotations"))
+
+
+def _detections(sample: ExportItem, fmt: str) -> list[Detection]:
+    labels = [label for label in sample.labels if isinstance(label, Detection)]
+    if len(labels) != len(sample.labels):
+        raise ConfigError("format", f"{fmt} export takes detection fields; this one holds classifications")
+    return labels
+
+
+def _link_image(sample: ExportItem, folder: Path) -> str:
+    """Link the sample's image into ``folder`` under a name unique in the export (its sample id first)."""
+    name = f"{sample.sample_id}_{Path(sample.path).name}"
+    link = folder / name
+    if not link.exists() and not link.is_symlink():
+        link.symlink_to(sample.path)
+    return name

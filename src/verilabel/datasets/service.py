@@ -1,4 +1,4 @@
-"""Datasets: create them from folders, COCO or YOLO; list, describe and query their samples.
+"""Datasets: create them from folders, COCO, YOLO or Pascal VOC; list, describe and query their samples.
 
 Media files are never copied: a sample is an absolute path plus what the header says (width, height).
 """
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from verilabel.datasets.images import iter_image_files, probe
 from verilabel.datasets.views import View
 from verilabel.errors import ConflictError, DatasetImportError, NotFoundError, SampleError
-from verilabel.formats import coco, yolo
+from verilabel.formats import coco, voc, yolo
 from verilabel.labels import Label
 from verilabel.store import Store
 from verilabel.store.bulk import insert_rows
@@ -279,6 +279,33 @@ def import_yolo(
     result = _import_labelled(store, name, field_name, items)
     result.unreadable = summary.unreadable
     return result
+
+
+def import_voc(store: Store, name: str, directory: str | Path, *, field_name: str = "ground_truth") -> ImportSummary:
+    """A Pascal VOC folder: ``Annotations/*.xml`` beside ``JPEGImages/`` (the devkit layout), or XML files beside
+    their images (LabelImg's). An image is looked for in ``JPEGImages/``, then beside its XML file, then at the
+    path the file records; image sizes come from the XML files."""
+    root = Path(directory).expanduser().resolve()
+    if not root.is_dir():
+        raise DatasetImportError(f"not a folder: {root}. Pass the VOC root (with Annotations/ and JPEGImages/).")
+    devkit = (root / "Annotations").is_dir()
+    annotations = root / "Annotations" if devkit else root
+    files = sorted(annotations.rglob("*.xml"))
+    if not files:
+        raise DatasetImportError(f"no .xml annotation files in {annotations}")
+    items = []
+    for file in files:
+        image = voc.read_xml(file)
+        candidates = [root / "JPEGImages" / image.filename, file.parent / image.filename]
+        if not devkit:
+            candidates.reverse()
+        if image.path:
+            candidates.append(Path(image.path))
+        path = next((c for c in candidates if c.exists()), candidates[0]).resolve()
+        items.append((path, image.width, image.height, list(image.labels)))
+    summary = _import_labelled(store, name, field_name, items)
+    summary.unreadable = [str(p) for p, _, _, _ in items if not p.exists()]
+    return summary
 
 
 def _info(session: Session, row: DatasetRow) -> DatasetInfo:
