@@ -1,10 +1,12 @@
 """Run configurations are validated before anything starts; each error names its field and the fix."""
 
+import threading
 from pathlib import Path
 
 import pytest
 
 from tests.runs_helpers import BLOBS, blob_dataset, request
+from verilabel.datasets.service import dataset_row, ensure_field
 from verilabel.errors import ConfigError
 from verilabel.runs import service as runs
 from verilabel.runs.config import validate
@@ -63,6 +65,52 @@ def test_field_and_name_must_be_new(dataset: Store):
     with pytest.raises(ConfigError) as info:
         validate(dataset, request("other", name="first"))
     assert info.value.field == "name"
+
+
+@pytest.mark.parametrize("taken", ["field", "name"])
+def test_a_run_created_between_validation_and_insert_takes_precedence(
+    dataset: Store, monkeypatch: pytest.MonkeyPatch, taken: str
+):
+    """Two creates racing for one field (or run name): the later one fails with the precise error instead of
+    sharing the field (or failing on a constraint)."""
+    rival = request("wanted", name="rival") if taken == "field" else request("elsewhere", name="wanted")
+    rivals = [rival]
+
+    def validate_then_lose_the_race(store: Store, req):
+        validated = validate(store, req)
+        if rivals:  # the rival commits between our validation and our insert
+            runs.create_run(store, rivals.pop(), start=False)
+        return validated
+
+    monkeypatch.setattr(runs, "validate", validate_then_lose_the_race)
+    with pytest.raises(ConfigError) as info:
+        runs.create_run(dataset, request("wanted", name="wanted"), start=False)
+    assert info.value.field == taken
+    assert [(run.name, run.field) for run in runs.list_runs(dataset, "d")] == [(rival.name, rival.field)]
+
+
+def test_a_field_taken_by_a_transaction_still_open_fails_the_create_precisely(dataset: Store):
+    """The rival's transaction is open while this create checks and inserts: on PostgreSQL the check cannot see
+    it, and the insert then meets the unique constraint; the error must still name the field."""
+    locked, release = threading.Event(), threading.Event()
+
+    def rival_reserves_the_field() -> None:
+        with dataset.write() as session:
+            ensure_field(session, dataset_row(session, "d").id, "wanted", "detection")
+            locked.set()
+            release.wait(10)
+
+    rival = threading.Thread(target=rival_reserves_the_field)
+    rival.start()
+    assert locked.wait(10)
+    threading.Timer(0.5, release.set).start()
+    try:
+        with pytest.raises(ConfigError) as info:
+            runs.create_run(dataset, request("wanted"), start=False)
+    finally:
+        release.set()
+        rival.join()
+    assert info.value.field == "field"
 
 
 def test_defaults_are_filled_in(dataset: Store):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from verilabel.datasets.images import DEFAULT_MAX_PIXELS
 from verilabel.datasets.service import dataset_row, find_field, read_id_file
@@ -162,23 +163,29 @@ def validate(store: Store, request: RunRequest) -> ValidatedRun:
             dataset_id = dataset_row(session, request.dataset).id
         except NotFoundError as exc:
             raise ConfigError("dataset", str(exc)) from None
-        existing = find_field(session, dataset_id, request.field)
-        if existing is not None:
-            owner = f" (reserved by run {existing.run_id})" if existing.run_id else ""
-            raise ConfigError(
-                "field",
-                f"dataset {request.dataset!r} already has a field {request.field!r}{owner}; "
-                "a run writes a new field: pick another --field (to review an existing field, "
-                "use `verilabel run analyze`)",
-            )
         short_model = re.sub(r"[^A-Za-z0-9_.-]+", "-", model.name.removeprefix("python:").split(":")[-1])
         name = request.name or f"{short_model}-{request.field}-{secrets.token_hex(3)}"
         _check_name("name", name)
-        if session.scalar(select(RunRow.id).where(RunRow.dataset_id == dataset_id, RunRow.name == name)):
-            raise ConfigError("name", f"dataset {request.dataset!r} already has a run named {name!r}")
+        check_still_free(session, request, dataset_id, name)
         if session.scalar(view.sample_ids_query(dataset_id).limit(1)) is None:
             raise ConfigError("target", f"{request.target!r} selects no samples of {request.dataset!r}")
     return ValidatedRun(request, dataset_id, name, task, model, mapping, min_confidence, view)
+
+
+def check_still_free(session: Session, request: RunRequest, dataset_id: int, name: str) -> None:
+    """The run's field and name are not taken in the dataset. Checked when validating, and again in the
+    transaction that creates the run: another run may have taken them in between."""
+    existing = find_field(session, dataset_id, request.field)
+    if existing is not None:
+        owner = f" (reserved by run {existing.run_id})" if existing.run_id else ""
+        raise ConfigError(
+            "field",
+            f"dataset {request.dataset!r} already has a field {request.field!r}{owner}; "
+            "a run writes a new field: pick another --field (to review an existing field, "
+            "use `verilabel run analyze`)",
+        )
+    if session.scalar(select(RunRow.id).where(RunRow.dataset_id == dataset_id, RunRow.name == name)):
+        raise ConfigError("name", f"dataset {request.dataset!r} already has a run named {name!r}")
 
 
 def _field_classes(store: Store, dataset: str, field: str) -> tuple[str, ...]:

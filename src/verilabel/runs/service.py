@@ -16,17 +16,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from verilabel.datasets.service import dataset_row, ensure_field
 from verilabel.errors import ConflictError, NotFoundError
-from verilabel.runs.config import RunRequest, ValidatedRun, validate
+from verilabel.runs.config import RunRequest, ValidatedRun, check_still_free, validate
 from verilabel.settings import Settings
 from verilabel.store import Store
 from verilabel.store.schema import DatasetRow, RunLabelRow, RunRow, RunSampleRow, RunWorkerRow
@@ -297,8 +298,15 @@ def create_run(store: Store, request: RunRequest, *, start: bool = True) -> RunI
     Workers start in the background unless ``start=False``; this returns at once either way."""
     validated = validate(store, request)
     run_id = new_run_id()
-    with store.write() as session:
-        _insert_run(session, validated, run_id)
+    try:
+        with store.write() as session:
+            check_still_free(session, request, validated.dataset_id, validated.name)
+            _insert_run(session, validated, run_id)
+    except IntegrityError:
+        # PostgreSQL: a concurrent create took the field or name after our check and committed first. The
+        # validation now says which (an IntegrityError it no longer explains is a real fault: re-raised).
+        validate(store, replace(request, name=validated.name))
+        raise
     if start:
         start_workers(store, run_id, range(request.workers))
     return get_run(store, run_id)
