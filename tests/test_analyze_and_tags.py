@@ -29,6 +29,18 @@ def test_analyze_existing_labels_then_approve_keeps_only_promoted(store: Store, 
     assert kept == [0.55, 0.7, 0.9]
 
 
+def test_one_open_analysis_per_field(store: Store, tmp_path: Path):
+    """A second open review of a field would rewrite it on approval and undo the first one's work."""
+    seeded(store, tmp_path)
+    first = review.analyze_field(store, "src", "gt", name="first")
+    with pytest.raises(ConflictError, match="run 'first' already reviews field 'gt'"):
+        review.analyze_field(store, "src", "gt", name="second")
+    review.promote(store, first, LabelQuery(min_confidence=0.5))
+    review.approve(store, first)
+    second = review.analyze_field(store, "src", "gt", name="second")
+    assert runs.get_run(store, second).labels == 3  # the field as the first review left it
+
+
 def test_analyze_refuses_fields_without_confidences(store: Store, tmp_path: Path):
     seeded(store, tmp_path)
     from sqlalchemy import update

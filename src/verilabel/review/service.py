@@ -26,7 +26,7 @@ from verilabel.review import counts
 from verilabel.runs.service import run_row
 from verilabel.store import Store
 from verilabel.store.convert import row_label
-from verilabel.store.schema import LabelRow, RunClassCountRow, RunLabelRow, RunRow, RunSampleRow
+from verilabel.store.schema import LabelFieldRow, LabelRow, RunClassCountRow, RunLabelRow, RunRow, RunSampleRow
 
 REVIEW, PROMOTED = "review", "promoted"
 _COPIED = (
@@ -282,10 +282,23 @@ def analyze_field(store: Store, dataset: str, field_name: str, *, name: str | No
         field = find_field(session, dataset_id, field_name)
         if field is None:
             raise ConfigError("field", f"dataset {dataset!r} has no label field {field_name!r}")
+        # Analyses of one field take turns (PostgreSQL; SQLite writers always do): two open reviews of a field
+        # would each rewrite it on approval, the second silently undoing the first.
+        session.get(LabelFieldRow, field.id, with_for_update=True)
         if field.run_id is not None and session.scalar(
             select(RunRow.id).where(RunRow.id == field.run_id, RunRow.status != "approved")
         ):
             raise ConflictError(f"field {field_name!r} belongs to run {field.run_id}, still open: review that run")
+        open_review = session.scalar(
+            select(RunRow.name).where(
+                RunRow.dataset_id == dataset_id, RunRow.field == field_name, RunRow.status == "in_review"
+            )
+        )
+        if open_review is not None:
+            raise ConflictError(
+                f"run {open_review!r} already reviews field {field_name!r}: continue that review, or approve it "
+                "before analyzing the field again"
+            )
         scored = session.scalar(
             select(LabelRow.id).where(LabelRow.field_id == field.id, LabelRow.confidence.between(0.0, 1.0)).limit(1)
         )
