@@ -1,4 +1,5 @@
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from verilabel.datasets.views import View, parse_view
 from verilabel.errors import ConfigError, ConflictError, DatasetImportError, NotFoundError
 from verilabel.labels import Detection
 from verilabel.store import Store
+from verilabel.store.schema import SampleRow
 
 
 def make_tree(root: Path) -> None:
@@ -36,6 +38,38 @@ def test_folder_import_is_recursive_and_readding_adds_only_new_files(store: Stor
     webp = next(s for s in samples if s.path.endswith(".webp"))
     assert (webp.width, webp.height) == (30, 20)
     assert all(Path(s.path).is_absolute() and str(tmp_path) in s.path for s in samples)  # never copied
+
+
+def test_two_adds_of_one_folder_at_once_add_each_image_once(store: Store, tmp_path: Path):
+    """Another add's transaction is still open when this one writes: it waits for it, then skips what it added
+    (on PostgreSQL both would otherwise insert the same paths and one would fail on the unique constraint)."""
+    paths = write_blob_images(tmp_path / "imgs", 3)
+    ds.create_dataset(store, "d")
+    locked, release = threading.Event(), threading.Event()
+
+    def rival_adds_the_first_image() -> None:
+        with store.write() as session:
+            dataset_id = ds.dataset_row(session, "d", lock=True).id
+            session.add(
+                SampleRow(
+                    dataset_id=dataset_id, path=str(paths[0]), width=160, height=120, meta={}, created_at=ds.now()
+                )
+            )
+            session.flush()
+            locked.set()
+            release.wait(10)
+
+    rival = threading.Thread(target=rival_adds_the_first_image)
+    rival.start()
+    assert locked.wait(10)
+    threading.Timer(0.5, release.set).start()
+    try:
+        summary = ds.add_images(store, "d", tmp_path / "imgs")
+    finally:
+        release.set()
+        rival.join()
+    assert (summary.added, summary.already_present) == (2, 1)
+    assert sorted(s.path for s in ds.samples(store, "d")) == sorted(map(str, paths))
 
 
 def test_unreadable_files_are_kept_as_samples_and_reported(store: Store, tmp_path: Path):

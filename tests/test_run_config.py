@@ -90,13 +90,14 @@ def test_a_run_created_between_validation_and_insert_takes_precedence(
 
 
 def test_a_field_taken_by_a_transaction_still_open_fails_the_create_precisely(dataset: Store):
-    """The rival's transaction is open while this create checks and inserts: on PostgreSQL the check cannot see
-    it, and the insert then meets the unique constraint; the error must still name the field."""
+    """A rival import's transaction is open while this create runs: the create waits for it (on PostgreSQL its
+    uncommitted field is invisible to a check, and the insert would meet the unique constraint), then names the
+    field."""
     locked, release = threading.Event(), threading.Event()
 
     def rival_reserves_the_field() -> None:
-        with dataset.write() as session:
-            ensure_field(session, dataset_row(session, "d").id, "wanted", "detection")
+        with dataset.write() as session:  # as an import does
+            ensure_field(session, dataset_row(session, "d", lock=True).id, "wanted", "detection")
             locked.set()
             release.wait(10)
 

@@ -91,7 +91,10 @@ class ImportSummary:
         }
 
 
-def dataset_row(session: Session, name: str) -> DatasetRow:
+def dataset_row(session: Session, name: str, *, lock: bool = False) -> DatasetRow:
+    """The dataset named ``name``. ``lock`` makes writers that add samples or fields take turns on it until the
+    transaction ends (SQLite's writers always do; on PostgreSQL two imports would otherwise both pass their
+    "not there yet" checks and collide on a unique constraint)."""
     row = session.scalar(select(DatasetRow).where(DatasetRow.name == name))
     if row is None:
         known = session.scalars(select(DatasetRow.name).order_by(DatasetRow.name).limit(20)).all()
@@ -99,6 +102,8 @@ def dataset_row(session: Session, name: str) -> DatasetRow:
         raise NotFoundError(
             f"no dataset named {name!r} ({hint}). Create it with `verilabel dataset create {name} --from-dir DIR`."
         )
+    if lock:
+        session.refresh(row, with_for_update=True)
     return row
 
 
@@ -171,7 +176,7 @@ def add_images(store: Store, name: str, directory: str | Path, *, progress: Prog
             new_paths.append(path)
     rows = _probe_all(new_paths, summary, progress)
     with store.write() as session:
-        dataset_id = dataset_row(session, name).id
+        dataset_id = dataset_row(session, name, lock=True).id
         # Checked again inside the write transaction: another process may have added some meanwhile.
         current = _existing_paths(session, dataset_id)
         fresh = [r for r in rows if r["path"] not in current]
@@ -204,7 +209,7 @@ def _import_labelled(
     """Add samples with their labels; samples already in the dataset get their labels added to the field."""
     summary = ImportSummary(name)
     with store.write() as session:
-        dataset_id = dataset_row(session, name).id
+        dataset_id = dataset_row(session, name, lock=True).id
         if find_field(session, dataset_id, field_name) is not None:
             raise ConflictError(
                 f"dataset {name!r} already has a label field {field_name!r}; import into "

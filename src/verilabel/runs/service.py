@@ -16,13 +16,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, insert, literal, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from verilabel.datasets.service import dataset_row, ensure_field
@@ -298,15 +297,10 @@ def create_run(store: Store, request: RunRequest, *, start: bool = True) -> RunI
     Workers start in the background unless ``start=False``; this returns at once either way."""
     validated = validate(store, request)
     run_id = new_run_id()
-    try:
-        with store.write() as session:
-            check_still_free(session, request, validated.dataset_id, validated.name)
-            _insert_run(session, validated, run_id)
-    except IntegrityError:
-        # PostgreSQL: a concurrent create took the field or name after our check and committed first. The
-        # validation now says which (an IntegrityError it no longer explains is a real fault: re-raised).
-        validate(store, replace(request, name=validated.name))
-        raise
+    with store.write() as session:
+        dataset_row(session, request.dataset, lock=True)  # creates and imports in one dataset take turns
+        check_still_free(session, request, validated.dataset_id, validated.name)  # a rival may have been first
+        _insert_run(session, validated, run_id)
     if start:
         start_workers(store, run_id, range(request.workers))
     return get_run(store, run_id)
