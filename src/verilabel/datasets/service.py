@@ -92,8 +92,8 @@ class ImportSummary:
 
 
 def dataset_row(session: Session, name: str, *, lock: bool = False) -> DatasetRow:
-    """The dataset named ``name``. ``lock`` makes writers that add samples or fields take turns on it until the
-    transaction ends (SQLite's writers always do; on PostgreSQL two imports would otherwise both pass their
+    """The dataset named ``name``. ``lock`` makes writers that add samples, fields or tags take turns on it until
+    the transaction ends (SQLite's writers always do; on PostgreSQL two imports would otherwise both pass their
     "not there yet" checks and collide on a unique constraint)."""
     row = session.scalar(select(DatasetRow).where(DatasetRow.name == name))
     if row is None:
@@ -365,7 +365,7 @@ def tag_samples(store: Store, name: str, tags: Sequence[str], view: View | None 
     """Add tags to the samples of a view; returns how many (sample, tag) pairs were new."""
     added = 0
     with store.write() as session:
-        dataset_id = dataset_row(session, name).id
+        dataset_id = dataset_row(session, name, lock=True).id  # two taggers must not both add one pair
         ids = list(session.scalars((view or View()).sample_ids_query(dataset_id)))
         for tag in tags:
             have = set(
