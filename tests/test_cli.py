@@ -43,7 +43,7 @@ def test_dataset_commands(capsys, images: Path, tmp_path: Path):
     assert code == 1 and "already exists" in err and "Traceback" not in err and out == ""
 
 
-def test_voc_import_then_export(capsys, images: Path, tmp_path: Path):
+def test_voc_import_then_voc_and_label_studio_exports(capsys, images: Path, tmp_path: Path):
     annotations = tmp_path / "voc" / "Annotations"
     annotations.mkdir(parents=True)
     (tmp_path / "voc" / "JPEGImages").symlink_to(images)
@@ -58,6 +58,8 @@ def test_voc_import_then_export(capsys, images: Path, tmp_path: Path):
     assert (exported["images"], exported["labels"]) == (1, 1) and exported["format"] == "voc"
     (written,) = (tmp_path / "out" / "Annotations").glob("*.xml")
     assert "<xmax>80</xmax>" in written.read_text()
+    code, out, _ = cli(capsys, "export", "pets", "--field", "gt", "--format", "label-studio", "--out", str(tmp_path))
+    assert code == 0 and "next: run Label Studio with LOCAL_FILES_SERVING_ENABLED=true" in out
     code, _, err = cli(capsys, "dataset", "create", "x", "--from-voc", str(tmp_path), "--from-dir", str(images))
     assert code == 2 and "only one of" in err
 

@@ -142,6 +142,55 @@ def test_voc_round_trip_in_the_devkit_layout(store: Store, tmp_path: Path):
     assert {Path(s.path) for s in ds.samples(store, "back")} == {Path(s.path) for s in ds.samples(store, "src")}
 
 
+def test_label_studio_tasks_use_percent_regions_its_config_declares(store: Store, tmp_path: Path):
+    ids = seeded(store, tmp_path)
+    result = export_field(store, "src", "gt", "label-studio", tmp_path / "ls")
+    assert (result.images, result.labels) == (4, 4)
+    assert f"LOCAL_FILES_DOCUMENT_ROOT={tmp_path / 'imgs'}" in result.next_step
+    tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    by_sample = {task["meta"]["verilabel_sample_id"]: task for task in tasks}
+    assert by_sample[ids[3]]["data"]["image"] == "/data/local-files/?d=sub/img_00003.png"
+    assert by_sample[ids[2]]["predictions"] == []  # no labels: a task to annotate from scratch
+    car, dog = sorted(by_sample[ids[0]]["predictions"][0]["result"], key=lambda r: r["type"])[::-1]
+    assert car["type"] == "rectanglelabels" and car["score"] == 0.9
+    assert car["value"] == {
+        "x": 10.0,
+        "y": 10.0,
+        "width": 20.0,
+        "height": 20.0,
+        "rotation": 0,
+        "rectanglelabels": ["car"],
+    }
+    assert (car["original_width"], car["original_height"]) == (160, 120)
+    assert dog["type"] == "polygonlabels" and dog["value"]["points"] == [[50.0, 50.0], [75.0, 50.0], [60.0, 75.0]]
+    (masked,) = by_sample[ids[1]]["predictions"][0]["result"]  # a mask: its outline, inside its box
+    assert masked["type"] == "polygonlabels" and len(masked["value"]["points"]) >= 4
+    assert all(25 <= x <= 45 and 25 <= y <= 45 for x, y in masked["value"]["points"])
+    config = ET.fromstring((tmp_path / "ls" / "label_config.xml").read_text())
+    declared = {
+        (c.tag, c.get("name"), c.get("toName")): {i.get("value") for i in c} for c in config if c.tag != "Image"
+    }
+    assert declared == {
+        ("RectangleLabels", "label", "image"): {"car", "dog"},
+        ("PolygonLabels", "polygon", "image"): {"car", "dog"},
+    }
+
+
+def test_label_studio_export_of_classifications_uses_choices(store: Store, tmp_path: Path):
+    seeded(store, tmp_path)
+    with store.write() as session:
+        field = ds.ensure_field(session, ds.dataset_row(session, "src").id, "kind", "classification")
+        sample_id = ds.samples(store, "src")[0].id
+        session.add(LabelRow(**label_columns(Classification("cat", 0.8)), sample_id=sample_id, field_id=field.id))
+    export_field(store, "src", "kind", "label-studio", tmp_path / "ls")
+    tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    (choice,) = next(t for t in tasks if t["predictions"])["predictions"][0]["result"]
+    assert (choice["type"], choice["from_name"], choice["value"]) == ("choices", "class", {"choices": ["cat"]})
+    config = ET.fromstring((tmp_path / "ls" / "label_config.xml").read_text())
+    (choices,) = config.iter("Choices")
+    assert choices.get("name") == "class" and [c.get("value") for c in choices] == ["cat"]
+
+
 def test_voc_and_yolo_exports_refuse_classification_fields(store: Store, tmp_path: Path):
     seeded(store, tmp_path)
     with store.write() as session:
@@ -159,5 +208,5 @@ def test_export_of_a_view_and_errors(store: Store, tmp_path: Path):
     assert (result.images, result.labels) == (1, 2)
     with pytest.raises(ConfigError, match="no label field 'nope'"):
         export_field(store, "src", "nope", "coco", tmp_path / "x")
-    with pytest.raises(ConfigError, match="coco, yolo, voc"):
+    with pytest.raises(ConfigError, match="coco, yolo, voc, label-studio"):
         export_field(store, "src", "gt", "pascal", tmp_path / "x")

@@ -48,12 +48,13 @@ def remove(
 def export(
     dataset: str = typer.Argument(...),
     field: str = typer.Option(..., "--field", help="Label field to export."),
-    fmt: str = typer.Option(..., "--format", help="coco, yolo or voc."),
+    fmt: str = typer.Option(..., "--format", help="coco, yolo, voc or label-studio."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
     view: str | None = typer.Option(None, "--view", help="Only samples matching this view expression."),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
-    """Export a label field to COCO JSON, a YOLO folder or a Pascal VOC folder (media are linked, never copied)."""
+    """Export a label field to COCO JSON, a YOLO folder, a Pascal VOC folder or Label Studio tasks (media are
+    never copied)."""
     from verilabel.datasets.export import export_field
     from verilabel.datasets.views import parse_view
     from verilabel.store import Store
@@ -63,3 +64,5 @@ def export(
         print_json(summary.to_json())
     else:
         console().print(f"exported {summary.labels} labels on {summary.images} images to {summary.path}")
+        if summary.next_step:
+            console().print(f"next: {summary.next_step}")

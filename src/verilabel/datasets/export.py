@@ -1,8 +1,10 @@
-"""Export a label field (approved or any) of a dataset, or of a view of it, to COCO, YOLO or Pascal VOC.
+"""Export a label field (approved or any) of a dataset, or of a view of it, to COCO, YOLO, Pascal VOC or
+Label Studio.
 
 Media are never copied: COCO ``file_name`` values are relative to the samples' common folder (recorded as
 ``info.images_root``); a YOLO export links each image into ``images/`` beside its ``labels/`` file, a VOC
-export into ``JPEGImages/`` beside ``Annotations/``.
+export into ``JPEGImages/`` beside ``Annotations/``; Label Studio tasks point at the images through its local
+file serving, relative to the samples' common folder.
 """
 
 from __future__ import annotations
@@ -13,19 +15,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import select
 
 from verilabel.datasets.service import dataset_row, find_field
 from verilabel.datasets.views import View
 from verilabel.errors import ConfigError
-from verilabel.formats import coco, voc, yolo
+from verilabel.formats import coco, label_studio, voc, yolo
 from verilabel.labels import Detection, Label
 from verilabel.store import Store
 from verilabel.store.convert import row_label
 from verilabel.store.schema import LabelRow, SampleRow, SampleTagRow
 
-FORMATS = ("coco", "yolo", "voc")
+FORMATS = ("coco", "yolo", "voc", "label-studio")
 _PAGE = 1000
 
 
@@ -45,9 +48,11 @@ class ExportSummary:
     images: int
     labels: int
     path: str
+    next_step: str = ""  # what the user does with the export, when the format needs more than opening a file
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": self.format, "images": self.images, "labels": self.labels, "path": self.path}
+        out = {"format": self.format, "images": self.images, "labels": self.labels, "path": self.path}
+        return out | ({"next_step": self.next_step} if self.next_step else {})
 
 
 def _samples_with_labels(
@@ -100,7 +105,9 @@ def export_field(
     out_dir = Path(out).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     classes, samples = _samples_with_labels(store, dataset, field, view)
-    exporter = {"coco": _export_coco, "yolo": _export_yolo, "voc": _export_voc}[fmt]
+    exporter = {"coco": _export_coco, "yolo": _export_yolo, "voc": _export_voc, "label-studio": _export_label_studio}[
+        fmt
+    ]
     return exporter(classes, samples, out_dir)
 
 
@@ -114,9 +121,13 @@ def _size(sample: ExportItem) -> tuple[int, int]:
     return sample.width, sample.height
 
 
+def _common_folder(items: list[ExportItem]) -> str:
+    return os.path.commonpath([os.path.dirname(s.path) for s in items]) if items else ""
+
+
 def _export_coco(classes: list[str], samples: Iterator[ExportItem], out: Path) -> ExportSummary:
     items = list(samples)
-    root = os.path.commonpath([os.path.dirname(s.path) for s in items]) if items else ""
+    root = _common_folder(items)
     images = []
     for sample in items:
         width, height = _size(sample)
@@ -182,3 +193,38 @@ def _link_image(sample: ExportItem, folder: Path) -> str:
     if not link.exists() and not link.is_symlink():
         link.symlink_to(sample.path)
     return name
+
+
+def _export_label_studio(classes: list[str], samples: Iterator[ExportItem], out: Path) -> ExportSummary:
+    """``tasks.json`` (one task per image, its labels as a prediction: pre-annotations to correct) and the
+    ``label_config.xml`` of a project that shows them."""
+    items = list(samples)
+    root = _common_folder(items)
+    tasks: list[dict[str, Any]] = []
+    kinds: set[str] = set()
+    labels_written = 0
+    for sample in items:
+        width, height = _size(sample)
+        results = label_studio.to_results(sample.labels, width, height)
+        kinds |= {r["type"] for r in results}
+        scores = [label.confidence for label in sample.labels if label.confidence is not None]
+        prediction: dict[str, Any] = {"model_version": "verilabel", "result": results}
+        if scores:
+            prediction["score"] = round(sum(scores) / len(scores), 4)
+        relative = quote(os.path.relpath(sample.path, root))
+        tasks.append(
+            {
+                "data": {label_studio.IMAGE: f"/data/local-files/?d={relative}"},
+                "meta": {"verilabel_sample_id": sample.sample_id, "tags": sample.tags},
+                "predictions": [prediction] if results else [],
+            }
+        )
+        labels_written += len(results)
+    (out / "tasks.json").write_text(json.dumps(tasks))
+    (out / "label_config.xml").write_text(label_studio.label_config(classes, kinds or {"rectanglelabels"}))
+    next_step = (
+        f"run Label Studio with LOCAL_FILES_SERVING_ENABLED=true and LOCAL_FILES_DOCUMENT_ROOT={root}, create a "
+        f"project with {out / 'label_config.xml'}, add a Local files storage for {root}, then import "
+        f"{out / 'tasks.json'}"
+    )
+    return ExportSummary("label-studio", len(tasks), labels_written, str(out / "tasks.json"), next_step)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from verilabel.errors import DatasetImportError
+from verilabel.formats.shapes import outline
 from verilabel.labels import Box, Detection, Polygon
 
 
@@ -75,34 +76,10 @@ def read_labels(image: Path, names: list[str]) -> list[Detection]:
     ]
 
 
-def _polygon_from_mask(detection: Detection) -> list[tuple[float, float]]:
-    """The largest outer contour of a box-sized mask, in image-relative coordinates."""
-    try:
-        import cv2
-    except ImportError:
-        raise DatasetImportError(
-            "YOLO segment export of masks needs OpenCV: pip install 'verilabel[offline]'"
-        ) from None
-    assert detection.mask is not None
-    crop = detection.mask.load().astype("uint8")
-    contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if not contours:
-        return []
-    contour = max(contours, key=cv2.contourArea).reshape(-1, 2)
-    height, width = crop.shape
-    box = detection.box
-    return [(box.x + (px + 0.5) / width * box.w, box.y + (py + 0.5) / height * box.h) for px, py in contour]
-
-
 def label_line(detection: Detection, class_index: int, *, segments: bool) -> str:
     """One line of a YOLO label file: a box (``cls cx cy w h [conf]``) or, for segments, a polygon."""
     if segments:
-        points: list[tuple[float, float]] = []
-        if detection.polygon is not None:
-            rings = detection.polygon.rings
-            points = list(rings[max(range(len(rings)), key=lambda i: len(rings[i]))])  # the outer ring
-        elif detection.mask is not None:
-            points = _polygon_from_mask(detection)
+        points = outline(detection)
         if len(points) >= 3:
             values = [v for point in points for v in point]
             if detection.confidence is not None:
