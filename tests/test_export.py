@@ -146,10 +146,12 @@ def test_label_studio_tasks_use_percent_regions_its_config_declares(store: Store
     ids = seeded(store, tmp_path)
     result = export_field(store, "src", "gt", "label-studio", tmp_path / "ls")
     assert (result.images, result.labels) == (4, 4)
-    assert f"LOCAL_FILES_DOCUMENT_ROOT={tmp_path / 'imgs'}" in result.next_step
+    # Label Studio wants the storage's folder (the images') strictly below its document root
+    assert f"LOCAL_FILES_DOCUMENT_ROOT={tmp_path}," in result.next_step
+    assert f"Local files storage for {tmp_path / 'imgs'}," in result.next_step
     tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text())
     by_sample = {task["meta"]["verilabel_sample_id"]: task for task in tasks}
-    assert by_sample[ids[3]]["data"]["image"] == "/data/local-files/?d=sub/img_00003.png"
+    assert by_sample[ids[3]]["data"]["image"] == "/data/local-files/?d=imgs/sub/img_00003.png"
     assert by_sample[ids[2]]["predictions"] == []  # no labels: a task to annotate from scratch
     car, dog = sorted(by_sample[ids[0]]["predictions"][0]["result"], key=lambda r: r["type"])[::-1]
     assert car["type"] == "rectanglelabels" and car["score"] == 0.9

@@ -4,7 +4,7 @@ Label Studio.
 Media are never copied: COCO ``file_name`` values are relative to the samples' common folder (recorded as
 ``info.images_root``); a YOLO export links each image into ``images/`` beside its ``labels/`` file, a VOC
 export into ``JPEGImages/`` beside ``Annotations/``; Label Studio tasks point at the images through its local
-file serving, relative to the samples' common folder.
+file serving.
 """
 
 from __future__ import annotations
@@ -199,7 +199,10 @@ def _export_label_studio(classes: list[str], samples: Iterator[ExportItem], out:
     """``tasks.json`` (one task per image, its labels as a prediction: pre-annotations to correct) and the
     ``label_config.xml`` of a project that shows them."""
     items = list(samples)
-    root = _common_folder(items)
+    folder = _common_folder(items)
+    # Label Studio serves files below its document root only through a "Local files" storage, whose path must be
+    # a subfolder of that root: the root is the images' common folder's parent.
+    root = os.path.dirname(folder)
     tasks: list[dict[str, Any]] = []
     kinds: set[str] = set()
     labels_written = 0
@@ -224,7 +227,7 @@ def _export_label_studio(classes: list[str], samples: Iterator[ExportItem], out:
     (out / "label_config.xml").write_text(label_studio.label_config(classes, kinds or {"rectanglelabels"}))
     next_step = (
         f"run Label Studio with LOCAL_FILES_SERVING_ENABLED=true and LOCAL_FILES_DOCUMENT_ROOT={root}, create a "
-        f"project with {out / 'label_config.xml'}, add a Local files storage for {root}, then import "
+        f"project with {out / 'label_config.xml'}, add a Local files storage for {folder}, then import "
         f"{out / 'tasks.json'}"
     )
     return ExportSummary("label-studio", len(tasks), labels_written, str(out / "tasks.json"), next_step)

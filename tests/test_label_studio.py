@@ -1,0 +1,147 @@
+"""The Label Studio export against a real Label Studio server (PyPI, its own virtualenv, offline on loopback).
+
+Skipped unless ``VERILABEL_TEST_LABEL_STUDIO`` names a ``label-studio`` executable (``.ci/run`` installs one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError, URLError
+
+import pytest
+
+from tests.test_export import seeded
+from verilabel.datasets.export import export_field
+from verilabel.store import Store
+
+pytestmark = pytest.mark.slow
+EXECUTABLE = os.environ.get("VERILABEL_TEST_LABEL_STUDIO")
+TOKEN = "verilabel-test-token"
+
+
+@dataclass
+class LabelStudio:
+    url: str
+    media: Path  # its LOCAL_FILES_DOCUMENT_ROOT
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        request = urllib.request.Request(
+            self.url + path,
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={"Authorization": f"Token {TOKEN}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                payload = response.read()
+        except HTTPError as exc:
+            raise AssertionError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from None
+        content_type = response.headers.get("Content-Type", "")
+        return json.loads(payload or b"null") if "json" in content_type else payload
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
+    if not EXECUTABLE:
+        pytest.skip("set VERILABEL_TEST_LABEL_STUDIO to a label-studio executable (see .ci/run)")
+    base = tmp_path_factory.mktemp("label-studio")
+    media = base / "media"
+    media.mkdir()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "HOME": str(base / "home"),
+        "LABEL_STUDIO_BASE_DATA_DIR": str(base / "data"),
+        "LABEL_STUDIO_USERNAME": "admin@example.com",
+        "LABEL_STUDIO_PASSWORD": "verilabel-test-password",
+        "LABEL_STUDIO_USER_TOKEN": TOKEN,
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        "SENTRY_DSN": "",
+        "FRONTEND_SENTRY_DSN": "",
+        "COLLECT_ANALYTICS": "false",
+        "LATEST_VERSION_CHECK": "false",
+        "LOCAL_FILES_SERVING_ENABLED": "true",
+        "LOCAL_FILES_DOCUMENT_ROOT": str(media),
+    }
+    env.pop("PYTHONPATH", None)  # its virtualenv, not ours
+    log = base / "label-studio.log"
+    command = [EXECUTABLE, "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port)]
+    command += ["--host", url, "--data-dir", str(base / "data")]
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            command,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 300  # first start: its migrations take about a minute on 2 cores
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=5):
+                    break
+            except (URLError, OSError):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"Label Studio did not start:\n{log.read_text(errors='replace')[-3000:]}")
+                time.sleep(2)
+        yield LabelStudio(url, media)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def test_exported_tasks_import_into_label_studio_with_their_predictions_and_images(
+    label_studio: LabelStudio, home: Path
+):
+    store = Store.open()
+    ids = seeded(store, label_studio.media)  # images under media/imgs: the storage folder below the root
+    summary = export_field(store, "src", "gt", "label-studio", label_studio.media / "export")
+    assert f"LOCAL_FILES_DOCUMENT_ROOT={label_studio.media}," in summary.next_step
+    config = (label_studio.media / "export" / "label_config.xml").read_text()
+    project = label_studio.call("POST", "/api/projects", {"title": "verilabel", "label_config": config})["id"]
+    label_studio.call(
+        "POST", "/api/storages/localfiles", {"project": project, "path": str(label_studio.media / "imgs")}
+    )
+    tasks = json.loads(Path(summary.path).read_text())
+    imported = label_studio.call("POST", f"/api/projects/{project}/import", tasks)
+    assert (imported["task_count"], imported["prediction_count"]) == (4, 3)
+
+    stored = label_studio.call("GET", f"/api/tasks?project={project}&fields=all")
+    stored = stored["tasks"] if isinstance(stored, dict) else stored
+    regions = {}
+    for task in stored:
+        results = [r for p in label_studio.call("GET", f"/api/predictions?task={task['id']}") for r in p["result"]]
+        regions[task["meta"]["verilabel_sample_id"]] = sorted(
+            (r["type"], r["from_name"], r["value"].get("rectanglelabels") or r["value"].get("polygonlabels"))
+            for r in results
+        )
+    assert regions == {
+        ids[0]: [("polygonlabels", "polygon", ["dog"]), ("rectanglelabels", "label", ["car"])],
+        ids[1]: [("polygonlabels", "polygon", ["dog"])],
+        ids[2]: [],
+        ids[3]: [("rectanglelabels", "label", ["car"])],
+    }
+    image = label_studio.call("GET", stored[0]["data"]["image"])  # served from the local files storage
+    assert image[:4] == b"\x89PNG"
