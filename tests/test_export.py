@@ -59,6 +59,14 @@ def seeded(store: Store, tmp_path: Path) -> list[int]:
     return ids
 
 
+def add_classification_field(store: Store) -> None:
+    """Field ``kind`` of dataset ``src``: one classification (cat, 0.8) on the first sample."""
+    with store.write() as session:
+        field = ds.ensure_field(session, ds.dataset_row(session, "src").id, "kind", "classification")
+        sample_id = ds.samples(store, "src")[0].id
+        session.add(LabelRow(**label_columns(Classification("cat", 0.8)), sample_id=sample_id, field_id=field.id))
+
+
 def summary(store: Store, dataset: str, field: str) -> list[tuple]:
     rows = []
     for sample in ds.samples(store, dataset, limit=100):
@@ -180,10 +188,7 @@ def test_label_studio_tasks_use_percent_regions_its_config_declares(store: Store
 
 def test_label_studio_export_of_classifications_uses_choices(store: Store, tmp_path: Path):
     seeded(store, tmp_path)
-    with store.write() as session:
-        field = ds.ensure_field(session, ds.dataset_row(session, "src").id, "kind", "classification")
-        sample_id = ds.samples(store, "src")[0].id
-        session.add(LabelRow(**label_columns(Classification("cat", 0.8)), sample_id=sample_id, field_id=field.id))
+    add_classification_field(store)
     export_field(store, "src", "kind", "label-studio", tmp_path / "ls")
     tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text())
     (choice,) = next(t for t in tasks if t["predictions"])["predictions"][0]["result"]
@@ -195,10 +200,7 @@ def test_label_studio_export_of_classifications_uses_choices(store: Store, tmp_p
 
 def test_voc_and_yolo_exports_refuse_classification_fields(store: Store, tmp_path: Path):
     seeded(store, tmp_path)
-    with store.write() as session:
-        field = ds.ensure_field(session, ds.dataset_row(session, "src").id, "kind", "classification")
-        sample_id = ds.samples(store, "src")[0].id
-        session.add(LabelRow(**label_columns(Classification("cat", 0.8)), sample_id=sample_id, field_id=field.id))
+    add_classification_field(store)
     for fmt in ("voc", "yolo"):
         with pytest.raises(ConfigError, match=f"{fmt.upper()} export takes detection fields"):
             export_field(store, "src", "kind", fmt, tmp_path / fmt)
