@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from tests.support.images import write_blob_images
+from tests.support.transactions import rival_transaction
 from verilabel.datasets import service as ds
 from verilabel.runs.config import RunRequest
 from verilabel.store import Store
@@ -60,20 +60,11 @@ def duplicate_ids(store: Store, run_id: str) -> int:
 def status_changing(store: Store, run_id: str, status: str, hold: float = 1.0) -> Iterator[None]:
     """Inside the block, another transaction holds the run's row lock while it sets ``status`` (as a worker
     settling the run, or an approve, does); it commits ``hold`` seconds after the block starts."""
-    locked = threading.Event()
 
-    def change() -> None:
-        with store.write() as session:
-            row = session.get(RunRow, run_id, with_for_update=True)
-            assert row is not None
-            row.status = status
-            locked.set()
-            time.sleep(hold)
+    def change(session: Session) -> None:
+        row = session.get(RunRow, run_id, with_for_update=True)
+        assert row is not None
+        row.status = status
 
-    thread = threading.Thread(target=change)
-    thread.start()
-    assert locked.wait(10)
-    try:
+    with rival_transaction(store, change, hold):
         yield
-    finally:
-        thread.join()

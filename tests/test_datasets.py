@@ -1,12 +1,13 @@
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy.orm import Session
 
 from tests.support.images import write_blob_images
+from tests.support.transactions import rival_transaction
 from verilabel.datasets import service as ds
 from verilabel.datasets.views import View, parse_view
 from verilabel.errors import ConfigError, ConflictError, DatasetImportError, NotFoundError
@@ -45,29 +46,15 @@ def test_two_adds_of_one_folder_at_once_add_each_image_once(store: Store, tmp_pa
     (on PostgreSQL both would otherwise insert the same paths and one would fail on the unique constraint)."""
     paths = write_blob_images(tmp_path / "imgs", 3)
     ds.create_dataset(store, "d")
-    locked, release = threading.Event(), threading.Event()
 
-    def rival_adds_the_first_image() -> None:
-        with store.write() as session:
-            dataset_id = ds.dataset_row(session, "d", lock=True).id
-            session.add(
-                SampleRow(
-                    dataset_id=dataset_id, path=str(paths[0]), width=160, height=120, meta={}, created_at=ds.now()
-                )
-            )
-            session.flush()
-            locked.set()
-            release.wait(10)
+    def rival_adds_the_first_image(session: Session) -> None:
+        dataset_id = ds.dataset_row(session, "d", lock=True).id
+        session.add(
+            SampleRow(dataset_id=dataset_id, path=str(paths[0]), width=160, height=120, meta={}, created_at=ds.now())
+        )
 
-    rival = threading.Thread(target=rival_adds_the_first_image)
-    rival.start()
-    assert locked.wait(10)
-    threading.Timer(0.5, release.set).start()
-    try:
+    with rival_transaction(store, rival_adds_the_first_image, hold=0.5):
         summary = ds.add_images(store, "d", tmp_path / "imgs")
-    finally:
-        release.set()
-        rival.join()
     assert (summary.added, summary.already_present) == (2, 1)
     assert sorted(s.path for s in ds.samples(store, "d")) == sorted(map(str, paths))
 

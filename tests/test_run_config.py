@@ -1,11 +1,12 @@
 """Run configurations are validated before anything starts; each error names its field and the fix."""
 
-import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 
 from tests.runs_helpers import BLOBS, blob_dataset, request
+from tests.support.transactions import rival_transaction
 from verilabel.datasets.service import dataset_row, ensure_field
 from verilabel.errors import ConfigError
 from verilabel.runs import service as runs
@@ -93,24 +94,12 @@ def test_a_field_taken_by_a_transaction_still_open_fails_the_create_precisely(da
     """A rival import's transaction is open while this create runs: the create waits for it (on PostgreSQL its
     uncommitted field is invisible to a check, and the insert would meet the unique constraint), then names the
     field."""
-    locked, release = threading.Event(), threading.Event()
 
-    def rival_reserves_the_field() -> None:
-        with dataset.write() as session:  # as an import does
-            ensure_field(session, dataset_row(session, "d", lock=True).id, "wanted", "detection")
-            locked.set()
-            release.wait(10)
+    def rival_reserves_the_field(session: Session) -> None:  # as an import does
+        ensure_field(session, dataset_row(session, "d", lock=True).id, "wanted", "detection")
 
-    rival = threading.Thread(target=rival_reserves_the_field)
-    rival.start()
-    assert locked.wait(10)
-    threading.Timer(0.5, release.set).start()
-    try:
-        with pytest.raises(ConfigError) as info:
-            runs.create_run(dataset, request("wanted"), start=False)
-    finally:
-        release.set()
-        rival.join()
+    with rival_transaction(dataset, rival_reserves_the_field, hold=0.5), pytest.raises(ConfigError) as info:
+        runs.create_run(dataset, request("wanted"), start=False)
     assert info.value.field == "field"
 
 
