@@ -99,6 +99,26 @@ class Model(Protocol):
     def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]: ...
 
 
+class SplitPredict:
+    """A base for models split into ``infer`` and ``to_labels`` (see above): ``predict`` is the two in a row, and
+    ``prepared`` gives a batch's ``prepare`` results, computed here for images the engine did not prepare."""
+
+    def prepare(self, image: RGBImage) -> Any:
+        raise NotImplementedError
+
+    def infer(self, images: Sequence[ImageItem], context: PredictContext) -> Any:
+        raise NotImplementedError
+
+    def to_labels(self, raw: Any, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        raise NotImplementedError
+
+    def prepared(self, images: Sequence[ImageItem]) -> list[Any]:
+        return [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        return self.to_labels(self.infer(images, context), images, context)
+
+
 @runtime_checkable
 class PromptedSegmenter(Protocol):
     """A segmenter driven by boxes (SAM, SAM 2): one mask per given detection. verilabel composes it after a

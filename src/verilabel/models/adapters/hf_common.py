@@ -16,7 +16,7 @@ import numpy as np
 from verilabel.errors import ConfigError, ModelLoadError
 from verilabel.labels import Label
 from verilabel.models.catalogue import CatalogueEntry
-from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
+from verilabel.models.interface import ImageItem, LoadRequest, PredictContext, SplitPredict
 from verilabel.models.postprocess import box_detection
 from verilabel.models.preprocess import aspect_size, center_crop_or_pad, resize_antialiased
 from verilabel.models.torch_support import is_asynchronous, resolve_device
@@ -219,13 +219,10 @@ def nms_option(entry: CatalogueEntry, request: LoadRequest, default: float | Non
     return None if value is None else float(value)
 
 
-class ForwardOnClasses:
+class ForwardOnClasses(SplitPredict):
     """Models whose ``forward`` scores a prepared batch against the classes asked for (CLIP and SigLIP, the
     zero-shot detectors): ``infer`` runs it (None when no class is asked), ``to_labels`` reads it out with
-    ``postprocess``, and ``predict`` is both."""
-
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    ``postprocess``."""
 
     def forward(self, prepared: list[np.ndarray], classes: tuple[str, ...] | None = None) -> Any:
         raise NotImplementedError
@@ -237,14 +234,10 @@ class ForwardOnClasses:
         """Queue the batch's forward (on CUDA it returns before the GPU is done); None when nothing is asked."""
         if not context.classes:
             return None
-        prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
-        return self.forward(prepared, context.classes)
+        return self.forward(self.prepared(images), context.classes)
 
     def to_labels(self, raw: Any, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
         return [[] for _ in images] if raw is None else self.postprocess(raw, images, context)
-
-    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
-        return self.to_labels(self.infer(images, context), images, context)
 
 
 class ZeroShotDetector(ForwardOnClasses):

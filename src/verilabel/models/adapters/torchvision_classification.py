@@ -13,7 +13,7 @@ import numpy as np
 
 from verilabel.labels import Classification, Label
 from verilabel.models.catalogue import CatalogueEntry
-from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
+from verilabel.models.interface import ImageItem, LoadRequest, PredictContext, SplitPredict
 from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET, center_crop, resize_shorter, to_batch
 from verilabel.models.torch_support import (
     inference,
@@ -45,7 +45,7 @@ def top_classification(
     return [Classification(names[best], float(probabilities[best]), attributes={"scores": scores})]
 
 
-class ImageNetClassifier:
+class ImageNetClassifier(SplitPredict):
     def __init__(
         self,
         entry: CatalogueEntry,
@@ -74,18 +74,13 @@ class ImageNetClassifier:
             return self._net(batch)
 
     def infer(self, images: Sequence[ImageItem], context: PredictContext) -> Any:
-        return self.forward(
-            [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
-        )
+        return self.forward(self.prepared(images))
 
     def to_labels(self, logits: Any, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
         probabilities = logits.float().softmax(dim=1).cpu().numpy()
         allowed = np.array([self._index[c] for c in context.classes if c in self._index], dtype=np.int64)
         names = self.spec.vocabulary
         return [top_classification(row, names, allowed, context.min_confidence) for row in probabilities]
-
-    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
-        return self.to_labels(self.infer(images, context), images, context)
 
 
 def build_network(arch: str, num_classes: int = 1000) -> Any:

@@ -10,7 +10,7 @@ import numpy as np
 
 from verilabel.labels import Label
 from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
-from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
+from verilabel.models.interface import ImageItem, LoadRequest, PredictContext, SplitPredict
 from verilabel.models.postprocess import box_detection, mask_detection
 from verilabel.models.preprocess import resize, to_tensors
 from verilabel.models.torch_support import (
@@ -32,7 +32,7 @@ ARCHITECTURES: dict[str, tuple[str, int | None, int]] = {
 MASK_THRESHOLD = 0.5  # torchvision's masks are per-pixel probabilities
 
 
-class TorchvisionDetector:
+class TorchvisionDetector(SplitPredict):
     def __init__(self, entry: CatalogueEntry, net: Any, device: Any, input_size: int | None, batch: int) -> None:
         self.spec = entry.spec(batch_size=batch, input_size=input_size)
         self._net = net
@@ -53,11 +53,8 @@ class TorchvisionDetector:
 
     def infer(self, images: Sequence[ImageItem], context: PredictContext) -> tuple[list[tuple[int, int]], list[Any]]:
         """The model-input sizes and the network's outputs (torchvision's detectors sync inside, in their NMS)."""
-        prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
+        prepared = self.prepared(images)
         return [image.shape[:2] for image in prepared], self.forward(prepared)
-
-    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
-        return self.to_labels(self.infer(images, context), images, context)
 
     def to_labels(
         self, raw: tuple[list[tuple[int, int]], list[Any]], images: Sequence[ImageItem], context: PredictContext

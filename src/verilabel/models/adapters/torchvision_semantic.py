@@ -13,7 +13,7 @@ import numpy as np
 from verilabel.errors import ModelLoadError
 from verilabel.labels import Label
 from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
-from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
+from verilabel.models.interface import ImageItem, LoadRequest, PredictContext, SplitPredict
 from verilabel.models.postprocess import mask_detection
 from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET, padded_batch, resize_shorter
 from verilabel.models.torch_support import (
@@ -69,7 +69,7 @@ def _region_finder() -> Callable[[np.ndarray, float], Iterator[Region]] | None:
     return None
 
 
-class TorchvisionSemantic:
+class TorchvisionSemantic(SplitPredict):
     def __init__(
         self,
         entry: CatalogueEntry,
@@ -100,11 +100,8 @@ class TorchvisionSemantic:
 
     def infer(self, images: Sequence[ImageItem], context: PredictContext) -> tuple[list[tuple[int, int]], Any]:
         """The model-input sizes (before batch padding) and the class logits."""
-        prepared = [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
+        prepared = self.prepared(images)
         return [image.shape[:2] for image in prepared], self.forward(prepared)
-
-    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
-        return self.to_labels(self.infer(images, context), images, context)
 
     def to_labels(
         self, raw: tuple[list[tuple[int, int]], Any], images: Sequence[ImageItem], context: PredictContext

@@ -28,7 +28,7 @@ import numpy as np
 from verilabel.errors import ModelLoadError
 from verilabel.labels import Detection, Label, Mask
 from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
-from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
+from verilabel.models.interface import ImageItem, LoadRequest, PredictContext, SplitPredict
 from verilabel.models.postprocess import box_detection, keypoints_detection
 from verilabel.models.preprocess import Letterbox, letterbox, to_batch
 from verilabel.models.torch_support import inference, is_asynchronous, resolve_device
@@ -258,7 +258,11 @@ class RawOutput:
     protos: Any = None
 
 
-class UltralyticsYolo:
+# infer's result: the forward's outputs, the class names they index, the class ids NMS keeps (None: all)
+Inferred = tuple[RawOutput, tuple[str, ...], list[int] | None]
+
+
+class UltralyticsYolo(SplitPredict):
     def __init__(self, entry: CatalogueEntry, net: Any, kind: str, device: Any, options: YoloOptions) -> None:
         self._net = net
         self._head = net.model[-1]
@@ -328,32 +332,28 @@ class UltralyticsYolo:
             return RawOutput(first[0], first[1])
         return RawOutput(first)
 
-    def infer(self, images: Sequence[ImageItem], context: PredictContext) -> RawOutput | None:
-        """Queue the batch's forward (on CUDA it returns before the GPU is done); None when nothing is asked."""
-        if not images or self._wanted(context) is None:
+    def infer(self, images: Sequence[ImageItem], context: PredictContext) -> Inferred | None:
+        """Queue the batch's forward (on CUDA it returns before the GPU is done), with the classes its outputs
+        index and the ids NMS keeps; None when nothing is asked."""
+        wanted = self._wanted(context) if images else None
+        if wanted is None:
             return None
         self.use_prompts(context.classes)
-        return self.forward(
-            [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
-        )
+        return self.forward(self.prepared(images)), *wanted
 
     def to_labels(
-        self, raw: RawOutput | None, images: Sequence[ImageItem], context: PredictContext
+        self, raw: Inferred | None, images: Sequence[ImageItem], context: PredictContext
     ) -> list[list[Label]]:
         """NMS (waits for the forward), then each image's kept rows as labels on the original image."""
-        wanted = self._wanted(context)
-        if raw is None or wanted is None:
+        if raw is None:
             return [[] for _ in images]
-        names, class_ids = wanted
-        kept = self._nms(raw, len(names), class_ids, context.min_confidence)
+        output, names, class_ids = raw
+        kept = self._nms(output, len(names), class_ids, context.min_confidence)
         labels: list[list[Label]] = []
         for i, (item, rows) in enumerate(zip(images, kept, strict=True)):
-            protos = raw.protos[i] if raw.protos is not None and context.task == "segmentation" else None
+            protos = output.protos[i] if output.protos is not None and context.task == "segmentation" else None
             labels.append(self._labels(item, rows, names, protos, context.task))
         return labels
-
-    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
-        return self.to_labels(self.infer(images, context), images, context)
 
     def _wanted(self, context: PredictContext) -> tuple[tuple[str, ...], list[int] | None] | None:
         """The class names the outputs index and the ids NMS keeps (None: all); None when no class is wanted."""
