@@ -23,6 +23,7 @@ from verilabel.labels import Label
 from verilabel.store import Store
 from verilabel.store.bulk import insert_rows
 from verilabel.store.convert import label_columns, row_label
+from verilabel.store.db import lock_row
 from verilabel.store.schema import DatasetRow, LabelFieldRow, LabelRow, SampleRow, SampleTagRow
 
 Progress = Callable[[int, int], None]
@@ -102,8 +103,8 @@ def dataset_row(session: Session, name: str, *, lock: bool = False) -> DatasetRo
         raise NotFoundError(
             f"no dataset named {name!r} ({hint}). Create it with `verilabel dataset create {name} --from-dir DIR`."
         )
-    if lock:
-        session.refresh(row, with_for_update=True)
+    if lock and lock_row(session, row) is None:
+        raise NotFoundError(f"dataset {name!r} was just deleted")
     return row
 
 
@@ -206,8 +207,10 @@ def ensure_field(
 def _import_labelled(
     store: Store, name: str, field_name: str, items: Sequence[tuple[Path, int | None, int | None, Sequence[Label]]]
 ) -> ImportSummary:
-    """Add samples with their labels; samples already in the dataset get their labels added to the field."""
+    """Add samples with their labels; samples already in the dataset get their labels added to the field. Image
+    files that do not exist are added too, and reported as unreadable."""
     summary = ImportSummary(name)
+    summary.unreadable = [str(p) for p, _, _, _ in items if not p.exists()]
     with store.write() as session:
         dataset_id = dataset_row(session, name, lock=True).id
         if find_field(session, dataset_id, field_name) is not None:
@@ -248,7 +251,6 @@ def import_coco(
         path = (root / image.file_name).resolve()
         items.append((path, image.width, image.height, image.labels))
     summary = _import_labelled(store, name, field_name, items)
-    summary.unreadable = [str(p) for p, _, _, _ in items if not p.exists()]
     for tag in sorted({t for image in images for t in image.tags}):
         paths = [str((root / image.file_name).resolve()) for image in images if tag in image.tags]
         with store.read() as session:
@@ -309,7 +311,6 @@ def import_voc(store: Store, name: str, directory: str | Path, *, field_name: st
         path = next((c for c in candidates if c.exists()), candidates[0]).resolve()
         items.append((path, image.width, image.height, list(image.labels)))
     summary = _import_labelled(store, name, field_name, items)
-    summary.unreadable = [str(p) for p, _, _, _ in items if not p.exists()]
     return summary
 
 

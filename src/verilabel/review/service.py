@@ -26,7 +26,8 @@ from verilabel.review import counts
 from verilabel.runs.service import run_row
 from verilabel.store import Store
 from verilabel.store.convert import row_label
-from verilabel.store.schema import LabelFieldRow, LabelRow, RunClassCountRow, RunLabelRow, RunRow, RunSampleRow
+from verilabel.store.db import lock_row
+from verilabel.store.schema import LabelRow, RunClassCountRow, RunLabelRow, RunRow, RunSampleRow
 
 REVIEW, PROMOTED = "review", "promoted"
 _COPIED = (
@@ -279,12 +280,12 @@ def analyze_field(store: Store, dataset: str, field_name: str, *, name: str | No
 
     with store.write() as session:
         dataset_id = dataset_row(session, dataset).id
-        field = find_field(session, dataset_id, field_name)
-        if field is None:
-            raise ConfigError("field", f"dataset {dataset!r} has no label field {field_name!r}")
         # Analyses of one field take turns (PostgreSQL; SQLite writers always do): two open reviews of a field
         # would each rewrite it on approval, the second silently undoing the first.
-        session.get(LabelFieldRow, field.id, with_for_update=True)
+        field = find_field(session, dataset_id, field_name)
+        field = field and lock_row(session, field)
+        if field is None:
+            raise ConfigError("field", f"dataset {dataset!r} has no label field {field_name!r}")
         if field.run_id is not None and session.scalar(
             select(RunRow.id).where(RunRow.id == field.run_id, RunRow.status != "approved")
         ):

@@ -29,6 +29,7 @@ from verilabel.errors import ConflictError, NotFoundError
 from verilabel.runs.config import RunRequest, ValidatedRun, check_still_free, validate
 from verilabel.settings import Settings
 from verilabel.store import Store
+from verilabel.store.db import lock_row
 from verilabel.store.schema import DatasetRow, RunLabelRow, RunRow, RunSampleRow, RunWorkerRow
 
 STALE_AFTER = timedelta(seconds=20)
@@ -192,7 +193,7 @@ def run_row(session: Session, run: str, dataset: str | None = None, *, lock: boo
     """
     row = _find_run(session, run, dataset)
     if lock:
-        locked = session.get(RunRow, row.id, with_for_update=True, populate_existing=True)
+        locked = lock_row(session, row)
         if locked is None:
             raise NotFoundError(f"run {run!r} was just deleted (with its dataset)")
         return locked

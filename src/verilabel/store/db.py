@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
@@ -52,6 +52,15 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+RowT = TypeVar("RowT")
+
+
+def lock_row(session: Session, row: RowT) -> RowT | None:
+    """Lock a loaded ``row`` until the transaction ends and read it afresh (None if it was deleted meanwhile):
+    ``Session.get(..., with_for_update=True)`` alone locks, but keeps the stale attributes of a loaded object."""
+    return session.get(type(row), inspect(row).identity, with_for_update=True, populate_existing=True)
 
 
 class Store:
