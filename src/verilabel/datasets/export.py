@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,6 @@ from verilabel.store import Store
 from verilabel.store.convert import row_label
 from verilabel.store.schema import LabelRow, SampleRow, SampleTagRow
 
-FORMATS = ("coco", "yolo", "voc", "label-studio")
 _PAGE = 1000
 
 
@@ -100,14 +99,12 @@ def _samples_with_labels(
 def export_field(
     store: Store, dataset: str, field: str, fmt: str, out: str | Path, *, view: View | None = None
 ) -> ExportSummary:
-    if fmt not in FORMATS:
-        raise ConfigError("format", f"{fmt!r}: choose one of {', '.join(FORMATS)}")
+    exporter = EXPORTERS.get(fmt)
+    if exporter is None:
+        raise ConfigError("format", f"{fmt!r}: choose one of {', '.join(EXPORTERS)}")
     out_dir = Path(out).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     classes, samples = _samples_with_labels(store, dataset, field, view)
-    exporter = {"coco": _export_coco, "yolo": _export_yolo, "voc": _export_voc, "label-studio": _export_label_studio}[
-        fmt
-    ]
     return exporter(classes, samples, out_dir)
 
 
@@ -231,3 +228,12 @@ def _export_label_studio(classes: list[str], samples: Iterator[ExportItem], out:
         f"{out / 'tasks.json'}"
     )
     return ExportSummary("label-studio", len(tasks), labels_written, str(out / "tasks.json"), next_step)
+
+
+Exporter = Callable[[list[str], Iterator[ExportItem], Path], ExportSummary]
+EXPORTERS: dict[str, Exporter] = {
+    "coco": _export_coco,
+    "yolo": _export_yolo,
+    "voc": _export_voc,
+    "label-studio": _export_label_studio,
+}

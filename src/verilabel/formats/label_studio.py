@@ -15,13 +15,18 @@ from verilabel.formats.shapes import outline
 from verilabel.labels import Classification, Detection, Label
 
 IMAGE = "image"
-CONTROLS = {"rectanglelabels": "label", "polygonlabels": "polygon", "choices": "class"}
+# result type -> (control name, config tag of the control, config tag of its items)
+CONTROLS = {
+    "rectanglelabels": ("label", "RectangleLabels", "Label"),
+    "polygonlabels": ("polygon", "PolygonLabels", "Label"),
+    "choices": ("class", "Choices", "Choice"),
+}
 
 
 def _region(kind: str, value: dict[str, Any], label: Label, width: int, height: int) -> dict[str, Any]:
     region: dict[str, Any] = {
         "id": label.id,
-        "from_name": CONTROLS[kind],
+        "from_name": CONTROLS[kind][0],
         "to_name": IMAGE,
         "type": kind,
         "value": value,
@@ -72,17 +77,12 @@ def label_config(classes: list[str], kinds: set[str]) -> str:
     """A labeling config declaring the controls that ``kinds`` (result types) need, each listing ``classes``."""
     view = ET.Element("View")
     ET.SubElement(view, "Image", name=IMAGE, value=f"${IMAGE}")
-    tags = {"rectanglelabels": ("RectangleLabels", "Label"), "polygonlabels": ("PolygonLabels", "Label")}
-    tags["choices"] = ("Choices", "Choice")
-    for kind in ("rectanglelabels", "polygonlabels", "choices"):
+    for kind, (name, control, item) in CONTROLS.items():
         if kind not in kinds:
             continue
-        control, item = tags[kind]
-        attributes = {"name": CONTROLS[kind], "toName": IMAGE}
-        if kind == "choices":
-            attributes["choice"] = "single"
+        attributes = {"name": name, "toName": IMAGE} | ({"choice": "single"} if kind == "choices" else {})
         node = ET.SubElement(view, control, attributes)
-        for name in classes:
-            ET.SubElement(node, item, value=name)
+        for label in classes:
+            ET.SubElement(node, item, value=label)
     ET.indent(view)
     return ET.tostring(view, encoding="unicode") + "\n"
