@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from verilabel.labels import Classification, Label
-from verilabel.models.interface import ImageItem, LoadRequest, ModelSpec, PredictContext
+from verilabel.models.interface import ImageItem, LoadRequest, ModelSpec, PredictContext, SplitPredict
 from verilabel.models.postprocess import box_detection
 from verilabel.models.preprocess import resize
 
@@ -47,7 +47,7 @@ class SimulatedDevice:
             time.sleep(delay)
 
 
-class SimulatedModel:
+class SimulatedModel(SplitPredict):
     asynchronous = True  # infer returns before the device is done: host work can overlap it
 
     def __init__(self, request: LoadRequest) -> None:
@@ -84,9 +84,6 @@ class SimulatedModel:
         if context.task == "classification":
             return [self._classification(classes) for _ in images]
         return [self._detections(item, classes) for item in images]
-
-    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
-        return self.to_labels(self.infer(images, context), images, context)
 
     def _classification(self, classes: tuple[str, ...]) -> list[Label]:
         """What a classifier's post-processing does per image once its scores are on the host."""

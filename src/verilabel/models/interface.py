@@ -101,10 +101,8 @@ class Model(Protocol):
 
 class SplitPredict:
     """A base for models split into ``infer`` and ``to_labels`` (see above): ``predict`` is the two in a row, and
-    ``prepared`` gives a batch's ``prepare`` results, computed here for images the engine did not prepare."""
-
-    def prepare(self, image: RGBImage) -> Any:
-        raise NotImplementedError
+    ``prepared`` gives a batch's ``prepare`` results, computed here for images the engine did not prepare (a
+    model without ``prepare`` gets the arrays themselves)."""
 
     def infer(self, images: Sequence[ImageItem], context: PredictContext) -> Any:
         raise NotImplementedError
@@ -113,7 +111,11 @@ class SplitPredict:
         raise NotImplementedError
 
     def prepared(self, images: Sequence[ImageItem]) -> list[Any]:
-        return [item.prepared if item.prepared is not None else self.prepare(item.array) for item in images]
+        # Not declared on this base: the engine calls ``prepare`` in its decode pool whenever a model has one.
+        prepare = getattr(self, "prepare", None)
+        if prepare is None:
+            return [item.array for item in images]
+        return [item.prepared if item.prepared is not None else prepare(item.array) for item in images]
 
     def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
         return self.to_labels(self.infer(images, context), images, context)
