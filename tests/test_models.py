@@ -9,7 +9,7 @@ from verilabel import Box, Classification, Detection, ImageItem, Mask, ModelSpec
 from verilabel.errors import ConfigError, ModelLoadError, ModelOutputError
 from verilabel.models import registry
 from verilabel.models.checks import check_predictions
-from verilabel.models.interface import LoadRequest
+from verilabel.models.interface import LoadRequest, SplitPredict
 
 SPEC = ModelSpec("m", ("detection", "segmentation", "classification"), zero_shot=False, vocabulary=("cat", "dog"))
 
@@ -199,3 +199,31 @@ def test_decode_gives_rgb_for_every_mode_and_the_pixels_as_stored(tmp_path: Path
         decoded = decode(tmp_path / f"{mode[0]}.tiff")
         assert decoded.dtype == np.uint8 and decoded.shape == (30, 40, 3), mode
         assert np.array_equal(decoded, np.asarray(image.convert("RGB"))), mode
+
+
+class _Sizes(SplitPredict):
+    """infer records what it was given; to_labels turns it into one classification per image."""
+
+    def infer(self, images, context):
+        return [np.asarray(p).shape for p in self.prepared(images)]
+
+    def to_labels(self, raw, images, context):
+        return [[Classification(f"{shape[1]}x{shape[0]}", 1.0)] for shape in raw]
+
+
+class _HalvingSizes(_Sizes):
+    def prepare(self, image):
+        return image[::2, ::2]
+
+
+def test_split_predict_prepares_what_the_engine_did_not_and_is_infer_then_to_labels():
+    array = np.zeros((8, 6, 3), np.uint8)
+    fresh, engine_prepared = ImageItem(1, "a", array), ImageItem(2, "b", array, prepared=np.zeros((1, 1, 3)))
+    context = PredictContext("classification", ("any",), 0.0)
+    assert [[c.label for c in labels] for labels in _HalvingSizes().predict([fresh, engine_prepared], context)] == [
+        ["3x4"],
+        ["1x1"],
+    ]
+    # No prepare: the engine finds none to run in its decode pool, and the arrays go to infer as they are.
+    assert getattr(_Sizes(), "prepare", None) is None
+    assert [labels[0].label for labels in _Sizes().predict([fresh], context)] == ["6x8"]
