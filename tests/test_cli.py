@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.images import write_blob_images
 from verilabel.cli import main
+from verilabel.runs.config import RunRequest
 
 BLOBS = "python:tests.support.blob_model:detector"
 
@@ -172,3 +173,103 @@ def test_import_and_help_stay_light():
     assert out.strip() == "[]"
     result = subprocess.run([sys.executable, "-m", "verilabel", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "Verified auto-labeling" in result.stdout
+
+
+def test_version_and_flags_shown_as_flags(capsys, monkeypatch):
+    import verilabel
+
+    code, out, _ = cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"verilabel {verilabel.__version__}"
+    monkeypatch.setenv("COLUMNS", "200")
+    for command in (["--help"], ["run", "create", "--help"], ["review", "approve", "--help"], ["models", "--help"]):
+        code, out, _ = cli(capsys, *command)
+        assert (code == 0 and "--json" in out) or "--debug" in out
+        assert "<bool>" not in out, command
+
+
+def test_run_list_keeps_ids_and_statuses_whole_in_80_columns(capsys, monkeypatch, images: Path):
+    from verilabel.runs.service import create_run
+    from verilabel.store import Store
+
+    cli_json(capsys, "dataset", "create", "pets", "--from-dir", str(images))
+    store = Store.open()
+    long_field = "a_rather_long_label_field_name_for_the_people_in_the_pictures"
+    infos = [
+        create_run(store, RunRequest(dataset="pets", task="detection", model=BLOBS, field=field), start=False)
+        for field in (long_field, "short")
+    ]
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = cli(capsys, "run", "list", "pets")
+    assert code == 0 and max(len(line) for line in out.splitlines()) <= 80
+    for info in infos:
+        assert info.id in out  # whole, on one line
+    assert out.count(" queued ") == 2 and "…" in out  # the long field name is cut, not the status
+
+
+@pytest.mark.slow
+def test_waiting_on_a_run_that_fails_exits_3_and_prints_its_error(capsys, images: Path):
+    cli_json(capsys, "dataset", "create", "pets", "--from-dir", str(images))
+    broken = "python:tests.support.blob_model:broken"
+    code, out, _ = cli(
+        capsys, "run", "create", "pets", "--task", "detection", "--model", broken, "--field", "f", "--wait"
+    )
+    assert code == 3 and "error" in out and "weights file /nowhere/blob.pth is missing" in out
+    code, out, _ = cli(capsys, "run", "watch", "f")
+    assert code == 3 and "weights file /nowhere/blob.pth is missing" in out
+    code, out, _ = cli(
+        capsys, "run", "create", "pets", "--task", "detection", "--model", broken, "--field", "g", "--wait", "--json"
+    )
+    assert code == 3 and json.loads(out)["status"] == "error"
+
+
+@pytest.mark.slow
+def test_finished_runs_show_their_average_speed_and_where_their_labels_are(capsys, images: Path):
+    """Not `0.0 img/s` once the workers are gone, nor `0 labels` for approved runs or fields in review."""
+    cli_json(capsys, "dataset", "create", "pets", "--from-dir", str(images))
+    code, out, _ = cli(
+        capsys, "run", "create", "pets", "--task", "detection", "--model", BLOBS, "--field", "blobs", "--wait"
+    )
+    assert code == 0
+    # Output to a pipe (not a terminal): progress lines, no bar frozen at "0.0 img/s ... 0:00:00".
+    assert "0.0 img/s" not in out and "0:00:00" not in out and "blobs [in_review] 6/6 samples" in out
+    shown = cli_json(capsys, "run", "show", "blobs")
+    assert shown["progress"]["rate"] == 0 and shown["progress"]["average_rate"] > 0
+    code, out, _ = cli(capsys, "run", "show", "blobs")
+    assert "average" in out and "img/s" in out and "0.0 img/s" not in out and "min confidence 0.1" in out
+    assert f"labels: {shown['labels']} in review (0 promoted)" in out
+    code, out, _ = cli(capsys, "dataset", "show", "pets")
+    assert f"{shown['labels']} labels in review in run blobs (0 promoted)" in out
+    cli_json(capsys, "review", "promote", "blobs", "--class", "red")
+    approved = cli_json(capsys, "review", "approve", "blobs", "--yes")
+    listed = cli_json(capsys, "run", "list", "pets")
+    assert listed[0]["labels"] == approved["approved"] > 0 and listed[0]["discarded"] == approved["discarded"]
+    code, out, _ = cli(capsys, "run", "list", "pets")
+    assert f"{approved['approved']} approved" in out
+    code, out, _ = cli(capsys, "run", "show", "blobs")
+    assert f"{approved['approved']} approved into the dataset, {approved['discarded']} discarded" in out
+    assert "1 class" in out and "1 classes" not in out
+    code, out, _ = cli(capsys, "dataset", "show", "pets")
+    assert f"field blobs (detection): {approved['approved']} labels" in out
+
+
+@pytest.mark.slow
+def test_review_labels_name_the_files(capsys, images: Path):
+    cli_json(capsys, "dataset", "create", "pets", "--from-dir", str(images))
+    cli(capsys, "run", "create", "pets", "--task", "detection", "--model", BLOBS, "--field", "blobs", "--wait")
+    rows = cli_json(capsys, "review", "labels", "blobs", "--limit", "3")
+    assert rows and all(Path(row["path"]).parent == images for row in rows)
+    code, out, _ = cli(capsys, "review", "labels", "blobs", "--limit", "3")
+    assert code == 0 and Path(rows[0]["path"]).name in out
+
+
+def test_models_say_what_is_missing_and_where_it_goes(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    by_name = {row["name"]: row for row in cli_json(capsys, "models")}
+    assert by_name["mediapipe-face"]["missing"] is None
+    missing = by_name["yolo11n-coco"]["missing"]
+    assert "yolo11n.pt" in missing and "weights" in missing  # the weights, not a `pip install`
+    assert "not in the Hugging Face cache" in by_name["owlv2-base-patch16-ensemble"]["missing"]
+    code, out, _ = cli(capsys, "models", "--task", "detection")
+    assert code == 0 and "no: pip install 'verilabel'" not in out and "yolo11n.pt not in" in out
+    vocabulary = cli_json(capsys, "models", "--vocabulary")
+    assert "person" in next(r for r in vocabulary if r["name"] == "yolo11n-coco")["vocabulary"]

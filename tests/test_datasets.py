@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 from sqlalchemy.orm import Session
 
-from tests.support.images import write_blob_images
+from tests.support.images import header_only_png, write_blob_images
 from tests.support.transactions import rival_transaction
 from verilabel.datasets import service as ds
 from verilabel.datasets.views import View, parse_view
@@ -251,3 +251,48 @@ def test_bad_view_expressions_explain_the_grammar(bad):
     with pytest.raises(ConfigError) as info:
         parse_view(bad)
     assert info.value.field == "view"
+
+
+def test_a_decompression_bomb_is_kept_with_its_size_and_reported_not_fatal(store: Store, tmp_path: Path):
+    write_blob_images(tmp_path / "imgs", 2)
+    bomb = header_only_png(tmp_path / "imgs" / "huge.png", 30000, 30000)
+    summary = ds.add_images(store, "d", tmp_path / "imgs", create=True)
+    assert summary.added == 3 and summary.unreadable == [str(bomb)]
+    huge = next(s for s in ds.samples(store, "d") if s.path == str(bomb))
+    assert (huge.width, huge.height) == (30000, 30000)
+    assert "30000x30000 = 900 Mpx, above the limit of 179 Mpx" in huge.metadata["import_error"]
+
+
+def test_a_failed_create_leaves_no_dataset_behind(store: Store, tmp_path: Path):
+    with pytest.raises(DatasetImportError, match="not a folder"):
+        ds.add_images(store, "ghost", tmp_path / "nonexistent", create=True)
+    (tmp_path / "bad.json").write_text(
+        '{"images": [{"id": 1, "file_name": "a.png", "width": 4, "height": 4}], '
+        '"annotations": [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [0,0,1,1]}]}'
+    )
+    with pytest.raises(DatasetImportError):
+        ds.import_coco(store, "ghost", tmp_path / "bad.json", tmp_path, create=True)
+    (tmp_path / "labelled").mkdir()
+    (tmp_path / "labelled" / "data.yaml").write_text("names: [cat]\n")
+    with pytest.raises(DatasetImportError, match="no images under"):
+        ds.import_yolo(store, "ghost", tmp_path / "labelled", create=True)
+    assert ds.list_datasets(store) == []
+    write_blob_images(tmp_path / "imgs", 1)
+    assert ds.add_images(store, "ghost", tmp_path / "imgs", create=True).added == 1  # the retry just works
+    with pytest.raises(ConflictError, match="already exists"):
+        ds.add_images(store, "ghost", tmp_path / "imgs", create=True)
+
+
+def test_coco_sample_tags_are_imported_with_the_samples(store: Store, tmp_path: Path):
+    write_blob_images(tmp_path / "imgs", 2)
+    document = {
+        "images": [
+            {"id": 1, "file_name": "img_00000.png", "width": 160, "height": 120, "tags": ["night", "blurry"]},
+            {"id": 2, "file_name": "img_00001.png", "width": 160, "height": 120, "tags": ["night"]},
+        ],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "cat"}],
+    }
+    (tmp_path / "c.json").write_text(json.dumps(document))
+    ds.import_coco(store, "d", tmp_path / "c.json", tmp_path / "imgs", create=True)
+    assert ds.dataset_info(store, "d").tags == {"blurry": 1, "night": 2}

@@ -110,7 +110,7 @@ def test_coco_round_trip(store: Store, tmp_path: Path):
 
 def test_yolo_round_trip_links_media(store: Store, tmp_path: Path):
     seeded(store, tmp_path)
-    result = export_field(store, "src", "gt", "yolo", tmp_path / "yolo")
+    result = export_field(store, "src", "gt", "yolo", tmp_path / "yolo", with_scores=True)
     assert (result.images, result.labels) == (4, 4)
     images = sorted((tmp_path / "yolo" / "images").iterdir())
     assert all(p.is_symlink() for p in images)

@@ -234,3 +234,66 @@ def test_generated_runs_keep_class_counts(store: Store, tmp_path: Path):
     assert info.status == "in_review", info.to_json()
     assert_counts_match_labels(store, info.id)
     assert sum(r.total for r in review.class_table(store, info.id)) == info.labels > 0
+
+
+def test_a_class_the_run_does_not_have_is_an_error_listing_its_classes(store: Store, tmp_path: Path):
+    run = synthetic_run(store, tmp_path, LABELS)
+    for action in (review.promote, review.undo, review.class_table):
+        with pytest.raises(ConfigError, match=r"no label of class 'persn'; its classes: car, cat, dog") as info:
+            action(store, run, LabelQuery(classes=["persn"]))
+        assert info.value.field == "class"
+    with pytest.raises(ConfigError, match="'persn'"):
+        review.tag_labels(store, run, ["x"], LabelQuery(classes=["car", "persn"]))
+    assert review.promote(store, run, LabelQuery(classes=["cat"])) == 1  # a class with labels still works
+
+
+def test_approving_with_nothing_promoted_is_refused_unless_asked_for(store: Store, tmp_path: Path):
+    run = synthetic_run(store, tmp_path, LABELS)
+    with pytest.raises(ConflictError, match=r"no promoted label: approving would discard all 8 labels.*--allow-empty"):
+        review.approve(store, run)
+    assert runs.get_run(store, run).status == "in_review" and len(states(store, run)) == 8  # nothing changed
+    result = review.approve(store, run, allow_empty=True)
+    assert (result.approved, result.discarded) == (0, 8)
+    info = runs.get_run(store, run)
+    assert (info.status, info.labels, info.discarded) == ("approved", 0, 8)
+
+
+def test_an_approved_run_keeps_its_counts_per_class(store: Store, tmp_path: Path):
+    run = synthetic_run(store, tmp_path, LABELS)
+    review.promote(store, run, LabelQuery(min_confidence=0.8))
+    review.approve(store, run)
+    info = runs.get_run(store, run)
+    assert (info.labels, info.classes, info.promoted, info.discarded) == (3, 2, 3, 5)
+
+
+def test_exporting_a_field_still_in_review_says_where_its_labels_are(store: Store, tmp_path: Path):
+    from verilabel.datasets.export import export_field
+
+    run = synthetic_run(store, tmp_path, LABELS)
+    with pytest.raises(ConflictError, match=r"field 'auto' holds no labels yet: its labels are in run 'auto'.*approve"):
+        export_field(store, "d", "auto", "coco", tmp_path / "out")
+    review.promote(store, run, LabelQuery(classes=["dog"]))
+    review.approve(store, run)
+    # once approved it exports (the sample files of this synthetic run do not exist: COCO only reads sizes)
+    assert export_field(store, "d", "auto", "coco", tmp_path / "out").labels == 3
+
+
+def test_tags_change_in_sql_for_every_matching_label_non_ascii_included(store: Store, tmp_path: Path):
+    run = synthetic_run(store, tmp_path, LABELS)
+    assert review.tag_labels(store, run, ["à-revoir", "blur"], LabelQuery(classes=["car"])) == 4
+    assert review.tag_labels(store, run, ["à-revoir"], LabelQuery(classes=["car", "dog"])) == 3  # cars had it
+    tagged = review.list_labels(store, run, LabelQuery(tags=["à-revoir"]), limit=100)
+    assert sorted(label.label for _, label in tagged) == ["car"] * 4 + ["dog"] * 3
+    cars = [label for _, label in review.list_labels(store, run, LabelQuery(classes=["car"]), limit=100)]
+    assert all(label.tags == ["à-revoir", "blur"] for label in cars)
+    assert review.tag_labels(store, run, ["à-revoir"], LabelQuery(max_confidence=0.5), remove=True) == 3
+    remaining = {label.id: label.tags for _, label in review.list_labels(store, run, limit=100)}
+    assert sorted(map(tuple, remaining.values())) == sorted(
+        [("à-revoir", "blur"), ("à-revoir", "blur"), ("blur",), ("blur",), ("à-revoir",), ("à-revoir",), (), ()]
+    )
+    assert review.tag_labels(store, run, ["blur"], remove=True) == 4
+    review.promote(store, run, LabelQuery(tags=["à-revoir"]))
+    review.approve(store, run)
+    with store.read() as session:
+        kept = session.scalars(select(LabelRow.tags)).all()
+    assert sorted(map(tuple, kept)) == [("à-revoir",)] * 4  # tags survive approval

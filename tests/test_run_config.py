@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from tests.runs_helpers import BLOBS, blob_dataset, request
 from tests.support.transactions import rival_transaction
 from verilabel.datasets.service import dataset_row, ensure_field
-from verilabel.errors import ConfigError
+from verilabel.errors import ConfigError, ConflictError, ModelLoadError, NotFoundError
 from verilabel.runs import service as runs
 from verilabel.runs.config import validate
 from verilabel.store import Store
@@ -106,8 +106,30 @@ def test_a_field_taken_by_a_transaction_still_open_fails_the_create_precisely(da
 def test_defaults_are_filled_in(dataset: Store):
     validated = validate(dataset, request("out"))
     assert validated.min_confidence == 0.1  # the model's default
-    assert validated.name.startswith("detector-out-")
+    assert validated.name == "out"  # a run is named after its field: `run watch FIELD` works
     assert validated.mapping.model_classes == ("red", "green", "blue")
+
+
+def test_runs_are_found_by_id_name_or_field_and_as_dataset_slash_name(dataset: Store, tmp_path: Path):
+    faces = runs.create_run(dataset, request("faces"), start=False)
+    custom = runs.create_run(dataset, request("boxes", name="custom"), start=False)
+    assert runs.get_run(dataset, faces.id).name == "faces"
+    assert runs.get_run(dataset, "faces").id == faces.id
+    assert runs.get_run(dataset, "boxes").id == custom.id  # by the field it writes
+    assert runs.get_run(dataset, "d/custom").id == custom.id
+    # a default name that is taken gets a number
+    assert runs.create_run(dataset, request("custom"), start=False).name == "custom-2"
+
+    blob_dataset(dataset, tmp_path / "more", 2, name="e")
+    other = runs.create_run(dataset, request("faces", dataset="e"), start=False)
+    with pytest.raises(ConflictError, match=r"2 runs are named 'faces': d/faces .*, e/faces .*DATASET/NAME"):
+        runs.get_run(dataset, "faces")
+    assert runs.get_run(dataset, "e/faces").id == other.id
+    assert runs.get_run(dataset, "d/faces").id == faces.id
+    with pytest.raises(NotFoundError, match=r"no run with id, name or field 'face' .*did you mean faces"):
+        runs.get_run(dataset, "face")
+    with pytest.raises(NotFoundError, match="no dataset named 'nope'"):
+        runs.get_run(dataset, "nope/faces")
 
 
 def test_target_selections(dataset: Store, tmp_path: Path):
@@ -129,3 +151,29 @@ def test_mask_dir_is_created(dataset: Store, tmp_path: Path):
         ),
     )
     assert Path(validated.request.mask_dir or "").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("model", "weights", "options", "expected"),
+    [
+        ("faster-rcnn-resnet50-fpn-coco", None, {}, "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"),
+        ("yolo11n-coco+sam-vit-base", None, {}, "yolo11n.pt"),
+        ("owlv2-base-patch16-ensemble", None, {}, "'google/owlv2-base-patch16-ensemble'"),
+        ("faster-rcnn-resnet50-fpn-coco", "/nowhere/frcnn.pth", {}, "not found: /nowhere/frcnn.pth"),
+    ],
+)
+def test_missing_weights_stop_the_run_before_it_starts(dataset: Store, model, weights, options, expected):
+    """`verilabel models` knows the weights are absent: `run create` says so at once, not a worker seconds later."""
+    pytest.importorskip("torch")
+    with pytest.raises(ModelLoadError) as info:
+        runs.create_run(dataset, request("out", model=model, weights=weights, model_options=options), start=False)
+    assert expected in str(info.value)
+    with dataset.read() as session:
+        assert session.query(RunRow).count() == 0
+    if weights is None and "+" not in model:  # the same message the loader gives
+        from verilabel.models import registry
+        from verilabel.models.interface import LoadRequest
+
+        with pytest.raises(ModelLoadError) as loading:
+            registry.load(registry.resolve(model), LoadRequest())
+        assert str(loading.value) == str(info.value)

@@ -8,14 +8,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import func, select
 
-from tests.runs_helpers import blob_dataset, label_snapshot, request, status_changing
+from tests.runs_helpers import BLOBS, blob_dataset, label_snapshot, request, status_changing
 from tests.support.blob_model import COLOURS
 from tests.support.images import blob_image
 from verilabel.datasets import service as ds
-from verilabel.errors import ConfigError, ConflictError
+from verilabel.errors import ConfigError, ConflictError, NotFoundError
 from verilabel.runs import service as runs
 from verilabel.store import Store
+from verilabel.store.schema import (
+    RunClassCountRow,
+    RunLabelRow,
+    RunProgressRow,
+    RunRow,
+    RunSampleRow,
+    RunWorkerRow,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -252,3 +261,117 @@ def test_max_labels_keeps_the_most_confident_per_image(store: Store, tmp_path: P
     assert label_snapshot(store, one.id) == sorted(best.values()) and one.labels < every.labels
     with pytest.raises(ConfigError, match="max_labels"):
         runs.create_run(store, request("none", max_labels=0))
+
+
+def test_delete_stops_the_workers_and_frees_the_field_leaving_nothing(store: Store, tmp_path: Path, monkeypatch):
+    blob_dataset(store, tmp_path / "imgs", 40)
+    monkeypatch.setenv("BLOB_MODEL_DELAY", "0.5")  # it is still generating when deleted
+    info = runs.create_run(
+        store,
+        request(
+            "masks", task="segmentation", model=BLOBS.replace("detector", "segmenter"), mask_dir=str(tmp_path / "m")
+        ),
+    )
+    while (current := runs.get_run(store, info.id)).done < 4:
+        time.sleep(0.05)
+    pid = current.workers[0].pid
+    result = runs.delete_run(store, "masks")
+    assert result.field_freed == "masks" and result.labels > 0 and result.masks > 0
+    assert not _process_exists(pid)
+    assert not (tmp_path / "m" / info.id).exists()
+    with pytest.raises(NotFoundError):
+        runs.get_run(store, info.id)
+    with store.read() as session:
+        for table in (RunLabelRow, RunSampleRow, RunWorkerRow, RunClassCountRow, RunProgressRow):
+            assert session.scalar(select(func.count()).select_from(table)) == 0, table.__name__
+    assert "masks" not in ds.dataset_info(store, "d").fields and ds.dataset_info(store, "d").samples == 40
+    # the field name is free again
+    monkeypatch.setenv("BLOB_MODEL_DELAY", "0")
+    again = runs.wait_run(store, runs.create_run(store, request("masks")).id, timeout=120)
+    assert again.status == "in_review" and again.name == "masks"
+
+
+def _process_exists(pid: int | None) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def test_approved_runs_are_not_deleted_and_an_analysis_leaves_its_field(store: Store, tmp_path: Path):
+    from verilabel.review import service as review
+
+    blob_dataset(store, tmp_path / "imgs", 4)
+    info = runs.wait_run(store, runs.create_run(store, request("blobs")).id, timeout=60)
+    review.promote(store, info.id)
+    review.approve(store, info.id)
+    with pytest.raises(ConflictError, match="is approved: its labels are field 'blobs' of the dataset now"):
+        runs.delete_run(store, "blobs")
+    analysis = review.analyze_field(store, "d", "blobs")
+    assert runs.get_run(store, analysis).name == "analyze-blobs"
+    assert runs.delete_run(store, analysis).field_freed is None
+    assert ds.dataset_info(store, "d").fields["blobs"]["labels"] == info.labels  # the dataset's labels stay
+
+
+def test_resume_is_refused_while_old_workers_still_run(store: Store, tmp_path: Path):
+    """An errored run whose other workers have not stopped yet: new workers beside them would do samples twice."""
+    import socket
+
+    blob_dataset(store, tmp_path / "imgs", 3)
+    info = runs.create_run(store, request("busy"), start=False)
+    with store.write() as session:
+        session.add(
+            RunWorkerRow(
+                run_id=info.id,
+                shard=0,
+                pid=os.getpid(),  # a live process on this host
+                hostname=socket.gethostname(),
+                state="running",
+                processed=0,
+                started_at=runs.now(),
+                heartbeat_at=runs.now(),
+                timings={},
+            )
+        )
+        row = session.get(RunRow, info.id)
+        assert row is not None
+        row.status, row.error = "error", "worker 1 crashed"
+    with pytest.raises(ConflictError, match=rf"cannot be resumed yet: 1 of its workers still run \(pid {os.getpid()}"):
+        runs.resume_run(store, "busy", start=False)
+
+
+def test_masks_from_a_detection_run_are_kept_inline(store: Store, tmp_path: Path):
+    """A user model that returns masks in a detection run (no mask location): kept as RLE, not a crash."""
+    from verilabel.datasets.export import export_field
+    from verilabel.review import service as review
+
+    blob_dataset(store, tmp_path / "imgs", 3)
+    info = runs.create_run(store, request("with-masks", model=BLOBS.replace("detector", "masked_detector")))
+    info = runs.wait_run(store, info.id, timeout=60)
+    assert info.status == "in_review", info.error
+    labels = [label for _, label in review.list_labels(store, info.id, limit=50)]
+    assert labels and all(label.mask is not None and label.mask.rle is not None for label in labels)
+    assert all(label.mask.load().all() for label in labels)  # the blob fills its box
+    review.promote(store, info.id)
+    review.approve(store, info.id)
+    assert export_field(store, "d", "with-masks", "coco", tmp_path / "out").labels == len(labels)
+
+
+def test_an_oversized_image_fails_its_sample_and_a_raised_limit_lets_the_decoder_try(store: Store, tmp_path: Path):
+    """PIL's own limit used to stop a raised ``max_image_pixels`` from reaching non-JPEG files."""
+    from tests.support.images import header_only_png
+
+    blob_dataset(store, tmp_path / "imgs", 2)
+    (tmp_path / "more").mkdir()
+    header_only_png(tmp_path / "more" / "huge.png", 20000, 10000)
+    ds.add_images(store, "d", tmp_path / "more")
+    guarded = runs.wait_run(store, runs.create_run(store, request("guarded")).id, timeout=60)
+    (failure,) = guarded.failures
+    assert guarded.status == "in_review" and "20000x10000 = 200 Mpx, above the limit of 179 Mpx" in failure["error"]
+    raised = runs.wait_run(
+        store, runs.create_run(store, request("raised", max_image_pixels=300_000_000)).id, timeout=60
+    )
+    (failure,) = raised.failures  # past the size check, the decoder finds no pixel data: a different error
+    assert "corrupt or truncated image" in failure["error"] and "Mpx" not in failure["error"]

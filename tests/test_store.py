@@ -107,3 +107,75 @@ def test_bulk_inserted_labels_read_back_as_written_json_columns_included(store: 
             row.id: row_label(row) for row in session.scalars(select(RunLabelRow).where(RunLabelRow.run_id == run))
         }
     assert [stored[label.id] for label in labels] == labels
+
+
+def test_the_migrations_build_exactly_the_schema_and_head_is_current(store: Store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from verilabel.store.db import MIGRATIONS
+    from verilabel.store.migrations import HEAD
+    from verilabel.store.schema import Base
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_upgrading_to_0003_backfills_progress_and_approved_counts(tmp_path: Path):
+    """A database made by an older verilabel: its runs get their progress counters and approved class counts."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from verilabel.store.db import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Store(url, migrate=False)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with old.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
+    stamp = "2026-01-01 00:00:00"
+    with old.engine.begin() as conn:
+        for statement in (
+            f"INSERT INTO datasets (id, name, created_at) VALUES (1, 'd', '{stamp}')",
+            *(
+                f"INSERT INTO samples (id, dataset_id, path, metadata, created_at) VALUES ({i}, 1, 's{i}', '{{}}', "
+                f"'{stamp}')"
+                for i in range(1, 5)
+            ),
+            *(
+                f"INSERT INTO runs (id, dataset_id, name, status, task, model, field, config, model_info, timings, "
+                f"total, workers, cancel_requested, created_at, queued_at) VALUES ('{run}', 1, '{run}', '{status}', "
+                f"'detection', 'm', '{run}', '{{}}', '{{}}', '{{}}', 4, 2, 0, '{stamp}', '{stamp}')"
+                for run, status in (("open", "in_review"), ("done", "approved"))
+            ),
+            "INSERT INTO run_samples (run_id, sample_id, shard, state) VALUES ('open', 1, 1, 'done'), "
+            "('open', 2, 0, 'done'), ('open', 3, 1, 'failed'), ('open', 4, 0, 'pending')",
+            f"INSERT INTO label_fields (id, dataset_id, name, kind, run_id, created_at) VALUES (1, 1, 'done', "
+            f"'detection', 'done', '{stamp}')",
+            "INSERT INTO labels (id, kind, label, confidence, attributes, tags, sample_id, field_id) VALUES "
+            "('a', 'detection', 'cat', 0.5, '{}', '[]', 1, 1), ('b', 'detection', 'cat', 0.7, '{}', '[]', 2, 1), "
+            "('c', 'detection', 'dog', NULL, '{}', '[]', 2, 1)",
+        ):
+            conn.execute(text(statement))
+    old.dispose()
+    store = Store(url)
+    with store.read() as session:
+        progress = session.execute(text("SELECT run_id, shard, done, failed FROM run_progress ORDER BY shard")).all()
+        approved = session.execute(
+            text("SELECT label, count, scored, confidence_sum FROM run_class_counts WHERE review_state = 'approved'")
+        ).all()
+    assert progress == [("open", 0, 1, 0), ("open", 1, 1, 1)]
+    assert sorted(approved) == [("cat", 2, 2, 1.2), ("dog", 1, 0, 0.0)]
+    from verilabel.runs.service import get_run
+
+    done = get_run(store, "done")
+    assert (done.labels, done.classes) == (3, 2)
+    assert (get_run(store, "open").done, get_run(store, "open").failed) == (2, 1)

@@ -5,7 +5,7 @@ The public API, loaded lazily so that ``import verilabel`` stays fast (no SQLAlc
     import verilabel as vl
     store = vl.Store.open()
     vl.datasets.create_dataset(store, "pets")
-    vl.datasets.add_images(store, "pets", "/data/pets")
+    vl.datasets.add_images(store, "pets", "~/data/pets")
     run = vl.runs.create_run(store, vl.RunRequest(dataset="pets", task="detection",
                                                   model="mediapipe-face", field="faces"))
     vl.runs.wait_run(store, run.id)
@@ -13,8 +13,9 @@ The public API, loaded lazily so that ``import verilabel`` stays fast (no SQLAlc
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from verilabel._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -43,7 +44,8 @@ _EXPORTS = {
     "SampleError": "verilabel.errors",
     "StoreError": "verilabel.errors",
 }
-_MODULES = {"datasets": "verilabel.datasets.service", "runs": "verilabel.runs.service"}
+# Subpackages whose own ``__init__`` re-exports their functions: ``vl.datasets.add_images``, ``vl.runs.wait_run``.
+_MODULES = ("datasets", "review", "runs")
 
 __all__ = [  # the public API; tests/test_public_api.py checks it against _EXPORTS
     "Box",
@@ -71,11 +73,12 @@ __all__ = [  # the public API; tests/test_public_api.py checks it against _EXPOR
     "View",
     "__version__",
     "datasets",
+    "review",
     "runs",
 ]
 
 if TYPE_CHECKING:
-    from verilabel.datasets import service as datasets
+    from verilabel import datasets, review, runs
     from verilabel.datasets.views import View
     from verilabel.errors import (
         ConfigError,
@@ -90,14 +93,8 @@ if TYPE_CHECKING:
     )
     from verilabel.labels import Box, Classification, Detection, Keypoints, Mask, Polygon
     from verilabel.models.interface import ImageItem, LoadRequest, Model, ModelSpec, PredictContext
-    from verilabel.runs import service as runs
     from verilabel.runs.config import RunRequest
     from verilabel.store import Store
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    if name in _MODULES:
-        return importlib.import_module(_MODULES[name])
-    raise AttributeError(f"module 'verilabel' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _MODULES)

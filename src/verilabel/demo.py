@@ -8,7 +8,7 @@ from pathlib import Path
 
 from verilabel.datasets import service as datasets
 from verilabel.errors import NotFoundError, VerilabelError
-from verilabel.models.registry import is_available, resolve
+from verilabel.models.registry import resolve, unavailable_because
 from verilabel.runs.config import RunRequest
 from verilabel.runs.service import RunInfo, create_run
 from verilabel.store import Store
@@ -47,14 +47,20 @@ def build_demo(store: Store, dataset: str = "demo") -> tuple[datasets.ImportSumm
     runs, skipped = [], []
     for demo_run in DEMO_RUNS:
         ref = resolve(demo_run.model)
-        if ref.entry is not None and not is_available(ref.entry):
-            skipped.append(f"{demo_run.model} (pip install 'verilabel[{ref.entry.extra}]')")
+        why = unavailable_because(ref.entry) if ref.entry is not None else None
+        if why is not None:
+            skipped.append(f"{demo_run.model} ({why})")
             continue
         runs.append(
             create_run(
                 store,
                 RunRequest(
-                    dataset=dataset, task=demo_run.task, model=demo_run.model, field=demo_run.field, name=demo_run.field
+                    dataset=dataset,
+                    task=demo_run.task,
+                    model=demo_run.model,
+                    field=demo_run.field,
+                    # not plain `faces`: a user's own run writing field `faces` keeps that name to itself
+                    name=f"{dataset}-{demo_run.field}",
                 ),
             )
         )

@@ -146,6 +146,11 @@ def segmenter(request: LoadRequest) -> BlobModel:
     return BlobModel(segmenter.spec, with_masks=True)
 
 
+def masked_detector(request: LoadRequest) -> BlobModel:
+    """A detector that also returns masks (as a user's model may) even in a plain detection run."""
+    return BlobModel(masked_detector.spec, with_masks=True)
+
+
 def broken(request: LoadRequest) -> BlobModel:
     raise RuntimeError("weights file /nowhere/blob.pth is missing")
 
@@ -163,6 +168,7 @@ detector.spec = _spec("blobs", ("classification", "detection"), zero_shot=False)
 async_detector.spec = _spec("blobs-async", ("classification", "detection"), zero_shot=False)  # type: ignore[attr-defined]
 zero_shot.spec = _spec("blobs-zero-shot", ("classification", "detection"), zero_shot=True)  # type: ignore[attr-defined]
 segmenter.spec = _spec("blobs-seg", ("segmentation",), zero_shot=False)  # type: ignore[attr-defined]
+masked_detector.spec = _spec("blobs-masked", ("detection", "segmentation"), zero_shot=False)  # type: ignore[attr-defined]
 broken.spec = _spec("blobs-broken", ("detection",), zero_shot=False)  # type: ignore[attr-defined]
 box_filler.spec = _spec("box-filler", ("segmentation",), zero_shot=True)  # type: ignore[attr-defined]
 liar.spec = _spec("blobs-liar", ("detection",), zero_shot=False)  # type: ignore[attr-defined]

@@ -27,3 +27,17 @@ def write_blob_images(folder: Path, count: int, *, start: int = 0, fmt: str = "p
         Image.fromarray(blob_image(i)).save(path)
         paths.append(path)
     return paths
+
+
+def header_only_png(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width`` x ``height`` with no pixel data: a decompression-bomb stand-in that
+    costs nothing to write."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    return path

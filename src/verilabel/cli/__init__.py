@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
+import typer.main
 
 from verilabel.cli import dataset, demo, misc, models, review, run
 
@@ -24,9 +26,37 @@ app.command("models")(models.list_models)
 app.command("demo")(demo.demo)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from verilabel import __version__
+
+        print(f"verilabel {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """Global options."""
+
+
+def command() -> Any:
+    """The click command behind ``app``, with flags shown as flags: typer labels every boolean flag ``<bool>``
+    in help, where click users expect the flag alone (``--json  Print machine-readable JSON.``)."""
+    root = typer.main.get_command(app)
+    pending = [root]
+    while pending:
+        current = pending.pop()
+        helper = current.get_help_option(typer.Context(current))
+        for param in [*current.params, *([helper] if helper is not None else [])]:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+        pending.extend(getattr(current, "commands", {}).values())
+    return root
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from verilabel.errors import ConfigError, VerilabelError
 
     try:
-        app(args=args, prog_name="verilabel")  # typer reports usage errors itself and exits
+        command()(args=args, prog_name="verilabel")  # typer reports usage errors itself and exits
         return 0
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

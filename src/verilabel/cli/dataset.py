@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
-from verilabel.cli.output import JSON_OPTION_HELP, console, print_json
+from verilabel.cli.output import JSON_OPTION_HELP, console, fitted_table, plural, print_json
 
 if TYPE_CHECKING:
     from verilabel.datasets.service import ImportSummary
@@ -36,8 +37,9 @@ def _report(summary: ImportSummary, as_json: bool) -> None:
     )
     if summary.unreadable:
         out.print(
-            f"[yellow]{len(summary.unreadable)} files could not be read[/] (kept as samples; runs will "
-            "record them as failures), e.g. " + ", ".join(summary.unreadable[:3])
+            f"[yellow]{plural(len(summary.unreadable), 'file')} cannot be decoded as they are[/] (unreadable, or "
+            "above the decompression-bomb limit; kept as samples, runs record them as failures; `verilabel dataset "
+            "show` gives the reason), e.g. " + escape(", ".join(summary.unreadable[:3]))
         )
 
 
@@ -66,27 +68,38 @@ def create(
     if from_coco is not None and images is None:
         raise ConfigError("images", "--from-coco needs --images DIR (the folder its file_name values are in)")
     store = Store.open()
-    info = service.create_dataset(store, name, exist_ok=exist_ok)
-    summary: ImportSummary | None = None
+    if from_dir is from_coco is from_yolo is from_voc is None:
+        info = service.create_dataset(store, name, exist_ok=exist_ok)
+        if as_json:
+            print_json(info.to_json())
+        else:
+            console().print(
+                f"created empty dataset [bold]{escape(name)}[/]; add images with "
+                f"`verilabel dataset add {escape(name)} --from-dir DIR`"
+            )
+        return
+    # The dataset is made in the import's own transaction: an import that fails leaves no empty dataset behind.
+    exists = service.dataset_exists(store, name)
+    if exists and not exist_ok:
+        service.create_dataset(store, name)  # raises the "already exists" error, with its fix
+    create = not exists
+    summary: ImportSummary
     if from_dir is not None:
-        summary = _with_progress("probing images", lambda p: service.add_images(store, name, from_dir, progress=p))
+        summary = _with_progress(
+            "probing images", lambda p: service.add_images(store, name, from_dir, create=create, progress=p)
+        )
     elif from_coco is not None:
         assert images is not None
-        summary = service.import_coco(store, name, from_coco, images, field_name=field)
+        summary = service.import_coco(store, name, from_coco, images, field_name=field, create=create)
     elif from_yolo is not None:
         summary = _with_progress(
-            "probing images", lambda p: service.import_yolo(store, name, from_yolo, field_name=field, progress=p)
+            "probing images",
+            lambda p: service.import_yolo(store, name, from_yolo, field_name=field, create=create, progress=p),
         )
-    elif from_voc is not None:
-        summary = service.import_voc(store, name, from_voc, field_name=field)
-    if summary is not None:
-        _report(summary, as_json)
-    elif as_json:
-        print_json(info.to_json())
     else:
-        console().print(
-            f"created empty dataset [bold]{name}[/]; add images with `verilabel dataset add {name} --from-dir DIR`"
-        )
+        assert from_voc is not None
+        summary = service.import_voc(store, name, from_voc, field_name=field, create=create)
+    _report(summary, as_json)
 
 
 @app.command("add")
@@ -108,8 +121,6 @@ def add(
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP)) -> None:
     """List datasets."""
-    from rich.table import Table
-
     from verilabel.datasets import service
     from verilabel.store import Store
 
@@ -117,9 +128,11 @@ def list_(as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP)) 
     if as_json:
         print_json([i.to_json() for i in infos])
         return
-    table = Table("name", "samples", "label fields", "created")
-    for info in infos:
-        table.add_row(info.name, str(info.samples), ", ".join(info.fields) or "-", f"{info.created_at:%Y-%m-%d %H:%M}")
+    rows = [
+        [info.name, str(info.samples), f"{info.created_at:%Y-%m-%d %H:%M}", ", ".join(info.fields) or "-"]
+        for info in infos
+    ]
+    table = fitted_table([("name", True), ("samples", True), ("created", True), ("label fields", False)], rows)
     console().print(table if infos else "no datasets yet: `verilabel dataset create NAME --from-dir DIR`")
 
 
@@ -148,13 +161,30 @@ def show(
     out = console()
     out.print(f"[bold]{info.name}[/]: {info.samples} samples" + (f", {matching} match the view" if parsed else ""))
     for field_name, meta in info.fields.items():
-        out.print(f"  field [cyan]{field_name}[/] ({meta['kind']}): {meta['labels']} labels")
+        out.print(f"  field [cyan]{escape(field_name)}[/] ({meta['kind']}): {escape(field_state(meta))}")
     if info.tags:
         out.print("  tags: " + ", ".join(f"{t} ({n})" for t, n in info.tags.items()))
     table = Table("id", "path", "size", "tags")
     for s in rows:
         table.add_row(str(s.id), s.path, f"{s.width}x{s.height}" if s.width else "unreadable", ",".join(s.tags))
     out.print(table)
+
+
+def field_state(meta: dict[str, Any]) -> str:
+    """Where a field's labels are: in the dataset, or still with the run that generates them."""
+    labels = plural(meta["labels"], "label")
+    status = meta.get("run_status")
+    if status is None:
+        return labels
+    run = meta["run_name"]
+    if status == "in_review":
+        return (
+            f"{plural(meta['run_labels'], 'label')} in review in run {run} ({meta['promoted']} promoted); "
+            f"approving the run writes the promoted ones here"
+        )
+    if status in ("queued", "generating"):
+        return f"run {run} is generating it: {plural(meta['run_labels'], 'label')} so far, in review when done"
+    return f"reserved by run {run} ({status}); `verilabel run resume {run}` or `verilabel run delete {run} --yes`"
 
 
 @app.command("delete")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
-from verilabel.cli.output import JSON_OPTION_HELP, console, print_json
+from verilabel.cli.output import JSON_OPTION_HELP, console, plural, print_json
 
 
 def demo(
@@ -12,7 +13,7 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Build a small dataset from scikit-image's sample images and label it with the offline models."""
-    from verilabel.cli.run import follow
+    from verilabel.cli.run import exit_unless_finished, follow
     from verilabel.demo import DEMO_RUNS, build_demo
     from verilabel.store import Store
 
@@ -28,7 +29,7 @@ def demo(
             why = next(d.why for d in DEMO_RUNS if d.model == run.model)
             out.print(f"  run [bold]{run.name}[/] ({run.model}): {why}")
         for name in skipped:
-            out.print(f"  [yellow]skipped[/] {name}")
+            out.print(f"  [yellow]skipped[/] {escape(name)}")
     finished = [follow(store, run.id, quiet=as_json) for run in runs]
     if as_json:
         print_json(
@@ -39,13 +40,16 @@ def demo(
                 "runs": [info.to_json() for info in finished],
             }
         )
+        for info in finished:
+            exit_unless_finished(info)
         return
     out.print()
     for info in finished:
         colour = "green" if info.status == "in_review" else "red"
         out.print(
-            f"[{colour}]{info.status}[/] {info.name}: {info.labels} labels in {info.classes} classes on "
-            f"{info.done} images ({info.failed} failed)" + (f": {info.error}" if info.error else "")
+            f"[{colour}]{info.status}[/] {info.name}: {plural(info.labels, 'label')} in "
+            f"{plural(info.classes, 'class')} on {plural(info.done, 'image')} ({info.failed} failed)"
+            + (f": {info.error}" if info.error else "")
         )
     out.print("\nWhat to look at next:")
     steps = [(f"verilabel run list {dataset}", "the runs, now in review")]
@@ -62,3 +66,5 @@ def demo(
     width = max(len(command) for command, _ in steps)
     for command, why in steps:
         out.print(f"  {command.ljust(width)}  # {why}", soft_wrap=True)
+    for info in finished:
+        exit_unless_finished(info)

@@ -51,6 +51,9 @@ def export(
     fmt: str = typer.Option(..., "--format", help="coco, yolo, voc or label-studio."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
     view: str | None = typer.Option(None, "--view", help="Only samples matching this view expression."),
+    with_scores: bool = typer.Option(
+        False, "--with-scores", help="YOLO: end each label line with its confidence (not trainable as is)."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Export a label field to COCO JSON, a YOLO folder, a Pascal VOC folder or Label Studio tasks (media are
@@ -59,7 +62,8 @@ def export(
     from verilabel.datasets.views import parse_view
     from verilabel.store import Store
 
-    summary = export_field(Store.open(), dataset, field, fmt, out, view=parse_view(view) if view else None)
+    parsed = parse_view(view) if view else None
+    summary = export_field(Store.open(), dataset, field, fmt, out, view=parsed, with_scores=with_scores)
     if as_json:
         print_json(summary.to_json())
     else:

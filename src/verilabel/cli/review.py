@@ -55,7 +55,7 @@ def _query(
 
 @app.command("table")
 def table(
-    run: str = typer.Argument(..., help="Run id or name."),
+    run: str = typer.Argument(..., help="Run id, name or field (DATASET/NAME when ambiguous)."),
     min_confidence: float | None = typer.Option(None, "--min-confidence", help=MIN_HELP),
     max_confidence: float | None = typer.Option(None, "--max-confidence", help=MAX_HELP),
     classes: list[str] = typer.Option([], "--class", help="Only this class; repeatable."),
@@ -85,7 +85,7 @@ def table(
 
 @app.command("promote")
 def promote(
-    run: str = typer.Argument(..., help="Run id or name."),
+    run: str = typer.Argument(..., help="Run id, name or field (DATASET/NAME when ambiguous)."),
     classes: list[str] = typer.Option([], "--class", help="Only this class; repeatable."),
     min_confidence: float | None = typer.Option(None, "--min-confidence", help=MIN_HELP),
     max_confidence: float | None = typer.Option(None, "--max-confidence", help=MAX_HELP),
@@ -107,7 +107,7 @@ def promote(
 
 @app.command("undo")
 def undo(
-    run: str = typer.Argument(..., help="Run id or name."),
+    run: str = typer.Argument(..., help="Run id, name or field (DATASET/NAME when ambiguous)."),
     all_: bool = typer.Option(False, "--all", help="Return every promoted label to review."),
     classes: list[str] = typer.Option([], "--class", help="Return this class; repeatable."),
     labels: Path | None = typer.Option(None, "--labels", help="File of label ids, one per line."),
@@ -126,8 +126,11 @@ def undo(
 
 @app.command("approve")
 def approve(
-    run: str = typer.Argument(..., help="Run id or name."),
+    run: str = typer.Argument(..., help="Run id, name or field (DATASET/NAME when ambiguous)."),
     yes: bool = typer.Option(False, "--yes", help="Confirm: approval is final."),
+    allow_empty: bool = typer.Option(
+        False, "--allow-empty", help="Approve even with nothing promoted: every label is discarded."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Write promoted labels into the dataset and discard the rest. Final: the run closes."""
@@ -137,7 +140,7 @@ def approve(
 
     if not yes:
         raise ConfigError("yes", "approval writes the promoted labels and deletes the others, for good: pass --yes")
-    result = approve_run(Store.open(), run)
+    result = approve_run(Store.open(), run, allow_empty=allow_empty)
     if as_json:
         print_json(result.to_json())
     else:
@@ -146,7 +149,7 @@ def approve(
 
 @app.command("labels")
 def labels_(
-    run: str = typer.Argument(..., help="Run id or name."),
+    run: str = typer.Argument(..., help="Run id, name or field (DATASET/NAME when ambiguous)."),
     classes: list[str] = typer.Option([], "--class", help="Only this class; repeatable."),
     min_confidence: float | None = typer.Option(None, "--min-confidence", help=MIN_HELP),
     max_confidence: float | None = typer.Option(None, "--max-confidence", help=MAX_HELP),
@@ -159,12 +162,14 @@ def labels_(
     """A page of labels from the review (or approval) set."""
     from rich.table import Table
 
+    from verilabel.datasets.service import sample_paths
     from verilabel.labels import Detection
     from verilabel.review.service import list_labels
     from verilabel.store import Store
 
+    store = Store.open()
     page = list_labels(
-        Store.open(),
+        store,
         run,
         _query(min_confidence, max_confidence, classes),
         approval=approval,
@@ -172,30 +177,35 @@ def labels_(
         offset=offset,
         sort=sort,
     )
+    paths = sample_paths(store, [sample_id for sample_id, _ in page])
     rows: list[dict[str, Any]] = [
         {
             "id": label.id,
             "sample_id": sample_id,
+            "path": paths.get(sample_id),
             "label": label.label,
             "confidence": label.confidence,
             "box": list(label.box.as_tuple()) if isinstance(label, Detection) else None,
             "attributes": label.attributes,
+            "tags": label.tags,
         }
         for sample_id, label in page
     ]
     if as_json:
         print_json(rows)
         return
-    out = Table("id", "sample", "label", "confidence", "box")
+    out = Table("id", "sample", "file", "label", "confidence", "box (x, y, w, h)")
     for r in rows:
         box = "" if r["box"] is None else ", ".join(f"{v:.3f}" for v in r["box"])
-        out.add_row(str(r["id"]), str(r["sample_id"]), str(r["label"]), f"{r['confidence']:.3f}", box)
+        confidence = "-" if r["confidence"] is None else f"{r['confidence']:.3f}"
+        name = Path(r["path"]).name if r["path"] else "?"
+        out.add_row(str(r["id"]), str(r["sample_id"]), name, str(r["label"]), confidence, box)
     console().print(out)
 
 
 @app.command("tag")
 def tag(
-    run: str = typer.Argument(..., help="Run id or name."),
+    run: str = typer.Argument(..., help="Run id, name or field (DATASET/NAME when ambiguous)."),
     tags: list[str] = typer.Argument(..., help="Tags, e.g. needs-fix."),
     remove: bool = typer.Option(False, "--remove", help="Remove the tags instead of adding them."),
     classes: list[str] = typer.Option([], "--class", help="Only this class; repeatable."),

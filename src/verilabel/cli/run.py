@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
-from verilabel.cli.output import JSON_OPTION_HELP, console, print_json
+from verilabel.cli.output import EXIT_RUN_FAILED, JSON_OPTION_HELP, console, fitted_table, plural, print_json
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from verilabel.runs.service import RunInfo
     from verilabel.store import Store
 
@@ -38,59 +41,136 @@ def _model_options(values: list[str]) -> dict[str, object]:
 
 
 def follow(store: Store, run_id: str, *, quiet: bool = False) -> RunInfo:
-    """Wait for a run, with a live progress bar unless ``quiet``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    """Wait for a run: a live progress bar on a terminal, a line per status change (and every 10 s) when the
+    output goes to a file or a pipe, nothing when ``quiet``."""
     from verilabel.runs.service import wait_run
 
     if quiet:
         return wait_run(store, run_id)
+    out = console()
+    if not out.is_terminal:
+        return wait_run(store, run_id, on_progress=_ProgressLines(out))
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
-        TimeRemainingColumn(),
-        console=console(),
+        console=out,
     ) as bar:
         task = bar.add_task("queued", total=None, detail="")
 
         def update(info: RunInfo) -> None:
-            detail = f"{info.rate:.1f} img/s, {info.failed} failed, {info.labels} labels"
             bar.update(
                 task,
-                description=f"{info.name} [{info.status}]",
+                description=escape(f"{info.name} [{info.status}]"),
                 completed=info.done + info.failed,
                 total=info.total or None,
-                detail=detail,
+                detail=_progress_detail(info),
             )
 
         return wait_run(store, run_id, on_progress=update)
 
 
+def _progress_detail(info: RunInfo) -> str:
+    """Speed (live, or the average once workers stopped), ETA when known, failures and labels."""
+    parts = []
+    if info.rate > 0:
+        parts.append(f"{info.rate:.1f} img/s")
+    elif info.average_rate is not None:
+        parts.append(f"avg {info.average_rate:.1f} img/s")
+    if info.eta_seconds is not None:
+        parts.append(f"ETA {_duration(info.eta_seconds)}")
+    parts += [f"{info.failed} failed", plural(info.labels, "label")]
+    return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{secs:02d}s" if minutes else f"{secs}s")
+
+
+class _ProgressLines:
+    """Progress for logs: one line when the status changes, and one every ``every`` seconds meanwhile."""
+
+    def __init__(self, out: Console, every: float = 10.0) -> None:
+        self.out, self.every = out, every
+        self.status, self.last = "", 0.0
+
+    def __call__(self, info: RunInfo) -> None:
+        import time
+
+        if info.status == self.status and time.monotonic() - self.last < self.every:
+            return
+        self.status, self.last = info.status, time.monotonic()
+        self.out.print(
+            escape(f"{info.name} [{info.status}] {info.done + info.failed}/{info.total} samples, ")
+            + _progress_detail(info)
+        )
+
+
+def finished_well(info: RunInfo) -> bool:
+    return info.status in ("in_review", "approved") and not info.stalled
+
+
+def exit_unless_finished(info: RunInfo) -> None:
+    """Exit with code 3 when a run that was waited for ended in error, was cancelled or stalled: scripts that
+    chain commands after `--wait` must not go on with a run that has no labels to review."""
+    if not finished_well(info):
+        raise typer.Exit(EXIT_RUN_FAILED)
+
+
 def _summary(info: RunInfo) -> None:
     out = console()
-    colour = {"in_review": "green", "error": "red", "cancelled": "yellow"}.get(info.status, "cyan")
+    colour = {"in_review": "green", "approved": "green", "error": "red", "cancelled": "yellow"}.get(info.status, "cyan")
     state = f"[{colour}]{info.status}[/]" + (
         " [red](stalled: no live worker; `verilabel run resume` continues it)[/]" if info.stalled else ""
     )
-    out.print(f"run [bold]{info.name}[/] ({info.id}) on {info.dataset}: {state}")
-    out.print(
-        f"  {info.task} with {info.model} -> field [cyan]{info.field}[/], min confidence "
-        f"{info.config.get('min_confidence')}"
-    )
-    eta = f", ETA {info.eta_seconds:.0f}s" if info.eta_seconds else ""
+    out.print(f"run [bold]{escape(info.name)}[/] ({info.id}) on {escape(info.dataset)}: {state}")
+    floor = "" if info.min_confidence is None else f", min confidence {info.min_confidence:g}"
+    out.print(f"  {info.task} with {escape(info.model)} -> field [cyan]{escape(info.field)}[/]{floor}")
+    speed = []
+    if info.rate > 0:
+        speed.append(f"{info.rate:.1f} img/s")
+        if info.eta_seconds:
+            speed.append(f"ETA {_duration(info.eta_seconds)}")
+    elif info.average_rate is not None:
+        speed.append(f"average {info.average_rate:.1f} img/s")
     out.print(
         f"  progress: {info.done} done, {info.failed} failed, {info.pending} pending of {info.total}"
-        f" ({info.rate:.1f} img/s{eta})"
+        + (f" ({', '.join(speed)})" if speed else "")
     )
-    out.print(f"  labels: {info.labels} in {info.classes} classes")
+    out.print(f"  labels: {_labels_text(info)} in {plural(info.classes, 'class')}")
     if info.error:
-        out.print(f"  [red]error:[/] {info.error}")
+        out.print(f"  [red]error:[/] {escape(info.error)}")
     for failure in info.failures[:5]:
-        out.print(f"  [yellow]failed[/] sample {failure['sample_id']}: {failure['error']}")
+        out.print(f"  [yellow]failed[/] sample {failure['sample_id']}: {escape(str(failure['error']))}")
     if info.failed > 5:
         out.print(f"  ... and {info.failed - 5} more failures (`verilabel run show {info.id} --json`)")
+
+
+def _labels_text(info: RunInfo) -> str:
+    """Where the labels are: generated (in review, some promoted), or approved into the dataset."""
+    if info.status == "approved":
+        return f"{info.labels} approved into the dataset, {info.discarded or 0} discarded"
+    if info.status == "in_review":
+        return f"{info.labels} in review ({info.promoted} promoted)"
+    return str(info.labels)
+
+
+def run_ref(store: Store, info: RunInfo) -> str:
+    """How to name the run in a next command: its name, or DATASET/NAME when another dataset has a run of that
+    name."""
+    from verilabel.errors import ConflictError
+    from verilabel.runs.service import get_run
+
+    try:
+        get_run(store, info.name)
+    except ConflictError:
+        return f"{info.dataset}/{info.name}"
+    return info.name
 
 
 @app.command("create")
@@ -150,14 +230,15 @@ def create(
         info = follow(store, info.id, quiet=as_json)
     if as_json:
         print_json({"id": info.id, **({"status": info.status, "name": info.name} if not wait else info.to_json())})
-        return
-    if not wait:
+    elif not wait:
         console().print(
-            f"run [bold]{info.name}[/] ({info.id}) started on {info.total} samples; follow it with "
-            f"`verilabel run watch {info.id}`"
+            f"run [bold]{escape(info.name)}[/] ({info.id}) started on {plural(info.total, 'sample')}; follow it "
+            f"with `verilabel run watch {escape(run_ref(store, info))}`"
         )
     else:
         _summary(info)
+    if wait:
+        exit_unless_finished(info)
 
 
 @app.command("analyze")
@@ -185,7 +266,6 @@ def list_(
     dataset: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP)
 ) -> None:
     """List the runs of a dataset."""
-    from rich.table import Table
 
     from verilabel.runs.service import list_runs
     from verilabel.store import Store
@@ -194,16 +274,37 @@ def list_(
     if as_json:
         print_json([i.to_json() for i in infos])
         return
-    table = Table("id", "name", "status", "model", "field", "done", "failed", "total", "labels")
-    for i in infos:
-        status = i.status + (" (stalled)" if i.stalled else "")
-        table.add_row(i.id, i.name, status, i.model, i.field, str(i.done), str(i.failed), str(i.total), str(i.labels))
-    console().print(table if infos else f"no runs on {dataset} yet: `verilabel run create {dataset} ...`")
+    with_field = any(i.field != i.name for i in infos)
+    columns = [("id", True), ("name", False), ("status", True), ("progress", True), ("labels", True)]
+    columns += [("field", False)] * with_field + [("model", False)]
+    rows = [
+        [
+            i.id,
+            i.name,
+            i.status + (" (stalled)" if i.stalled else ""),
+            f"{i.done + i.failed}/{i.total}" + (f" ({i.failed} failed)" if i.failed else ""),
+            _labels_cell(i),
+            *([i.field] if with_field else []),
+            i.model,
+        ]
+        for i in infos
+    ]
+    console().print(
+        fitted_table(columns, rows) if infos else f"no runs on {dataset} yet: `verilabel run create {dataset} ...`"
+    )
+
+
+def _labels_cell(info: RunInfo) -> str:
+    if info.status == "approved":
+        return f"{info.labels} approved"
+    if info.status == "in_review" and info.promoted:
+        return f"{info.labels} ({info.promoted} promoted)"
+    return str(info.labels)
 
 
 @app.command("show")
 def show(
-    run: str = typer.Argument(..., help="Run id or name."),
+    run: str = typer.Argument(..., help="Run id, name or field (DATASET/NAME when ambiguous)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Show a run: status, progress, failures, timings."""
@@ -218,18 +319,21 @@ def show(
 
 
 @app.command("watch")
-def watch(run: str = typer.Argument(..., help="Run id or name.")) -> None:
-    """Follow a run with a live progress bar until it finishes."""
+def watch(run: str = typer.Argument(..., help="Run id, name or field (DATASET/NAME when ambiguous).")) -> None:
+    """Follow a run with a live progress bar until it finishes (exit code 3 if it ends in error, cancelled or
+    stalled)."""
     from verilabel.runs.service import get_run
     from verilabel.store import Store
 
     store = Store.open()
-    _summary(follow(store, get_run(store, run).id))
+    info = follow(store, get_run(store, run).id)
+    _summary(info)
+    exit_unless_finished(info)
 
 
 @app.command("resume")
 def resume(
-    run: str = typer.Argument(..., help="Run id or name."),
+    run: str = typer.Argument(..., help="Run id, name or field (DATASET/NAME when ambiguous)."),
     workers: int | None = typer.Option(None, "--workers", help="Worker count (default: as before)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry samples that failed."),
     wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish."),
@@ -247,11 +351,13 @@ def resume(
         print_json(info.to_json())
     else:
         _summary(info)
+    if wait:
+        exit_unless_finished(info)
 
 
 @app.command("cancel")
 def cancel(
-    run: str = typer.Argument(..., help="Run id or name."),
+    run: str = typer.Argument(..., help="Run id, name or field (DATASET/NAME when ambiguous)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Ask a run's workers to stop after their current batch (labels written so far are kept)."""
@@ -263,3 +369,27 @@ def cancel(
         print_json(info.to_json())
     else:
         console().print(f"cancel requested for {info.name}; `verilabel run resume {info.id}` continues it later")
+
+
+@app.command("delete")
+def delete(
+    run: str = typer.Argument(..., help="Run id, name or field (DATASET/NAME when ambiguous)."),
+    yes: bool = typer.Option(False, "--yes", help="Confirm: the run's labels are deleted for good."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
+    """Delete a run not yet approved: stops its workers, deletes its labels and masks, frees its field."""
+    from verilabel.errors import ConfigError
+    from verilabel.runs.service import delete_run
+    from verilabel.store import Store
+
+    if not yes:
+        raise ConfigError("yes", f"deleting run {run!r} deletes its generated labels for good: pass --yes")
+    result = delete_run(Store.open(), run)
+    if as_json:
+        print_json(result.to_json())
+        return
+    freed = f"; field {result.field_freed!r} is free again" if result.field_freed else ""
+    console().print(
+        f"deleted run {escape(result.run)}: {plural(result.labels, 'label')} and {plural(result.masks, 'mask file')}"
+        + escape(freed)
+    )

@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from verilabel.datasets.service import dataset_row, find_field
 from verilabel.datasets.views import View
-from verilabel.errors import ConfigError
+from verilabel.errors import ConfigError, ConflictError
 from verilabel.formats import coco, label_studio, voc, yolo
 from verilabel.labels import Detection, Label
 from verilabel.store import Store
 from verilabel.store.convert import row_label
-from verilabel.store.schema import LabelRow, SampleRow, SampleTagRow
+from verilabel.store.schema import LabelFieldRow, LabelRow, RunRow, SampleRow, SampleTagRow
 
 _PAGE = 1000
 
@@ -54,58 +57,122 @@ class ExportSummary:
         return out | ({"next_step": self.next_step} if self.next_step else {})
 
 
-def _samples_with_labels(
-    store: Store, dataset: str, field: str, view: View | None
-) -> tuple[list[str], Iterator[ExportItem]]:
-    with store.read() as session:
-        dataset_id = dataset_row(session, dataset).id
-        field_row = find_field(session, dataset_id, field)
-        if field_row is None:
-            raise ConfigError("field", f"dataset {dataset!r} has no label field {field!r}")
-        field_id = field_row.id
-        classes = sorted(set(session.scalars(select(LabelRow.label).where(LabelRow.field_id == field_id).distinct())))
-        ids = list(session.scalars((view or View()).sample_ids_query(dataset_id)))
+@dataclass(frozen=True)
+class ExportOptions:
+    with_scores: bool = False  # YOLO: a trailing confidence column (ultralytics' training refuses it)
 
-    def pages() -> Iterator[ExportItem]:
-        for start in range(0, len(ids), _PAGE):
-            chunk = ids[start : start + _PAGE]
-            with store.read() as session:
-                samples = session.scalars(select(SampleRow).where(SampleRow.id.in_(chunk)).order_by(SampleRow.id))
+
+@dataclass(frozen=True)
+class ExportSource:
+    """What an exporter reads: the field's classes, and the samples of the view, streamed a page at a time
+    (memory stays flat at a million labels)."""
+
+    store: Store
+    dataset_id: int
+    field_id: int
+    view: View
+    classes: list[str]
+
+    def _pages(self) -> Iterator[list[int]]:
+        """The view's sample ids, a page at a time (keyset pagination: each page is one indexed query)."""
+        last = -1
+        while True:
+            with self.store.read() as session:
+                page = list(
+                    session.scalars(self.view.sample_ids_query(self.dataset_id).where(SampleRow.id > last).limit(_PAGE))
+                )
+            if not page:
+                return
+            yield page
+            last = page[-1]
+
+    def paths(self) -> Iterator[str]:
+        for page in self._pages():
+            with self.store.read() as session:
+                yield from session.scalars(select(SampleRow.path).where(SampleRow.id.in_(page)).order_by(SampleRow.id))
+
+    def common_folder(self) -> str:
+        """The deepest folder holding every sample (one pass over the paths, nothing kept)."""
+        common: str | None = None
+        for path in self.paths():
+            folder = os.path.dirname(path)
+            common = folder if common is None else os.path.commonpath([common, folder])
+        return common or ""
+
+    def samples(self) -> Iterator[ExportItem]:
+        for page in self._pages():
+            with self.store.read() as session:
+                rows = session.scalars(select(SampleRow).where(SampleRow.id.in_(page)).order_by(SampleRow.id))
                 by_sample: dict[int, list[Label]] = {}
                 for row in session.scalars(
                     select(LabelRow)
-                    .where(LabelRow.field_id == field_id, LabelRow.sample_id.in_(chunk))
+                    .where(LabelRow.field_id == self.field_id, LabelRow.sample_id.in_(page))
                     .order_by(LabelRow.id)
                 ):
                     by_sample.setdefault(row.sample_id, []).append(row_label(row))
                 tags: dict[int, list[str]] = {}
                 for sample_id, tag in session.execute(
-                    select(SampleTagRow.sample_id, SampleTagRow.tag).where(SampleTagRow.sample_id.in_(chunk))
+                    select(SampleTagRow.sample_id, SampleTagRow.tag).where(SampleTagRow.sample_id.in_(page))
                 ):
                     tags.setdefault(sample_id, []).append(tag)
-                for sample in samples:
-                    yield ExportItem(
-                        sample.id,
-                        sample.path,
-                        sample.width,
-                        sample.height,
-                        by_sample.get(sample.id, []),
-                        sorted(tags.get(sample.id, [])),
-                    )
+                items = [
+                    ExportItem(r.id, r.path, r.width, r.height, by_sample.get(r.id, []), sorted(tags.get(r.id, [])))
+                    for r in rows
+                ]
+            yield from items
 
-    return classes, pages()
+
+def _source(store: Store, dataset: str, field: str, view: View | None) -> ExportSource:
+    with store.read() as session:
+        dataset_id = dataset_row(session, dataset).id
+        field_row = find_field(session, dataset_id, field)
+        if field_row is None:
+            raise ConfigError("field", f"dataset {dataset!r} has no label field {field!r}")
+        _check_approved(session, field_row)
+        classes = sorted(
+            set(session.scalars(select(LabelRow.label).where(LabelRow.field_id == field_row.id).distinct()))
+        )
+        return ExportSource(store, dataset_id, field_row.id, view or View(), classes)
+
+
+def _check_approved(session: Session, field: LabelFieldRow) -> None:
+    """A field whose run is not approved holds no labels yet: exporting it would write files without labels."""
+    run = session.get(RunRow, field.run_id) if field.run_id else None
+    if run is None or run.status == "approved":
+        return
+    if run.status == "in_review":
+        fix = (
+            f"promote the good ones and approve the run (`verilabel review approve {run.name} --yes`): the field "
+            "then holds them and exports"
+        )
+    else:
+        fix = f"the run is {run.status}; finish it (`verilabel run resume {run.name}`), review and approve it first"
+    raise ConflictError(
+        f"field {field.name!r} holds no labels yet: its labels are in run {run.name!r}. To export, {fix}."
+    )
 
 
 def export_field(
-    store: Store, dataset: str, field: str, fmt: str, out: str | Path, *, view: View | None = None
+    store: Store,
+    dataset: str,
+    field: str,
+    fmt: str,
+    out: str | Path,
+    *,
+    view: View | None = None,
+    with_scores: bool = False,
 ) -> ExportSummary:
+    """Write ``field`` of the dataset (or of a view of it) in format ``fmt`` under ``out``. ``with_scores``: YOLO
+    label lines end with the confidence (prediction format; for training, leave it off)."""
     exporter = EXPORTERS.get(fmt)
     if exporter is None:
         raise ConfigError("format", f"{fmt!r}: choose one of {', '.join(EXPORTERS)}")
+    if with_scores and fmt != "yolo":
+        raise ConfigError("with_scores", f"--with-scores is for YOLO exports; {fmt} exports keep scores anyway")
+    source = _source(store, dataset, field, view)
     out_dir = Path(out).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    classes, samples = _samples_with_labels(store, dataset, field, view)
-    return exporter(classes, samples, out_dir)
+    return exporter(source, out_dir, ExportOptions(with_scores=with_scores))
 
 
 def _size(sample: ExportItem) -> tuple[int, int]:
@@ -118,37 +185,76 @@ def _size(sample: ExportItem) -> tuple[int, int]:
     return sample.width, sample.height
 
 
-def _common_folder(items: list[ExportItem]) -> str:
-    return os.path.commonpath([os.path.dirname(s.path) for s in items]) if items else ""
+class _JsonArray:
+    """Writes a JSON array one element at a time."""
+
+    def __init__(self, file: IO[str]) -> None:
+        self.file, self.count = file, 0
+        file.write("[")
+
+    def add(self, value: Any) -> None:
+        self.file.write(("," if self.count else "") + json.dumps(value))
+        self.count += 1
+
+    def close(self) -> None:
+        self.file.write("]")
 
 
-def _export_coco(classes: list[str], samples: Iterator[ExportItem], out: Path) -> ExportSummary:
-    items = list(samples)
-    root = _common_folder(items)
-    images = []
-    for sample in items:
-        width, height = _size(sample)
-        relative = os.path.relpath(sample.path, root)
-        images.append(coco.CocoImage(relative, width, height, sample.labels, tags=sample.tags))
-    document = coco.build_coco(images, classes)
-    document["info"]["images_root"] = root
+def _export_coco(source: ExportSource, out: Path, options: ExportOptions) -> ExportSummary:
+    """Streamed: images go to the file as they come, annotations to a spool file appended at the end."""
+    root = source.common_folder()
+    category_ids = {name: index for index, name in enumerate(source.classes, 1)}
     path = out / "labels.json"
-    path.write_text(json.dumps(document))
-    return ExportSummary("coco", len(images), len(document["annotations"]), str(path))
+    partial = out / "labels.json.part"
+    with partial.open("w") as document, tempfile.TemporaryFile("w+") as spool:
+        info = {"description": "exported by verilabel", "images_root": root}
+        categories = [{"id": i, "name": name} for name, i in category_ids.items()]
+        document.write(f'{{"info": {json.dumps(info)}, "categories": {json.dumps(categories)}, "images": ')
+        images, annotations = _JsonArray(document), _JsonArray(spool)
+        for sample in source.samples():
+            width, height = _size(sample)
+            image_id = images.count + 1
+            images.add(coco.image_record(image_id, os.path.relpath(sample.path, root), width, height, sample.tags))
+            for label in sample.labels:
+                if not isinstance(label, Detection):
+                    raise ConfigError("format", "COCO export takes detection fields; this one holds classifications")
+                annotations.add(
+                    coco.detection_to_annotation(
+                        label,
+                        annotation_id=annotations.count + 1,
+                        image_id=image_id,
+                        category_id=category_ids[label.label],
+                        width=width,
+                        height=height,
+                    )
+                )
+        images.close()
+        annotations.close()
+        document.write(', "annotations": ')
+        spool.seek(0)
+        shutil.copyfileobj(spool, document)
+        document.write("}")
+    os.replace(partial, path)  # a failed export never leaves a truncated labels.json
+    return ExportSummary("coco", images.count, annotations.count, str(path))
 
 
-def _export_yolo(classes: list[str], samples: Iterator[ExportItem], out: Path) -> ExportSummary:
+def _export_yolo(source: ExportSource, out: Path, options: ExportOptions) -> ExportSummary:
+    """The layout ultralytics trains on: ``images/`` (links) beside ``labels/``, and ``data.yaml``. Label lines
+    carry no score unless ``with_scores`` (ultralytics counts an image whose lines have 6 columns as corrupt)."""
     import yaml
 
+    classes = source.classes
     index = {name: i for i, name in enumerate(classes)}
     (out / "images").mkdir(exist_ok=True)
     (out / "labels").mkdir(exist_ok=True)
     images = labels_written = 0
-    for sample in samples:
+    for sample in source.samples():
         labels = _detections(sample, "YOLO")
         segments = any(lb.polygon or lb.mask for lb in labels)
         name = _link_image(sample, out / "images")
-        lines = [yolo.label_line(lb, index[lb.label], segments=segments) for lb in labels]
+        lines = [
+            yolo.label_line(lb, index[lb.label], segments=segments, with_score=options.with_scores) for lb in labels
+        ]
         (out / "labels" / Path(name).with_suffix(".txt")).write_text("".join(line + "\n" for line in lines))
         images += 1
         labels_written += len(lines)
@@ -157,13 +263,13 @@ def _export_yolo(classes: list[str], samples: Iterator[ExportItem], out: Path) -
     return ExportSummary("yolo", images, labels_written, str(out / "data.yaml"))
 
 
-def _export_voc(classes: list[str], samples: Iterator[ExportItem], out: Path) -> ExportSummary:
+def _export_voc(source: ExportSource, out: Path, options: ExportOptions) -> ExportSummary:
     """Pascal VOC layout: ``Annotations/``, ``JPEGImages/`` (links), ``ImageSets/Main/all.txt``, ``labels.txt``."""
     for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     stems = []
     labels_written = 0
-    for sample in samples:
+    for sample in source.samples():
         labels = _detections(sample, "VOC")
         width, height = _size(sample)
         name = _link_image(sample, out / "JPEGImages")
@@ -172,7 +278,7 @@ def _export_voc(classes: list[str], samples: Iterator[ExportItem], out: Path) ->
         stems.append(stem)
         labels_written += len(labels)
     (out / "ImageSets" / "Main" / "all.txt").write_text("".join(f"{stem}\n" for stem in stems))
-    (out / "labels.txt").write_text("".join(f"{name}\n" for name in classes))
+    (out / "labels.txt").write_text("".join(f"{name}\n" for name in source.classes))
     return ExportSummary("voc", len(stems), labels_written, str(out / "Annotations"))
 
 
@@ -192,45 +298,46 @@ def _link_image(sample: ExportItem, folder: Path) -> str:
     return name
 
 
-def _export_label_studio(classes: list[str], samples: Iterator[ExportItem], out: Path) -> ExportSummary:
-    """``tasks.json`` (one task per image, its labels as a prediction: pre-annotations to correct) and the
-    ``label_config.xml`` of a project that shows them."""
-    items = list(samples)
-    folder = _common_folder(items)
+def _export_label_studio(source: ExportSource, out: Path, options: ExportOptions) -> ExportSummary:
+    """``tasks.json`` (one task per image, its labels as a prediction: pre-annotations to correct), streamed, and
+    the ``label_config.xml`` of a project that shows them."""
+    folder = source.common_folder()
     # Label Studio serves files below its document root only through a "Local files" storage, whose path must be
     # a subfolder of that root: the root is the images' common folder's parent.
     root = os.path.dirname(folder)
-    tasks: list[dict[str, Any]] = []
     kinds: set[str] = set()
     labels_written = 0
-    for sample in items:
-        width, height = _size(sample)
-        results = label_studio.to_results(sample.labels, width, height)
-        kinds |= {r["type"] for r in results}
-        scores = [label.confidence for label in sample.labels if label.confidence is not None]
-        prediction: dict[str, Any] = {"model_version": "verilabel", "result": results}
-        if scores:
-            prediction["score"] = round(sum(scores) / len(scores), 4)
-        relative = quote(os.path.relpath(sample.path, root))
-        tasks.append(
-            {
-                "data": {label_studio.IMAGE: f"/data/local-files/?d={relative}"},
-                "meta": {"verilabel_sample_id": sample.sample_id, "tags": sample.tags},
-                "predictions": [prediction] if results else [],
-            }
-        )
-        labels_written += len(results)
-    (out / "tasks.json").write_text(json.dumps(tasks))
-    (out / "label_config.xml").write_text(label_studio.label_config(classes, kinds or {"rectanglelabels"}))
+    partial = out / "tasks.json.part"
+    with partial.open("w") as file:
+        tasks = _JsonArray(file)
+        for sample in source.samples():
+            width, height = _size(sample)
+            results = label_studio.to_results(sample.labels, width, height)
+            kinds |= {r["type"] for r in results}
+            scores = [label.confidence for label in sample.labels if label.confidence is not None]
+            prediction: dict[str, Any] = {"model_version": "verilabel", "result": results}
+            if scores:
+                prediction["score"] = round(sum(scores) / len(scores), 4)
+            tasks.add(
+                {
+                    "data": {label_studio.IMAGE: f"/data/local-files/?d={quote(os.path.relpath(sample.path, root))}"},
+                    "meta": {"verilabel_sample_id": sample.sample_id, "tags": sample.tags},
+                    "predictions": [prediction] if results else [],
+                }
+            )
+            labels_written += len(results)
+        tasks.close()
+    os.replace(partial, out / "tasks.json")
+    (out / "label_config.xml").write_text(label_studio.label_config(source.classes, kinds or {"rectanglelabels"}))
     next_step = (
         f"run Label Studio with LOCAL_FILES_SERVING_ENABLED=true and LOCAL_FILES_DOCUMENT_ROOT={root}, create a "
         f"project with {out / 'label_config.xml'}, add a Local files storage for {folder}, then import "
         f"{out / 'tasks.json'}"
     )
-    return ExportSummary("label-studio", len(tasks), labels_written, str(out / "tasks.json"), next_step)
+    return ExportSummary("label-studio", tasks.count, labels_written, str(out / "tasks.json"), next_step)
 
 
-Exporter = Callable[[list[str], Iterator[ExportItem], Path], ExportSummary]
+Exporter = Callable[[ExportSource, Path, ExportOptions], ExportSummary]
 EXPORTERS: dict[str, Exporter] = {
     "coco": _export_coco,
     "yolo": _export_yolo,

@@ -6,10 +6,13 @@ can record it against the sample and go on.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -43,21 +46,59 @@ class ImageHeader:
 
 
 def probe(path: str | os.PathLike[str]) -> ImageHeader:
-    """Width and height as displayed (EXIF rotation applied), read from the header only."""
+    """Width and height as displayed (EXIF rotation applied), read from the header only: whatever the size (a
+    header is harmless, decoding is what a size limit guards; see ``too_large``)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with _header_only():
+            img = Image.open(path)
+        with img:
             width, height = img.size
-            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+            orientation = _orientation(img)
             fmt = img.format
     except FileNotFoundError as exc:
         raise SampleError(f"file not found: {path}") from exc
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise SampleError(f"not a readable image: {path} ({exc})") from exc
     if orientation in _TRANSPOSED_ORIENTATIONS:
         width, height = height, width
     return ImageHeader(width, height, fmt)
+
+
+def _orientation(img: Any) -> int:
+    """The EXIF orientation from the header. A PNG's EXIF chunk may follow its pixels, and PIL's ``getexif``
+    then decodes the whole image to find it: a PNG without EXIF before its pixels counts as upright."""
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1
+    return int(img.getexif().get(_EXIF_ORIENTATION, 1))
+
+
+def too_large(path: str | os.PathLike[str], width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
+    """Why an image of this size is not decoded (the decompression-bomb guard), and the fix."""
+    return (
+        f"image is {width}x{height} = {width * height / 1e6:.0f} Mpx, above the limit of {max_pixels / 1e6:.0f} Mpx "
+        f"(decompression-bomb guard): {path}. If it is genuine, raise the run's max_image_pixels."
+    )
+
+
+_PIL_LIMIT = threading.Lock()
+
+
+@contextlib.contextmanager
+def _header_only() -> Iterator[None]:
+    """Open images without PIL's own decompression-bomb check, which raises on the header alone and knows only
+    its global limit: verilabel checks sizes itself, against the limit of the run. PIL's setting is global, so
+    it is lifted under a lock and restored at once (only opening the header runs inside)."""
+    from PIL import Image
+
+    with _PIL_LIMIT:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def decode(
@@ -76,19 +117,18 @@ def decode(
         return fast
 
     try:
-        with Image.open(path) as img:
+        with _header_only():
+            img = Image.open(path)
+        with img:
             width, height = img.size
             if width * height > max_pixels:
-                raise SampleError(
-                    f"image is {width}x{height} = {width * height / 1e6:.0f} Mpx, above the limit of "
-                    f"{max_pixels / 1e6:.0f} Mpx (decompression-bomb guard): {path}. If it is genuine, raise "
-                    "the run's max_image_pixels."
-                )
+                raise SampleError(too_large(path, width, height, max_pixels))
+            orientation = _orientation(img)  # from the header, as ``probe`` reads it: the two agree on the size
             if draft_size and img.format == "JPEG":
                 img.draft("RGB", (draft_size, draft_size))
             img.load()
             # Each step only when needed: PIL's transpose and convert copy the image even when they change nothing.
-            oriented = ImageOps.exif_transpose(img) if img.getexif().get(_EXIF_ORIENTATION, 1) != 1 else img
+            oriented = ImageOps.exif_transpose(img) if orientation != 1 else img
             rgb = oriented if oriented.mode == "RGB" else oriented.convert("RGB")
             return np.asarray(rgb)
     except SampleError:

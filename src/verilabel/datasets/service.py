@@ -15,16 +15,17 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from verilabel.datasets.images import iter_image_files, probe
+from verilabel.datasets.images import DEFAULT_MAX_PIXELS, iter_image_files, probe, too_large
 from verilabel.datasets.views import View
 from verilabel.errors import ConflictError, DatasetImportError, NotFoundError, SampleError
 from verilabel.formats import coco, voc, yolo
 from verilabel.labels import Label
+from verilabel.review import counts
 from verilabel.store import Store
 from verilabel.store.bulk import insert_rows
 from verilabel.store.convert import label_columns, row_label
 from verilabel.store.db import lock_row
-from verilabel.store.schema import DatasetRow, LabelFieldRow, LabelRow, SampleRow, SampleTagRow
+from verilabel.store.schema import DatasetRow, LabelFieldRow, LabelRow, RunRow, SampleRow, SampleTagRow
 
 Progress = Callable[[int, int], None]
 _CHUNK = 1000
@@ -109,19 +110,35 @@ def dataset_row(session: Session, name: str, *, lock: bool = False) -> DatasetRo
 
 
 def create_dataset(store: Store, name: str, *, exist_ok: bool = False) -> DatasetInfo:
+    """An empty dataset. To create one with its images or labels in one step, pass ``create=True`` to
+    ``add_images`` or an ``import_*`` function instead: a failed import then leaves no empty dataset behind."""
+    with store.write() as session:
+        _dataset_for_import(session, name, create=True, exist_ok=exist_ok)
+    return dataset_info(store, name)
+
+
+def _dataset_for_import(session: Session, name: str, *, create: bool, exist_ok: bool = False) -> DatasetRow:
+    """The dataset that an import writes to, locked; with ``create``, made in the import's own transaction."""
     name = name.strip()
     if not name:
         raise ConflictError("a dataset needs a non-empty name")
-    with store.write() as session:
-        existing = session.scalar(select(DatasetRow).where(DatasetRow.name == name))
-        if existing is None:
-            session.add(DatasetRow(name=name, created_at=now()))
-        elif not exist_ok:
-            raise ConflictError(
-                f"dataset {name!r} already exists. Add images to it with "
-                f"`verilabel dataset add {name} --from-dir DIR`, or pick another name."
-            )
-    return dataset_info(store, name)
+    existing = session.scalar(select(DatasetRow).where(DatasetRow.name == name))
+    if existing is None and create:
+        row = DatasetRow(name=name, created_at=now())
+        session.add(row)
+        session.flush()
+        return row
+    if existing is not None and create and not exist_ok:
+        raise ConflictError(
+            f"dataset {name!r} already exists. Add images to it with "
+            f"`verilabel dataset add {name} --from-dir DIR`, or pick another name."
+        )
+    return dataset_row(session, name, lock=True)  # writers that add samples, fields or tags take turns
+
+
+def dataset_exists(store: Store, name: str) -> bool:
+    with store.read() as session:
+        return session.scalar(select(DatasetRow.id).where(DatasetRow.name == name.strip())) is not None
 
 
 def delete_dataset(store: Store, name: str) -> None:
@@ -135,11 +152,16 @@ def _probe_all(paths: Sequence[Path], summary: ImportSummary, progress: Progress
     def one(path: Path) -> dict[str, Any]:
         try:
             header = probe(path)
-            return {"path": str(path), "width": header.width, "height": header.height, "meta": {}}
         except SampleError as exc:
             # Kept as a sample: the file may be fixed later, and a run records the failure against it.
             summary.unreadable.append(str(path))
             return {"path": str(path), "width": None, "height": None, "meta": {"import_error": str(exc)}}
+        meta = {}
+        if header.width * header.height > DEFAULT_MAX_PIXELS:
+            # Its size is known (the header is read), but runs will not decode it unless their limit is raised.
+            summary.unreadable.append(str(path))
+            meta["import_error"] = too_large(path, header.width, header.height)
+        return {"path": str(path), "width": header.width, "height": header.height, "meta": meta}
 
     rows = []
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -161,14 +183,19 @@ def _existing_paths(session: Session, dataset_id: int) -> set[str]:
     return set(session.scalars(select(SampleRow.path).where(SampleRow.dataset_id == dataset_id)))
 
 
-def add_images(store: Store, name: str, directory: str | Path, *, progress: Progress | None = None) -> ImportSummary:
-    """Add every image under ``directory`` (recursively) that the dataset does not have yet."""
+def add_images(
+    store: Store, name: str, directory: str | Path, *, create: bool = False, progress: Progress | None = None
+) -> ImportSummary:
+    """Add every image under ``directory`` (recursively) that the dataset does not have yet. ``create``: the
+    dataset is new, and made in the same transaction as its samples (nothing is left behind if this fails)."""
     root = Path(directory).expanduser().resolve()
     if not root.is_dir():
         raise DatasetImportError(f"not a folder: {root}. Pass the folder that holds the images.")
     summary = ImportSummary(name)
-    with store.read() as session:
-        existing = _existing_paths(session, dataset_row(session, name).id)
+    existing: set[str] = set()
+    if not create:
+        with store.read() as session:
+            existing = _existing_paths(session, dataset_row(session, name).id)
     new_paths = []
     for path in iter_image_files(root):
         if str(path) in existing:
@@ -177,7 +204,7 @@ def add_images(store: Store, name: str, directory: str | Path, *, progress: Prog
             new_paths.append(path)
     rows = _probe_all(new_paths, summary, progress)
     with store.write() as session:
-        dataset_id = dataset_row(session, name, lock=True).id
+        dataset_id = _dataset_for_import(session, name, create=create).id
         # Checked again inside the write transaction: another process may have added some meanwhile.
         current = _existing_paths(session, dataset_id)
         fresh = [r for r in rows if r["path"] not in current]
@@ -204,15 +231,19 @@ def ensure_field(
     return row
 
 
+ImportItem = tuple[Path, int | None, int | None, Sequence[Label], Sequence[str]]  # path, width, height, labels, tags
+
+
 def _import_labelled(
-    store: Store, name: str, field_name: str, items: Sequence[tuple[Path, int | None, int | None, Sequence[Label]]]
+    store: Store, name: str, field_name: str, items: Sequence[ImportItem], *, create: bool = False
 ) -> ImportSummary:
-    """Add samples with their labels; samples already in the dataset get their labels added to the field. Image
-    files that do not exist are added too, and reported as unreadable."""
+    """Add samples with their labels and sample tags, in ONE transaction (with ``create``, the dataset too);
+    samples already in the dataset get their labels added to the field. Image files that do not exist are
+    added too, and reported as unreadable."""
     summary = ImportSummary(name)
-    summary.unreadable = [str(p) for p, _, _, _ in items if not p.exists()]
+    summary.unreadable = [str(item[0]) for item in items if not item[0].exists()]
     with store.write() as session:
-        dataset_id = dataset_row(session, name, lock=True).id
+        dataset_id = _dataset_for_import(session, name, create=create).id
         if find_field(session, dataset_id, field_name) is not None:
             raise ConflictError(
                 f"dataset {name!r} already has a label field {field_name!r}; import into "
@@ -222,7 +253,7 @@ def _import_labelled(
         ids = dict(
             session.execute(select(SampleRow.path, SampleRow.id).where(SampleRow.dataset_id == dataset_id)).all()
         )
-        new = [(p, w, h) for p, w, h, _ in items if str(p) not in ids]
+        new = [(p, w, h) for p, w, h, _, _ in items if str(p) not in ids]
         _insert_samples(session, dataset_id, ({"path": str(p), "width": w, "height": h, "meta": {}} for p, w, h in new))
         summary.added, summary.already_present = len(new), len(items) - len(new)
         ids = dict(
@@ -230,39 +261,31 @@ def _import_labelled(
         )
         rows = [
             dict(label_columns(label), sample_id=ids[str(path)], field_id=field_row.id)
-            for path, _, _, labels in items
+            for path, _, _, labels, _ in items
             for label in labels
         ]
         for start in range(0, len(rows), _CHUNK):
             insert_rows(session, LabelRow, rows[start : start + _CHUNK])
         summary.labels = len(rows)
+        _add_tags(session, dataset_id, {(ids[str(path)], tag) for path, _, _, _, tags in items for tag in tags})
     return summary
 
 
 def import_coco(
-    store: Store, name: str, coco_file: str | Path, images_dir: str | Path, *, field_name: str = "ground_truth"
+    store: Store,
+    name: str,
+    coco_file: str | Path,
+    images_dir: str | Path,
+    *,
+    field_name: str = "ground_truth",
+    create: bool = False,
 ) -> ImportSummary:
     root = Path(images_dir).expanduser().resolve()
     if not root.is_dir():
         raise DatasetImportError(f"images folder not found: {root}")
     images = coco.read_coco(Path(coco_file))
-    items = []
-    for image in images:
-        path = (root / image.file_name).resolve()
-        items.append((path, image.width, image.height, image.labels))
-    summary = _import_labelled(store, name, field_name, items)
-    for tag in sorted({t for image in images for t in image.tags}):
-        paths = [str((root / image.file_name).resolve()) for image in images if tag in image.tags]
-        with store.read() as session:
-            ids = list(
-                session.scalars(
-                    select(SampleRow.id).where(
-                        SampleRow.dataset_id == dataset_row(session, name).id, SampleRow.path.in_(paths)
-                    )
-                )
-            )
-        tag_samples(store, name, [tag], View(ids=ids))
-    return summary
+    items = [((root / i.file_name).resolve(), i.width, i.height, i.labels, i.tags) for i in images]
+    return _import_labelled(store, name, field_name, items, create=create)
 
 
 def import_yolo(
@@ -271,6 +294,7 @@ def import_yolo(
     directory: str | Path,
     *,
     field_name: str = "ground_truth",
+    create: bool = False,
     progress: Progress | None = None,
 ) -> ImportSummary:
     root = Path(directory).expanduser().resolve()
@@ -282,13 +306,17 @@ def import_yolo(
         raise DatasetImportError(f"no images under {root}/images (the YOLO layout is images/ beside labels/)")
     summary = ImportSummary(name)
     probed = _probe_all(images, summary, progress)
-    items = [(Path(r["path"]), r["width"], r["height"], list(yolo.read_labels(Path(r["path"]), names))) for r in probed]
-    result = _import_labelled(store, name, field_name, items)
+    items: list[ImportItem] = [
+        (Path(r["path"]), r["width"], r["height"], list(yolo.read_labels(Path(r["path"]), names)), ()) for r in probed
+    ]
+    result = _import_labelled(store, name, field_name, items, create=create)
     result.unreadable = summary.unreadable
     return result
 
 
-def import_voc(store: Store, name: str, directory: str | Path, *, field_name: str = "ground_truth") -> ImportSummary:
+def import_voc(
+    store: Store, name: str, directory: str | Path, *, field_name: str = "ground_truth", create: bool = False
+) -> ImportSummary:
     """A Pascal VOC folder: ``Annotations/*.xml`` beside ``JPEGImages/`` (the devkit layout), or XML files beside
     their images (LabelImg's). An image is looked for in ``JPEGImages/``, then beside its XML file, then at the
     path the file records; image sizes come from the XML files."""
@@ -300,7 +328,7 @@ def import_voc(store: Store, name: str, directory: str | Path, *, field_name: st
     files = sorted(annotations.rglob("*.xml"))
     if not files:
         raise DatasetImportError(f"no .xml annotation files in {annotations}")
-    items = []
+    items: list[ImportItem] = []
     for file in files:
         image = voc.read_xml(file)
         candidates = [root / "JPEGImages" / image.filename, file.parent / image.filename]
@@ -309,9 +337,8 @@ def import_voc(store: Store, name: str, directory: str | Path, *, field_name: st
         if image.path:
             candidates.append(Path(image.path))
         path = next((c for c in candidates if c.exists()), candidates[0]).resolve()
-        items.append((path, image.width, image.height, list(image.labels)))
-    summary = _import_labelled(store, name, field_name, items)
-    return summary
+        items.append((path, image.width, image.height, list(image.labels), ()))
+    return _import_labelled(store, name, field_name, items, create=create)
 
 
 def _info(session: Session, row: DatasetRow) -> DatasetInfo:
@@ -321,7 +348,7 @@ def _info(session: Session, row: DatasetRow) -> DatasetInfo:
         select(LabelFieldRow).where(LabelFieldRow.dataset_id == row.id).order_by(LabelFieldRow.name)
     ):
         count = session.scalar(select(func.count()).select_from(LabelRow).where(LabelRow.field_id == f.id))
-        fields[f.name] = {"kind": f.kind, "labels": count, "run": f.run_id}
+        fields[f.name] = {"kind": f.kind, "labels": count, "run": f.run_id} | _pending_run(session, f.run_id)
     tags = dict(
         session.execute(
             select(SampleTagRow.tag, func.count())
@@ -331,6 +358,19 @@ def _info(session: Session, row: DatasetRow) -> DatasetInfo:
         ).all()
     )
     return DatasetInfo(row.id, row.name, row.created_at, samples or 0, fields, tags)
+
+
+def _pending_run(session: Session, run_id: str | None) -> dict[str, Any]:
+    """For a field whose run is not approved yet: that run's name, status and labels (which are not in the
+    field until approval), so that an empty field is not mistaken for a run that found nothing."""
+    if run_id is None:
+        return {}
+    run = session.get(RunRow, run_id)
+    if run is None or run.status == "approved":
+        return {}
+    by_state = counts.summary(session, run_id)
+    review, promoted = by_state.get(counts.REVIEW, (0, 0))[0], by_state.get(counts.PROMOTED, (0, 0))[0]
+    return {"run_name": run.name, "run_status": run.status, "run_labels": review + promoted, "promoted": promoted}
 
 
 def dataset_info(store: Store, name: str) -> DatasetInfo:
@@ -364,22 +404,27 @@ def samples(store: Store, name: str, view: View | None = None, *, limit: int = 1
 
 def tag_samples(store: Store, name: str, tags: Sequence[str], view: View | None = None) -> int:
     """Add tags to the samples of a view; returns how many (sample, tag) pairs were new."""
-    added = 0
     with store.write() as session:
         dataset_id = dataset_row(session, name, lock=True).id  # two taggers must not both add one pair
         ids = list(session.scalars((view or View()).sample_ids_query(dataset_id)))
-        for tag in tags:
-            have = set(
-                session.scalars(
-                    select(SampleTagRow.sample_id)
-                    .join(SampleRow, SampleRow.id == SampleTagRow.sample_id)
-                    .where(SampleRow.dataset_id == dataset_id, SampleTagRow.tag == tag)
-                )
+        return _add_tags(session, dataset_id, {(i, tag) for tag in tags for i in ids})
+
+
+def _add_tags(session: Session, dataset_id: int, pairs: set[tuple[int, str]]) -> int:
+    """Insert the (sample id, tag) pairs the dataset does not have yet; returns how many were new."""
+    added = 0
+    for tag in sorted({tag for _, tag in pairs}):
+        have = set(
+            session.scalars(
+                select(SampleTagRow.sample_id)
+                .join(SampleRow, SampleRow.id == SampleTagRow.sample_id)
+                .where(SampleRow.dataset_id == dataset_id, SampleTagRow.tag == tag)
             )
-            rows = [{"sample_id": i, "tag": tag} for i in ids if i not in have]
-            for start in range(0, len(rows), _CHUNK):
-                session.execute(insert(SampleTagRow), rows[start : start + _CHUNK])
-            added += len(rows)
+        )
+        rows = [{"sample_id": i, "tag": tag} for i, t in sorted(pairs) if t == tag and i not in have]
+        for start in range(0, len(rows), _CHUNK):
+            session.execute(insert(SampleTagRow), rows[start : start + _CHUNK])
+        added += len(rows)
     return added
 
 
@@ -397,6 +442,14 @@ def labels_of(store: Store, name: str, field_name: str, sample_id: int) -> list[
             .order_by(LabelRow.id)
         ).all()
         return [row_label(r) for r in rows]
+
+
+def sample_paths(store: Store, ids: Sequence[int]) -> dict[int, str]:
+    """The file path of each of these samples (ids that do not exist are left out)."""
+    if not ids:
+        return {}
+    with store.read() as session:
+        return dict(session.execute(select(SampleRow.id, SampleRow.path).where(SampleRow.id.in_(set(ids)))).all())
 
 
 def read_id_file(path: str | Path) -> list[int]:

@@ -15,20 +15,15 @@ Clauses on the same field describe one label: ``gt.label=car; gt.confidence>=0.9
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Text, and_, cast, exists, not_, or_, select
+from sqlalchemy import Select, and_, exists, not_, or_, select
 
 from verilabel.errors import ConfigError
+from verilabel.store import json_lists
 from verilabel.store.schema import LabelFieldRow, LabelRow, SampleRow, SampleTagRow
-
-
-def has_tag(column: Any, tag: str) -> ColumnElement[bool]:
-    """Portable test of a JSON list-of-strings column holding ``tag`` (SQLite and PostgreSQL alike)."""
-    return cast(column, Text).contains(json.dumps(tag), autoescape=True)
 
 
 @dataclass
@@ -70,7 +65,7 @@ class View:
             if flt.classes:
                 conditions.append(LabelRow.label.in_(flt.classes))
             if flt.tags:
-                conditions.append(or_(*(has_tag(LabelRow.tags, tag) for tag in flt.tags)))
+                conditions.append(or_(*(json_lists.contains(LabelRow.tags, tag) for tag in flt.tags)))
             if flt.min_confidence is not None:
                 conditions.append(
                     LabelRow.confidence > flt.min_confidence

@@ -138,6 +138,12 @@ def _full_image_mask(detection: Detection, width: int, height: int) -> np.ndarra
     return canvas
 
 
+def _shoelace(points: list[tuple[float, float]]) -> float:
+    """The area enclosed by a ring of pixel points."""
+    xs, ys = np.array([p[0] for p in points]), np.array([p[1] for p in points])
+    return float(abs(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1))) / 2)
+
+
 def detection_to_annotation(
     detection: Detection, *, annotation_id: int, image_id: int, category_id: int, width: int, height: int
 ) -> dict[str, Any]:
@@ -147,17 +153,19 @@ def detection_to_annotation(
         "image_id": image_id,
         "category_id": category_id,
         "bbox": [round(x * width, 3), round(y * height, 3), round(w * width, 3), round(h * height, 3)],
-        "area": round(w * width * h * height, 3),
+        "area": round(w * width * h * height, 3),  # a box's; a polygon's or a mask's own below
         "iscrowd": int(detection.attributes.get("iscrowd", 0)),
     }
     if detection.confidence is not None:
         ann["score"] = detection.confidence
     if detection.polygon is not None:
-        ann["segmentation"] = [
-            [round(v, 3) for px, py in ring for v in (px * width, py * height)] for ring in detection.polygon.rings
-        ]
+        rings = [[(px * width, py * height) for px, py in ring] for ring in detection.polygon.rings]
+        ann["segmentation"] = [[round(v, 3) for point in ring for v in point] for ring in rings]
+        ann["area"] = round(sum(_shoelace(ring) for ring in rings), 3)
     elif detection.mask is not None:
-        ann["segmentation"] = rle_encode(_full_image_mask(detection, width, height))
+        full = _full_image_mask(detection, width, height)
+        ann["segmentation"] = rle_encode(full)
+        ann["area"] = int(full.sum())
     if detection.keypoints is not None:
         points = detection.keypoints
         visibility = points.visibility or tuple(1.0 for _ in points.points)
@@ -175,36 +183,9 @@ def detection_to_annotation(
     return ann
 
 
-def build_coco(images: list[CocoImage], classes: list[str]) -> dict[str, Any]:
-    """A COCO detection document; category ids are 1-based in ``classes`` order."""
-    category_ids = {name: index for index, name in enumerate(classes, 1)}
-    document: dict[str, Any] = {
-        "info": {"description": "exported by verilabel"},
-        "categories": [{"id": i, "name": name} for name, i in category_ids.items()],
-        "images": [],
-        "annotations": [],
-    }
-    for image_id, image in enumerate(images, 1):
-        record: dict[str, Any] = {
-            "id": image_id,
-            "file_name": image.file_name,
-            "width": image.width,
-            "height": image.height,
-        }
-        if image.tags:
-            record["tags"] = list(image.tags)
-        document["images"].append(record)
-        for label in image.labels:
-            if not isinstance(label, Detection):
-                raise DatasetImportError("COCO export takes detection fields; this one holds classifications")
-            document["annotations"].append(
-                detection_to_annotation(
-                    label,
-                    annotation_id=len(document["annotations"]) + 1,
-                    image_id=image_id,
-                    category_id=category_ids[label.label],
-                    width=image.width,
-                    height=image.height,
-                )
-            )
-    return document
+def image_record(image_id: int, file_name: str, width: int, height: int, tags: list[str]) -> dict[str, Any]:
+    """A COCO ``images`` entry (``tags``: sample tags, a verilabel extension)."""
+    record: dict[str, Any] = {"id": image_id, "file_name": file_name, "width": width, "height": height}
+    if tags:
+        record["tags"] = list(tags)
+    return record

@@ -76,17 +76,15 @@ def read_labels(image: Path, names: list[str]) -> list[Detection]:
     ]
 
 
-def label_line(detection: Detection, class_index: int, *, segments: bool) -> str:
-    """One line of a YOLO label file: a box (``cls cx cy w h [conf]``) or, for segments, a polygon."""
+def label_line(detection: Detection, class_index: int, *, segments: bool, with_score: bool = False) -> str:
+    """One line of a YOLO label file: a box (``cls cx cy w h``) or, for segments, a polygon; ``with_score`` adds
+    the confidence at the end (ultralytics' ``save_conf`` prediction format, which its training refuses)."""
+    score = [detection.confidence] if with_score and detection.confidence is not None else []
     if segments:
         points = outline(detection)
         if len(points) >= 3:
-            values = [v for point in points for v in point]
-            if detection.confidence is not None:
-                values.append(detection.confidence)
+            values = [v for point in points for v in point] + score
             return " ".join([str(class_index), *(f"{v:.6f}" for v in values)])
     box = detection.box
-    values = [box.x + box.w / 2, box.y + box.h / 2, box.w, box.h]
-    if detection.confidence is not None:
-        values.append(detection.confidence)
+    values = [box.x + box.w / 2, box.y + box.h / 2, box.w, box.h, *score]
     return " ".join([str(class_index), *(f"{v:.6f}" for v in values)])

@@ -48,7 +48,7 @@ def _resolve(name: str, vocabulary: Sequence[str], lowered: Mapping[str, str], o
     hint = (
         f"closest names: {', '.join(lowered.get(c, c) for c in close)}"
         if close
-        else ("run `verilabel models --json` to see the vocabulary")
+        else "`verilabel models --vocabulary --json` lists each model's vocabulary"
     )
     raise ConfigError(option, f"{name!r} is not in the model's vocabulary ({hint})")
 

@@ -68,9 +68,41 @@ def catalogue() -> list[CatalogueEntry]:
 
 def is_available(entry: CatalogueEntry) -> bool:
     """The model runs with no download: its libraries import and its weights are on this machine."""
-    if any(importlib.util.find_spec(module) is None for module in entry.requires):
-        return False
-    return weights.cached(entry.weights)
+    return unavailable_because(entry) is None
+
+
+def unavailable_because(entry: CatalogueEntry) -> str | None:
+    """What keeps the model from running here with no download (a library, then the weights), with the fix;
+    None when nothing does."""
+    missing = _missing_modules(entry)
+    if missing:
+        return f"needs {', '.join(missing)}: pip install 'verilabel[{entry.extra}]'"
+    return weights.missing(entry.weights)
+
+
+def _missing_modules(entry: CatalogueEntry) -> list[str]:
+    return [module for module in entry.requires if importlib.util.find_spec(module) is None]
+
+
+def check_obtainable(ref: ModelRef, override: str | None, options: dict[str, Any] | None = None) -> None:
+    """Fail now, with the loader's own message, if the model could not be built when its run starts: a library
+    is missing, or its weights are neither here nor downloadable. Both stages of DETECTOR+SEGMENTER are checked
+    (the segmenter's weights come from the model option ``segmenter_weights``)."""
+    if ref.stages:
+        detector, segmenter = ref.stages
+        check_obtainable(detector, override, options)
+        check_obtainable(segmenter, (options or {}).get("segmenter_weights"))
+        return
+    if ref.entry is None:
+        return  # a user's model (python:...) or the boxes of a field: nothing to fetch
+    missing = _missing_modules(ref.entry)
+    if missing:
+        raise ModelLoadError(_missing_modules_message(ref.name, missing, ref.entry.extra))
+    weights.ensure_obtainable(ref.entry.weights, override, name=ref.entry.name)
+
+
+def _missing_modules_message(name: str, missing: list[str], extra: str) -> str:
+    return f"model {name!r} needs {', '.join(missing)}: install them with `pip install 'verilabel[{extra}]'`"
 
 
 def _spec_of(factory: Any, reference: str) -> ModelSpec:
@@ -171,7 +203,7 @@ def _vocabulary(entry: CatalogueEntry, weights: str | None, options: dict[str, A
         raise ConfigError("weights", f"model {entry.name!r} has no default weights: pass --weights FILE")
     if entry.zero_shot or not weights:
         return entry.vocabulary
-    if any(importlib.util.find_spec(module) is None for module in entry.requires):
+    if _missing_modules(entry):
         return entry.vocabulary  # load() reports the missing library with the extra to install
     module = importlib.import_module(entry.loader.partition(":")[0])
     reader = getattr(module, "read_vocabulary", None)
@@ -202,12 +234,9 @@ def load(ref: ModelRef, request: LoadRequest) -> Model:
 
         return two_stage.FieldBoxes(ref.prompt_field, ref.vocabulary or request.classes)
     if ref.entry is not None:
-        missing = [m for m in ref.entry.requires if importlib.util.find_spec(m) is None]
+        missing = _missing_modules(ref.entry)
         if missing:
-            raise ModelLoadError(
-                f"model {ref.name!r} needs {', '.join(missing)}: install them with "
-                f"`pip install 'verilabel[{ref.entry.extra}]'`"
-            )
+            raise ModelLoadError(_missing_modules_message(ref.name, missing, ref.entry.extra))
     factory = _import_object(ref.factory)
     try:
         model = factory(request, ref.entry) if ref.entry is not None else factory(request)

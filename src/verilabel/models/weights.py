@@ -14,9 +14,11 @@ every download attempt.
 
 from __future__ import annotations
 
+import hashlib
 import os
-import shutil
+import re
 import tempfile
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -70,6 +72,21 @@ def cached(source: str) -> bool:
     return False  # "user": the weights must be passed with --weights
 
 
+def missing(source: str) -> str | None:
+    """What is missing for the default weights of a catalogue entry to load here with no download, and where
+    they go; None when they are here. Reads the local caches only."""
+    kind, _, ref = source.partition(":")
+    if kind == "user":
+        return "no default weights: pass --weights FILE"
+    if kind == "hf" and not hf_cached(ref):
+        return f"weights {ref} not in the Hugging Face cache ({_hf_cache()}): `hf download {ref}`, or --weights DIR"
+    if kind in ("url", "torch"):
+        cached = _cached_file(ref, torch_hub_dir() if kind == "torch" else None)
+        if not cached.is_file():
+            return f"weights file {cached.name} not in {cached.parent} (downloaded at first use when online)"
+    return None
+
+
 def source_file(source: str, override: str | None, *, name: str) -> Path:
     """The local file of a ``url:`` or ``torch:`` source (or ``--weights``), downloading it once if allowed."""
     kind, _, ref = source.partition(":")
@@ -111,13 +128,8 @@ def hf_snapshot(repo: str | Path, *, name: str, files: tuple[str, ...] = ()) -> 
             return cached
     except Exception:  # not cached (LocalEntryNotFoundError and friends)
         pass
-    where = f"the Hugging Face cache ({_hf_cache()})"
-    fix = (
-        f"Run `hf download {repo}` on a machine with a network and copy {where}, or save the model with "
-        f"save_pretrained() and pass that directory to --weights."
-    )
     if offline():
-        raise ModelLoadError(f"weights {repo!r} for {name!r} are not in {where} and downloads are off. {fix}")
+        raise ModelLoadError(_hf_missing(repo, name, "downloads are off"))
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(DOWNLOAD_TIMEOUT_S))
     try:
@@ -125,11 +137,21 @@ def hf_snapshot(repo: str | Path, *, name: str, files: tuple[str, ...] = ()) -> 
         if not _complete(folder) and "*.safetensors" in files:  # an older repo: PyTorch pickles only
             folder = Path(snapshot_download(repo, allow_patterns=[*files, "*.bin"]))
     except Exception as exc:
-        raise ModelLoadError(
-            f"weights {repo!r} for {name!r} are not in {where} and the download failed "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). {fix}"
-        ) from None
+        raise ModelLoadError(_hf_missing(repo, name, f"the download failed ({_reason(exc)})")) from None
     return folder
+
+
+def _hf_missing(repo: str, name: str, why: str) -> str:
+    where = f"the Hugging Face cache ({_hf_cache()})"
+    return (
+        f"weights {repo!r} for {name!r} are not in {where} and {why}. Run `hf download {repo}` on a machine with "
+        f"a network and copy {where}, or save the model with save_pretrained() and pass that directory to --weights."
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 _WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth")
@@ -163,35 +185,137 @@ def _hf_cache() -> str:
 
 # --- single files from a URL ---------------------------------------------------------------------------------
 def url_file(url: str, override: str | None, *, name: str, cache_dir: Path | None = None) -> Path:
-    """A weights file: ``--weights`` if it is one, else the cached copy of ``url``, else one download."""
+    """A weights file: ``--weights`` if it is one, else the cached copy of ``url``, else one download, checked
+    against the SHA-256 the URL names when it names one (torchvision's ``-<hash prefix>.pth``)."""
     if override:
-        path = Path(override).expanduser()
-        if not path.is_file():
-            raise ModelLoadError(f"weights file for {name!r} not found: {path}. Pass an existing file to --weights.")
-        return path
-    folder = cache_dir or weights_dir()
-    cached = folder / Path(url).name
+        return _override_file(override, name)
+    cached = _cached_file(url, cache_dir)
     if cached.is_file():
         return cached
-    fix = f"Download {url} where a network is available and put it at {cached}, or pass --weights /path/to/file."
     if offline():
-        raise ModelLoadError(f"weights for {name!r} are not on this machine and VERILABEL_OFFLINE is set. {fix}")
-    folder.mkdir(parents=True, exist_ok=True)
-    part = tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part")  # noqa: SIM115
+        raise ModelLoadError(_url_missing(url, name, cached, "VERILABEL_OFFLINE is set"))
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    part = tempfile.NamedTemporaryFile(dir=cached.parent, delete=False, suffix=".part")  # noqa: SIM115
     try:
+        digest = hashlib.sha256()
         with part, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            shutil.copyfileobj(response, part)
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                part.write(chunk)
+        _check_digest(url, digest.hexdigest(), name)
         os.replace(part.name, cached)  # a killed download never leaves a truncated file under the real name
+    except ModelLoadError:
+        Path(part.name).unlink(missing_ok=True)
+        raise
     except Exception as exc:
         Path(part.name).unlink(missing_ok=True)
-        raise ModelLoadError(
-            f"weights for {name!r} are not on this machine and the download failed ({type(exc).__name__}: {exc}). {fix}"
-        ) from None
+        raise ModelLoadError(_url_missing(url, name, cached, f"the download failed ({_reason(exc)})")) from None
     return cached
 
 
+def _override_file(override: str, name: str) -> Path:
+    path = Path(override).expanduser()
+    if not path.is_file():
+        raise ModelLoadError(f"weights file for {name!r} not found: {path}. Pass an existing file to --weights.")
+    return path
+
+
+def _cached_file(url: str, cache_dir: Path | None) -> Path:
+    return (cache_dir or weights_dir()) / Path(urllib.parse.urlparse(url).path).name
+
+
+def _url_missing(url: str, name: str, cached: Path, why: str) -> str:
+    return (
+        f"weights for {name!r} are not on this machine and {why}. Download {url} where a network is available "
+        f"and put it at {cached}, or pass --weights /path/to/file."
+    )
+
+
+_HASH_PREFIX = re.compile(r"-([a-f0-9]{8,64})\.[A-Za-z0-9]+$")  # torchvision / torch.hub: NAME-<sha256 prefix>.pth
+_HASH_SEGMENT = re.compile(r"/([a-f0-9]{64})/")  # a full SHA-256 as a folder (OpenAI's CLIP releases)
+
+
+def expected_digest(url: str) -> str | None:
+    """The SHA-256 (or its prefix) that ``url`` names, if it names one."""
+    path = urllib.parse.urlparse(url).path
+    found = _HASH_PREFIX.search(path) or _HASH_SEGMENT.search(path)
+    return found.group(1) if found else None
+
+
+def _check_digest(url: str, actual: str, name: str) -> None:
+    expected = expected_digest(url)
+    if expected is not None and not actual.startswith(expected):
+        raise ModelLoadError(
+            f"the weights downloaded for {name!r} from {url} are corrupt: their SHA-256 is {actual[:16]}..., the URL "
+            f"names {expected}. Nothing was kept; try again, or download the file yourself and pass --weights."
+        )
+
+
+def ensure_obtainable(source: str, override: str | None, *, name: str) -> None:
+    """Raise the loader's own ModelLoadError now, before a run starts, when the weights are neither on this
+    machine nor downloadable: missing with downloads off, or (downloads allowed) their source cannot be
+    reached. Cheap when they are present: no network is touched."""
+    kind, _, ref = source.partition(":")
+    if kind in ("url", "torch"):
+        if override:
+            _override_file(override, name)
+            return
+        cached = _cached_file(ref, torch_hub_dir() if kind == "torch" else None)
+        if cached.is_file():
+            return
+        if offline():
+            raise ModelLoadError(_url_missing(ref, name, cached, "VERILABEL_OFFLINE is set"))
+        problem = _unreachable(ref)
+        if problem:
+            raise ModelLoadError(_url_missing(ref, name, cached, f"cannot be downloaded now ({problem})"))
+    elif kind == "hf":
+        repo = hf_repo(source, override, name=name)
+        if isinstance(repo, Path) or hf_cached(repo):
+            return
+        if offline():
+            raise ModelLoadError(_hf_missing(repo, name, "downloads are off"))
+        problem = _hub_unreachable(repo)
+        if problem:
+            raise ModelLoadError(_hf_missing(repo, name, f"cannot be downloaded now ({problem})"))
+
+
+PROBE_TIMEOUT_S = 5
+
+
+def _unreachable(url: str) -> str | None:
+    """Why ``url`` cannot be fetched now (a HEAD request), or None when it can."""
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S):
+            return None
+    except Exception as exc:
+        return _reason(exc)
+
+
+def _hub_unreachable(repo: str) -> str | None:
+    """Why the hub repo cannot be downloaded now (missing, gated, no network), or None when it can."""
+    try:
+        from huggingface_hub import hf_hub_url
+        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+    except ImportError:
+        return None  # the loader reports the missing library
+    from huggingface_hub import get_hf_file_metadata
+
+    try:
+        get_hf_file_metadata(hf_hub_url(repo, "config.json"), timeout=PROBE_TIMEOUT_S)
+    except GatedRepoError:
+        return f"{repo} is gated: accept its licence on huggingface.co and log in with `hf auth login`"
+    except RepositoryNotFoundError:
+        return f"no repository {repo} on the hub (or it is private: log in with `hf auth login`)"
+    except Exception as exc:
+        if "404" in str(exc):  # a repo without config.json at the top (OpenCLIP): it exists
+            return None
+        return _reason(exc)
+    return None
+
+
 def url_cached(url: str, cache_dir: Path | None = None) -> bool:
-    return ((cache_dir or weights_dir()) / Path(url).name).is_file()
+    return _cached_file(url, cache_dir).is_file()
 
 
 def identity(source: str, override: str | None) -> str:
@@ -212,7 +336,7 @@ def identity(source: str, override: str | None) -> str:
             return source
         return f"{source}@{snapshot.name}"  # the snapshot folder is named by the commit
     if kind in ("url", "torch"):
-        cached = (torch_hub_dir() if kind == "torch" else weights_dir()) / Path(ref).name
+        cached = _cached_file(ref, torch_hub_dir() if kind == "torch" else None)
         return _describe(cached) if cached.is_file() else source
     return source
 

@@ -8,14 +8,15 @@ table then reads totals from a few rows instead of scanning a million.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, insert, literal, select
+from sqlalchemy import ColumnElement, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
+from verilabel.store.bulk import add_to_counters
 from verilabel.store.schema import RunClassCountRow, RunLabelRow
 
 Delta = tuple[int, int, float]  # labels, labels with a confidence, confidence sum
+REVIEW, PROMOTED = "review", "promoted"
 
 
 def deltas_of(labels: Iterable[tuple[str, float | None]]) -> dict[str, Delta]:
@@ -31,10 +32,7 @@ def deltas_of(labels: Iterable[tuple[str, float | None]]) -> dict[str, Delta]:
 
 
 def add(session: Session, run_id: str, state: str, deltas: Mapping[str, Delta], sign: int = 1) -> None:
-    """Add (``sign=1``) or subtract (``-1``) per-class deltas, as one upsert in class order: concurrent
-    workers on PostgreSQL then lock the count rows in the same order and cannot deadlock."""
-    if not deltas:
-        return
+    """Add (``sign=1``) or subtract (``-1``) per-class deltas, as one upsert."""
     rows = [
         {
             "run_id": run_id,
@@ -44,29 +42,9 @@ def add(session: Session, run_id: str, state: str, deltas: Mapping[str, Delta], 
             "scored": sign * scored,
             "confidence_sum": sign * total,
         }
-        for label, (count, scored, total) in sorted(deltas.items())
+        for label, (count, scored, total) in deltas.items()
     ]
-    statement = _upsert(session)
-    table = RunClassCountRow.__table__
-    statement = statement.on_conflict_do_update(
-        index_elements=["run_id", "review_state", "label"],
-        set_={
-            "count": table.c.count + statement.excluded.count,
-            "scored": table.c.scored + statement.excluded.scored,
-            "confidence_sum": table.c.confidence_sum + statement.excluded.confidence_sum,
-        },
-    )
-    session.execute(statement, rows)
-
-
-def _upsert(session: Session) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(RunClassCountRow)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(RunClassCountRow)
+    add_to_counters(session, RunClassCountRow, rows, ("count", "scored", "confidence_sum"))
 
 
 def matching(session: Session, where: ColumnElement[bool]) -> dict[str, Delta]:
@@ -113,3 +91,23 @@ def totals(session: Session, run_id: str, state: str) -> dict[str, Delta]:
         .order_by(RunClassCountRow.label)
     ).all()
     return {label: (int(count), int(scored), float(total)) for label, count, scored, total in rows}
+
+
+def close(session: Session, run_id: str) -> None:
+    """At approval: the promoted counts become the ``approved`` ones, the review counts the ``discarded``."""
+    for state, final in ((PROMOTED, "approved"), (REVIEW, "discarded")):
+        session.execute(
+            update(RunClassCountRow)
+            .where(RunClassCountRow.run_id == run_id, RunClassCountRow.review_state == state)
+            .values(review_state=final)
+        )
+
+
+def summary(session: Session, run_id: str) -> dict[str, tuple[int, int]]:
+    """Per state: (labels, classes with at least one label)."""
+    rows = session.execute(
+        select(RunClassCountRow.review_state, func.sum(RunClassCountRow.count), func.count())
+        .where(RunClassCountRow.run_id == run_id, RunClassCountRow.count > 0)
+        .group_by(RunClassCountRow.review_state)
+    ).all()
+    return {state: (int(labels or 0), int(classes)) for state, labels, classes in rows}

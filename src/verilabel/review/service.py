@@ -16,20 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, not_, or_, select, update
 
 from verilabel.datasets.service import find_field
-from verilabel.datasets.views import View, has_tag
+from verilabel.datasets.views import View
 from verilabel.errors import ConfigError, ConflictError
 from verilabel.labels import Label
 from verilabel.review import counts
+from verilabel.review.counts import PROMOTED, REVIEW
 from verilabel.runs.service import run_row
-from verilabel.store import Store
+from verilabel.store import Store, json_lists
 from verilabel.store.convert import row_label
 from verilabel.store.db import lock_row
 from verilabel.store.schema import LabelRow, RunClassCountRow, RunLabelRow, RunRow, RunSampleRow
 
-REVIEW, PROMOTED = "review", "promoted"
 _COPIED = (
     "id",
     "kind",
@@ -92,7 +92,7 @@ class LabelQuery:
         if self.label_ids is not None:
             found.append(RunLabelRow.id.in_(self.label_ids))
         if self.tags:
-            found.append(or_(*(has_tag(RunLabelRow.tags, tag) for tag in self.tags)))
+            found.append(or_(*(json_lists.contains(RunLabelRow.tags, tag) for tag in self.tags)))
         return found
 
 
@@ -122,6 +122,19 @@ def _open_run(session: Any, run: str, *, lock: bool = False) -> RunRow:
     return row  # type: ignore[no-any-return]
 
 
+def _check_classes(session: Any, row: RunRow, query: LabelQuery | None) -> None:
+    """A class filter naming a class the run has no label of is a typo, not an empty selection: say so."""
+    if query is None or not query.classes:
+        return
+    known = set(session.scalars(select(RunClassCountRow.label).where(RunClassCountRow.run_id == row.id)))
+    unknown = [name for name in query.classes if name not in known]
+    if unknown:
+        listed = ", ".join(sorted(known)[:30]) or "none yet"
+        raise ConfigError(
+            "class", f"run {row.name!r} has no label of class {', '.join(map(repr, unknown))}; its classes: {listed}"
+        )
+
+
 def _where(row: RunRow, state: str, query: LabelQuery | None) -> ColumnElement[bool]:
     return and_(
         RunLabelRow.run_id == row.id,
@@ -139,6 +152,7 @@ def class_table(store: Store, run: str, query: LabelQuery | None = None, *, appr
     state = PROMOTED if approval else REVIEW
     with store.read() as session:
         row = _open_run(session, run)
+        _check_classes(session, row, query)
         whole = counts.totals(session, row.id, state)
         conditions = query.validate().conditions(row.dataset_id) if query else []
         matched = counts.matching(session, _where(row, state, query)) if conditions else whole
@@ -188,6 +202,7 @@ def _move(store: Store, run: str, query: LabelQuery | None, source: str, target:
     """One UPDATE moves the matching labels between the sets: concurrent reviewers cannot interleave inside it."""
     with store.write() as session:
         row = _open_run(session, run, lock=True)  # reviewers of one run take turns: the counts stay exact
+        _check_classes(session, row, query)
         where = _where(row, source, query)
         moved = counts.matching(session, where)
         result = session.execute(
@@ -227,19 +242,29 @@ def _copy_promoted(session: Any, row: RunRow, field_id: int) -> int:
 
 
 def _delete_generated(session: Any, row: RunRow) -> int:
-    session.execute(delete(RunClassCountRow).where(RunClassCountRow.run_id == row.id))
+    counts.close(session, row.id)
     result = session.execute(
         delete(RunLabelRow).where(RunLabelRow.run_id == row.id).execution_options(synchronize_session=False)
     )
     return int(result.rowcount)
 
 
-def approve(store: Store, run: str) -> ApproveResult:
+def approve(store: Store, run: str, *, allow_empty: bool = False) -> ApproveResult:
     """Terminal and atomic: the field's labels become exactly the promoted ones, the rest are deleted, and the
     run is approved. For a generated run the field is new (empty until now); for an analysis of existing
-    labels this drops the labels the reviewer did not promote."""
+    labels this drops the labels the reviewer did not promote.
+
+    With nothing promoted this would discard every label: refused unless ``allow_empty``."""
     with store.write() as session:
         row = _open_run(session, run, lock=True)
+        promoted = counts.summary(session, row.id).get(PROMOTED, (0, 0))[0]
+        if not promoted and not allow_empty:
+            in_review = counts.summary(session, row.id).get(REVIEW, (0, 0))[0]
+            raise ConflictError(
+                f"run {row.name!r} has no promoted label: approving would discard all {in_review} labels and leave "
+                f"field {row.field!r} empty. Promote the good ones first (`verilabel review promote {row.name} "
+                "--min-confidence X`), or approve with --allow-empty if an empty field is what you want."
+            )
         field = find_field(session, row.dataset_id, row.field)
         if field is None:  # the run reserved it at creation; only a hand-edited database lacks it
             raise ConflictError(f"run {row.name!r}: its label field {row.field!r} is missing from the dataset")
@@ -273,9 +298,9 @@ def analyze_field(store: Store, dataset: str, field_name: str, *, name: str | No
 
     Approving it leaves in the field exactly the labels that were promoted. Needs at least one label with a
     confidence in [0, 1] (the review filters and the class table are about confidence)."""
-    import secrets
-
     from verilabel.datasets.service import dataset_row, now
+    from verilabel.runs import progress
+    from verilabel.runs.config import unique_run_name
     from verilabel.runs.service import new_run_id
 
     with store.write() as session:
@@ -308,7 +333,7 @@ def analyze_field(store: Store, dataset: str, field_name: str, *, name: str | No
                 f"no label in field {field_name!r} has a confidence in [0, 1]; the review works on confidences. "
                 "Import labels with scores (COCO `score`, a YOLO 6th column) to analyze them."
             )
-        run_name = name or f"analyze-{field_name}-{secrets.token_hex(3)}"
+        run_name = name or unique_run_name(session, dataset_id, f"analyze-{field_name}")
         if session.scalar(select(RunRow.id).where(RunRow.dataset_id == dataset_id, RunRow.name == run_name)):
             raise ConfigError("name", f"dataset {dataset!r} already has a run named {run_name!r}")
         run_id = new_run_id()
@@ -349,6 +374,7 @@ def analyze_field(store: Store, dataset: str, field_name: str, *, name: str | No
                 select(literal(run_id), samples.c.sample_id, literal(0), literal("done")),
             )
         )
+        progress.recount(session, run_id)
         total = session.scalar(select(func.count()).where(RunSampleRow.run_id == run_id))
         session.execute(update(RunRow).where(RunRow.id == run_id).values(total=total))
     return run_id
@@ -357,18 +383,28 @@ def analyze_field(store: Store, dataset: str, field_name: str, *, name: str | No
 def tag_labels(
     store: Store, run: str, tags: list[str], query: LabelQuery | None = None, *, remove: bool = False
 ) -> int:
-    """Add (or remove) tags on the run's labels matching ``query``, in either set; returns labels changed."""
-    if not tags or any(not t.strip() for t in tags):
+    """Add (or remove) tags on the run's labels matching ``query``, in either set; returns labels changed.
+    Set-based: one UPDATE per tag, whatever the number of labels."""
+    tags = list(dict.fromkeys(tag.strip() for tag in tags))
+    if not tags or any(not tag for tag in tags):
         raise ConfigError("tags", "give at least one non-empty tag")
     with store.write() as session:
         row = _open_run(session, run, lock=True)
-        conditions = [RunLabelRow.run_id == row.id, *(query.validate().conditions(row.dataset_id) if query else [])]
-        changes = []
-        for label_id, current in session.execute(select(RunLabelRow.id, RunLabelRow.tags).where(*conditions)):
-            before = list(current or [])
-            after = [t for t in before if t not in tags] if remove else before + [t for t in tags if t not in before]
-            if after != before:
-                changes.append({"id": label_id, "tags": after})
-        if changes:
-            session.execute(update(RunLabelRow), changes)
-        return len(changes)
+        _check_classes(session, row, query)
+        selected = and_(RunLabelRow.run_id == row.id, *(query.validate().conditions(row.dataset_id) if query else []))
+        dialect = session.get_bind().dialect.name
+
+        def needs(tag: str) -> ColumnElement[bool]:
+            has = json_lists.contains(RunLabelRow.tags, tag)
+            return has if remove else not_(has)
+
+        changed = int(session.scalar(select(func.count()).where(selected, or_(*(needs(tag) for tag in tags)))) or 0)
+        for tag in tags:
+            value = (json_lists.removed if remove else json_lists.appended)(RunLabelRow.tags, tag, dialect)
+            session.execute(
+                update(RunLabelRow)
+                .where(selected, needs(tag))
+                .values(tags=value)
+                .execution_options(synchronize_session=False)
+            )
+        return changed

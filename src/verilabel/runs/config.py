@@ -8,12 +8,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import secrets
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from verilabel.datasets.images import DEFAULT_MAX_PIXELS
@@ -115,7 +114,8 @@ def _target_view(request: RunRequest) -> View:
 
 
 def validate(store: Store, request: RunRequest) -> ValidatedRun:
-    """Check every option; nothing is written. Raises ConfigError / NotFoundError."""
+    """Check every option; nothing is written. Raises ConfigError (an option), ModelLoadError (the model could
+    not be built: a library or its weights are missing)."""
     if request.task not in TASKS:
         raise ConfigError("task", f"{request.task!r} is not a task; choose one of {', '.join(TASKS)}")
     task: Task = request.task
@@ -129,6 +129,8 @@ def validate(store: Store, request: RunRequest) -> ValidatedRun:
         )
     if model.prompt_field is not None:
         model = replace(model, vocabulary=_field_classes(store, request.dataset, model.prompt_field))
+    # What `verilabel models` knows (weights missing, a library absent) stops the run now, not in a worker.
+    registry.check_obtainable(model, request.weights, request.model_options)
     mapping = map_classes(
         zero_shot=model.zero_shot,
         vocabulary=model.vocabulary,
@@ -163,13 +165,27 @@ def validate(store: Store, request: RunRequest) -> ValidatedRun:
             dataset_id = dataset_row(session, request.dataset).id
         except NotFoundError as exc:
             raise ConfigError("dataset", str(exc)) from None
-        short_model = re.sub(r"[^A-Za-z0-9_.-]+", "-", model.name.removeprefix("python:").split(":")[-1])
-        name = request.name or f"{short_model}-{request.field}-{secrets.token_hex(3)}"
+        name = request.name or unique_run_name(session, dataset_id, request.field)
         _check_name("name", name)
         check_still_free(session, request, dataset_id, name)
         if session.scalar(view.sample_ids_query(dataset_id).limit(1)) is None:
             raise ConfigError("target", f"{request.target!r} selects no samples of {request.dataset!r}")
     return ValidatedRun(request, dataset_id, name, task, model, mapping, min_confidence, view)
+
+
+def unique_run_name(session: Session, dataset_id: int, base: str) -> str:
+    """``base`` if no run of the dataset has that name yet, else ``base-2``, ``base-3``...: a default name the
+    user can predict (a run is named after its field unless ``--name`` says otherwise)."""
+    taken = set(
+        session.scalars(
+            select(RunRow.name).where(
+                RunRow.dataset_id == dataset_id, or_(RunRow.name == base, RunRow.name.startswith(f"{base}-"))
+            )
+        )
+    )
+    if base not in taken:
+        return base
+    return next(f"{base}-{n}" for n in range(2, len(taken) + 3) if f"{base}-{n}" not in taken)
 
 
 def check_still_free(session: Session, request: RunRequest, dataset_id: int, name: str) -> None:

@@ -8,9 +8,11 @@ run can be resumed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,11 +28,22 @@ from sqlalchemy.orm import Session
 
 from verilabel.datasets.service import dataset_row, ensure_field
 from verilabel.errors import ConflictError, NotFoundError
+from verilabel.review import counts
+from verilabel.review.counts import PROMOTED, REVIEW
+from verilabel.runs import progress
 from verilabel.runs.config import RunRequest, ValidatedRun, check_still_free, validate
 from verilabel.settings import Settings
 from verilabel.store import Store
 from verilabel.store.db import lock_row
-from verilabel.store.schema import DatasetRow, RunLabelRow, RunRow, RunSampleRow, RunWorkerRow
+from verilabel.store.schema import (
+    DatasetRow,
+    LabelFieldRow,
+    RunClassCountRow,
+    RunLabelRow,
+    RunRow,
+    RunSampleRow,
+    RunWorkerRow,
+)
 
 STALE_AFTER = timedelta(seconds=20)
 ACTIVE = ("queued", "generating")
@@ -57,6 +70,7 @@ class WorkerInfo:
     heartbeat_at: datetime | None
     rate: float
     timings: dict[str, Any]
+    started_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,13 +101,15 @@ class RunInfo:
     done: int
     failed: int
     error: str | None
-    labels: int
-    classes: int
+    labels: int  # generated labels (review + approval set); once approved, the approved ones
+    classes: int  # classes among ``labels``
     config: dict[str, Any]
     model_info: dict[str, Any]
     workers: list[WorkerInfo] = dataclasses.field(default_factory=list)
     timings: dict[str, Any] = dataclasses.field(default_factory=dict)
     failures: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    promoted: int = 0  # of ``labels``, in the approval set
+    discarded: int | None = None  # once approved: the labels approval deleted
 
     @property
     def pending(self) -> int:
@@ -114,7 +130,24 @@ class RunInfo:
 
     @property
     def rate(self) -> float:
+        """Images per second now (0 when no worker runs)."""
         return sum(w.rate for w in self.workers if w.alive)
+
+    @property
+    def average_rate(self) -> float | None:
+        """Images per second of the latest start (or resume) of the run, from its first worker's start to its
+        last worker's latest heartbeat; None before any image was processed."""
+        spans = [(w.started_at, w.heartbeat_at) for w in self.workers if w.started_at and w.heartbeat_at]
+        processed = sum(w.processed for w in self.workers)
+        if not spans or not processed:
+            return None
+        seconds = (max(end for _, end in spans) - min(start for start, _ in spans)).total_seconds()
+        return processed / seconds if seconds > 0 else None
+
+    @property
+    def min_confidence(self) -> float | None:
+        value = self.config.get("min_confidence")
+        return None if value is None else float(value)
 
     @property
     def eta_seconds(self) -> float | None:
@@ -136,14 +169,17 @@ class RunInfo:
                 "total": self.total,
                 "pending": self.pending,
                 "rate": round(self.rate, 2),
+                "average_rate": None if self.average_rate is None else round(self.average_rate, 2),
                 "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
             },
             "error": self.error,
             "labels": self.labels,
+            "promoted": self.promoted,
+            "discarded": self.discarded,
             "classes": self.classes,
             "stalled": self.stalled,
             "resumable": self.resumable,
-            "min_confidence": self.config.get("min_confidence"),
+            "min_confidence": self.min_confidence,
             "model_classes": self.config.get("model_classes"),
             "model_info": self.model_info,
             "timings": self.timings,
@@ -181,12 +217,22 @@ def _worker_info(row: RunWorkerRow, at: datetime) -> WorkerInfo:
     elapsed = (heartbeat - started).total_seconds() if heartbeat and started else 0.0
     rate = row.processed / elapsed if elapsed > 0 else 0.0
     return WorkerInfo(
-        row.shard, row.pid, row.hostname, row.state, row.processed, alive, heartbeat, rate, dict(row.timings or {})
+        row.shard,
+        row.pid,
+        row.hostname,
+        row.state,
+        row.processed,
+        alive,
+        heartbeat,
+        rate,
+        dict(row.timings or {}),
+        started,
     )
 
 
 def run_row(session: Session, run: str, dataset: str | None = None, *, lock: bool = False) -> RunRow:
-    """Find a run by id, or by name (unique within a dataset; across datasets when unambiguous).
+    """Find a run by id, by name or by the field it writes, each optionally as ``DATASET/NAME`` (a name or a
+    field is unique within a dataset; across datasets it must be unambiguous).
 
     ``lock`` (for a change that depends on the run's state) locks its row until the transaction ends and reads it
     afresh under the lock: on PostgreSQL a worker settling the run meanwhile is then waited for, not overwritten.
@@ -195,46 +241,84 @@ def run_row(session: Session, run: str, dataset: str | None = None, *, lock: boo
     if lock:
         locked = lock_row(session, row)
         if locked is None:
-            raise NotFoundError(f"run {run!r} was just deleted (with its dataset)")
+            raise NotFoundError(f"run {run!r} was just deleted")
         return locked
     return row
 
 
 def _find_run(session: Session, run: str, dataset: str | None) -> RunRow:
     row = session.get(RunRow, run)
-    if row is not None:
+    if row is not None and (dataset is None or row.dataset_id == dataset_row(session, dataset).id):
         return row
-    query = select(RunRow).where(RunRow.name == run)
-    if dataset is not None:
-        query = query.where(RunRow.dataset_id == dataset_row(session, dataset).id)
-    rows = session.scalars(query).all()
-    if len(rows) == 1:
-        return rows[0]
-    if len(rows) > 1:
-        raise ConflictError(f"{len(rows)} runs are named {run!r}; use the run id ({', '.join(r.id for r in rows)})")
-    raise NotFoundError(f"no run with id or name {run!r}; `verilabel run list DATASET` shows them")
+    scope, slash, short = run.rpartition("/")  # run names never hold a slash; dataset names may
+    if slash:
+        dataset = scope
+    dataset_id = dataset_row(session, dataset).id if dataset is not None else None
+    for column, what in ((RunRow.name, "named"), (RunRow.field, "writing field")):
+        query = (
+            select(RunRow, DatasetRow.name).join(DatasetRow, DatasetRow.id == RunRow.dataset_id).where(column == short)
+        )
+        if dataset_id is not None:
+            query = query.where(RunRow.dataset_id == dataset_id)
+        found = session.execute(query.order_by(RunRow.created_at, RunRow.id)).all()
+        if len(found) == 1:
+            return found[0][0]  # type: ignore[no-any-return]
+        if found:
+            choices = ", ".join(f"{name}/{r.name} (id {r.id})" for r, name in found)
+            raise ConflictError(
+                f"{len(found)} runs are {what} {short!r}: {choices}. Name one as DATASET/NAME or by its id."
+            )
+    where = f" in dataset {dataset!r}" if dataset is not None else ""
+    raise NotFoundError(
+        f"no run with id, name or field {short!r}{where}{_close_runs(session, short, dataset_id)}; "
+        "`verilabel run list DATASET` shows them"
+    )
+
+
+def _close_runs(session: Session, name: str, dataset_id: int | None) -> str:
+    import difflib
+
+    query = select(RunRow.name).order_by(RunRow.created_at.desc()).limit(500)
+    if dataset_id is not None:
+        query = query.where(RunRow.dataset_id == dataset_id)
+    close = difflib.get_close_matches(name, list(dict.fromkeys(session.scalars(query))), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
 def _info(session: Session, row: RunRow, *, failures: int = 20) -> RunInfo:
-    counts = dict(
-        session.execute(
-            select(RunSampleRow.state, func.count()).where(RunSampleRow.run_id == row.id).group_by(RunSampleRow.state)
-        ).all()
-    )
-    labels, classes = session.execute(
-        select(func.count(), func.count(func.distinct(RunLabelRow.label))).where(RunLabelRow.run_id == row.id)
-    ).one()
+    """Everything about a run from a handful of small reads: progress and label counts come from counters kept
+    with the samples and labels (``run_progress``, ``run_class_counts``), never from counting a million rows."""
+    done, failed = progress.totals(session, row.id)
+    by_state = counts.summary(session, row.id)
+    if row.status == "approved":
+        labels, classes = by_state.get("approved", (0, 0))
+        promoted, discarded = labels, by_state.get("discarded", (0, 0))[0]
+    else:
+        labels = sum(by_state.get(state, (0, 0))[0] for state in (REVIEW, PROMOTED))
+        classes = int(
+            session.scalar(
+                select(func.count(func.distinct(RunClassCountRow.label))).where(
+                    RunClassCountRow.run_id == row.id, RunClassCountRow.count > 0
+                )
+            )
+            or 0
+        )
+        promoted, discarded = by_state.get(PROMOTED, (0, 0))[0], None
     at = now()
     workers = [
         _worker_info(w, at)
         for w in session.scalars(select(RunWorkerRow).where(RunWorkerRow.run_id == row.id).order_by(RunWorkerRow.shard))
     ]
-    failed_rows = session.execute(
-        select(RunSampleRow.sample_id, RunSampleRow.error)
-        .where(RunSampleRow.run_id == row.id, RunSampleRow.state == "failed")
-        .order_by(RunSampleRow.sample_id)
-        .limit(failures)
-    ).all()
+    failed_rows = (
+        session.execute(
+            select(RunSampleRow.sample_id, RunSampleRow.error)
+            .where(RunSampleRow.run_id == row.id, RunSampleRow.state == "failed")
+            .order_by(RunSampleRow.sample_id)
+            .limit(failures)
+        ).all()
+        if failures and failed
+        else []
+    )
     dataset = session.scalar(select(DatasetRow.name).where(DatasetRow.id == row.dataset_id)) or ""
     timings = _merge_timings([w.timings for w in workers]) or dict(row.timings or {})
     created, queued = _aware(row.created_at), _aware(row.queued_at)
@@ -250,8 +334,8 @@ def _info(session: Session, row: RunRow, *, failures: int = 20) -> RunInfo:
         created_at=created,
         queued_at=queued,
         total=row.total,
-        done=counts.get("done", 0),
-        failed=counts.get("failed", 0),
+        done=done,
+        failed=failed,
         error=row.error,
         labels=labels,
         classes=classes,
@@ -260,6 +344,8 @@ def _info(session: Session, row: RunRow, *, failures: int = 20) -> RunInfo:
         workers=workers,
         timings=timings,
         failures=[{"sample_id": s, "error": e} for s, e in failed_rows],
+        promoted=promoted,
+        discarded=discarded,
     )
 
 
@@ -388,6 +474,19 @@ def resume_run(
     with store.write() as session:
         row = run_row(session, run, lock=True)
         info = _info(session, row, failures=0)
+        alive = [w for w in info.workers if w.alive]
+        if alive:
+            # New workers beside old ones would do samples twice, and clearing orphan masks could delete files an
+            # old worker is about to commit: the old ones must be gone first.
+            pids = ", ".join(f"{w.pid} on {w.hostname}" for w in alive)
+            raise ConflictError(
+                f"run {row.name!r} cannot be resumed yet: {len(alive)} of its workers still run (pid {pids}). "
+                + (
+                    "They stop within seconds after an error or a cancel; resume then."
+                    if row.status not in ACTIVE or row.cancel_requested
+                    else f"It is still generating: follow it with `verilabel run watch {row.name}`."
+                )
+            )
         can_retry = retry_failed and info.failed > 0 and row.status in ("in_review", "error", "cancelled")
         if not (info.resumable or can_retry):
             reason = "its workers are still alive" if row.status in ACTIVE else f"it is {row.status}"
@@ -404,6 +503,7 @@ def resume_run(
             .values(state="pending", error=None, shard=RunSampleRow.sample_id % count)
         )
         session.execute(delete(RunWorkerRow).where(RunWorkerRow.run_id == row.id))
+        progress.recount(session, row.id)  # shards changed, failed samples may be pending again
         row.status, row.error, row.cancel_requested, row.workers, row.finished_at, row.queued_at = (
             "queued",
             None,
@@ -418,6 +518,86 @@ def resume_run(
     if start:
         start_workers(store, run_id, range(count))
     return get_run(store, run_id)
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    run: str
+    labels: int
+    masks: int
+    field_freed: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run": self.run, "labels": self.labels, "masks": self.masks, "field_freed": self.field_freed}
+
+
+def delete_run(store: Store, run: str, *, stop_timeout: float = 15.0) -> DeleteResult:
+    """Delete a run that is not approved: stop its live workers, then in ONE transaction remove its samples,
+    labels and counters and free the label field it reserved; its mask files go after the commit.
+
+    An approved run's labels belong to the dataset's field, so an approved run is never deleted. An analysis
+    (``run analyze``) is deleted without touching the field it reviews."""
+    with store.write() as session:
+        row = run_row(session, run, lock=True)
+        if row.status == "approved":
+            raise ConflictError(
+                f"run {row.name!r} is approved: its labels are field {row.field!r} of the dataset now and stay. "
+                "Only runs not yet approved can be deleted."
+            )
+        row.cancel_requested = True  # workers on other machines stop at their next heartbeat
+        run_id, name = row.id, row.name
+    _stop_workers(store, run_id, stop_timeout)
+    with store.write() as session:
+        row = run_row(session, run_id, lock=True)
+        still = [w for w in _info(session, row, failures=0).workers if w.alive]
+        if still:
+            raise ConflictError(
+                f"run {name!r}: {len(still)} workers on other machines have not stopped yet "
+                f"({', '.join(str(w.hostname) for w in still)}); they stop after their current batch: delete again then"
+            )
+        labels = int(session.scalar(select(func.count()).where(RunLabelRow.run_id == run_id)) or 0)
+        mask_dir = row.config.get("mask_dir")
+        field = session.scalar(
+            select(LabelFieldRow).where(
+                LabelFieldRow.dataset_id == row.dataset_id,
+                LabelFieldRow.name == row.field,
+                LabelFieldRow.run_id == run_id,  # reserved by this run (an analysis reviews a field it does not own)
+            )
+        )
+        freed = None
+        if field is not None:
+            freed = field.name
+            session.delete(field)
+        session.delete(row)  # samples, labels, workers and counters go with it (ON DELETE CASCADE)
+    masks = 0
+    folder = Path(mask_dir) / run_id if mask_dir else None
+    if folder is not None and folder.is_dir():
+        masks = sum(1 for _ in folder.glob("*.png"))
+        shutil.rmtree(folder, ignore_errors=True)
+    return DeleteResult(name, labels, masks, freed)
+
+
+def _stop_workers(store: Store, run_id: str, timeout: float) -> None:
+    """SIGTERM this host's live workers of the run, SIGKILL those still alive after ``timeout`` seconds (a
+    worker killed at any instant loses nothing: its open batch rolls back). Other hosts' workers see the
+    cancel request at their next heartbeat."""
+    import signal
+
+    with store.read() as session:
+        row = session.get(RunRow, run_id)
+        workers = [] if row is None else _info(session, row, failures=0).workers
+    local = [w for w in workers if w.alive and w.hostname == socket.gethostname() and w.pid is not None]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for worker in local:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(worker.pid, sig)  # type: ignore[arg-type]
+        deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5.0)
+        while local and time.monotonic() < deadline:
+            local = [w for w in local if _process_alive(w.pid, w.started_at)]
+            if local:
+                time.sleep(0.1)
+        if not local:
+            return
 
 
 def remove_orphan_masks(store: Store, run_id: str, mask_dir: Path) -> int:

@@ -7,6 +7,7 @@ finished with all its labels or pending with none: resume redoes exactly the unf
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import importlib.util
 import os
@@ -24,10 +25,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from verilabel.errors import ModelLoadError, VerilabelError
-from verilabel.labels import Detection, Label, Mask, mask_file_path
+from verilabel.labels import Detection, Label, Mask, mask_file_path, rle_encode
 from verilabel.models import registry
 from verilabel.models.interface import LoadRequest, Model, PredictContext, Task
 from verilabel.review import counts
+from verilabel.runs import progress
 from verilabel.runs.pipeline import Outcome, Pipeline, PipelineOptions, StageTimer, WorkItem
 from verilabel.runs.service import ACTIVE, _worker_info, now
 from verilabel.store import Store
@@ -97,8 +99,8 @@ class Worker:
         with self.store.write() as session:
             self._record(session, state)
             run = session.get(RunRow, self.run_id)
-            if run is not None and (run.cancel_requested or run.status == "error") and not self.stop.is_set():
-                self.stop_reason = "cancelled" if run.cancel_requested else "error elsewhere"
+            if (run is None or run.cancel_requested or run.status == "error") and not self.stop.is_set():
+                self.stop_reason = "error elsewhere" if run is not None and run.status == "error" else "cancelled"
                 self.stop.set()
 
     def _record(self, session: Session, state: str | None = None) -> None:
@@ -121,7 +123,8 @@ class Worker:
         transaction: a reader never sees every worker gone while the run still reads ``generating``."""
         with self.store.write() as session:
             run = session.get(RunRow, self.run_id, with_for_update=True)
-            assert run is not None
+            if run is None:
+                return  # the run was deleted (`verilabel run delete`) while this worker stopped
             self._record(session, state)
             if error and run.status != "error":
                 run.status, run.error = "error", error
@@ -172,18 +175,27 @@ class Worker:
             last = page[-1][0]
 
     def _store_mask(self, label: Label) -> Label:
-        if isinstance(label, Detection) and label.mask is not None and label.mask.array is not None:
-            from PIL import Image
+        """A mask array becomes a PNG under the run's mask location, or inline RLE when the run has none (a
+        detection run whose model also gives masks: they are kept, in the database)."""
+        array = label.mask.array if isinstance(label, Detection) and label.mask is not None else None
+        if array is None:
+            return label
+        assert isinstance(label, Detection)
+        if not self.config.get("mask_dir"):
+            label.mask = Mask(rle=rle_encode(array))
+            return label
+        from PIL import Image
 
-            path = mask_file_path(self.config["mask_dir"], self.run_id, label.id)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            Image.fromarray(label.mask.array.astype("uint8") * 255).save(path, optimize=False, compress_level=1)
-            label.mask = Mask(path=path)
+        path = mask_file_path(self.config["mask_dir"], self.run_id, label.id)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        Image.fromarray(array.astype("uint8") * 255).save(path, optimize=False, compress_level=1)
+        label.mask = Mask(path=path)
         return label
 
     def write(self, outcomes: list[Outcome]) -> None:
-        """One transaction: labels of finished samples + their states. Samples that are no longer pending
-        (another process finished them) are skipped, so no label is ever written twice."""
+        """One transaction: labels of finished samples + their states + the run's counters. Samples that are no
+        longer pending (another process finished them) are skipped, so no label is ever written twice; the mask
+        files of skipped samples are removed after the commit (nothing references them)."""
         prepared = [(o, [self._store_mask(label) for label in o.labels]) for o in outcomes]
         ids = [o.sample_id for o in outcomes]
         with self.store.write() as session:
@@ -209,18 +221,25 @@ class Worker:
                 counts.add(
                     session, self.run_id, "review", counts.deltas_of((r["label"], r["confidence"]) for r in rows)
                 )
-            updates = [
-                {
-                    "run_id": self.run_id,
-                    "sample_id": o.sample_id,
-                    "state": "failed" if o.error else "done",
-                    "error": o.error,
-                }
-                for o in outcomes
-                if o.sample_id in still_pending
-            ]
-            if updates:
-                session.execute(update(RunSampleRow), updates)
+            settled = [o for o in outcomes if o.sample_id in still_pending]
+            if settled:
+                session.execute(
+                    update(RunSampleRow),
+                    [
+                        {
+                            "run_id": self.run_id,
+                            "sample_id": o.sample_id,
+                            "state": "failed" if o.error else "done",
+                            "error": o.error,
+                        }
+                        for o in settled
+                    ],
+                )
+                failed = sum(1 for o in settled if o.error)
+                progress.add(session, self.run_id, self.shard, len(settled) - failed, failed)
+        for outcome, labels in prepared:
+            if outcome.sample_id not in still_pending:
+                _remove_mask_files(labels)
 
     def _count(self, n: int) -> None:
         with self._lock:
@@ -307,6 +326,13 @@ class Worker:
     def _on_sigterm(self, signum: int, frame: object) -> None:
         self.stop_reason = "signal"
         self.stop.set()
+
+
+def _remove_mask_files(labels: list[Label]) -> None:
+    for label in labels:
+        if isinstance(label, Detection) and label.mask is not None and label.mask.path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(label.mask.path)
 
 
 def _weights_identity(ref: registry.ModelRef, override: str | None, spec_weights: str) -> str:

@@ -29,3 +29,31 @@ def insert_rows(session: Session, entity: type[DeclarativeBase], rows: list[dict
         for row in rows
     ]
     session.connection().exec_driver_sql(sql, values)  # type: ignore[arg-type]
+
+
+def add_to_counters(
+    session: Session, entity: type[DeclarativeBase], rows: list[dict[str, Any]], counters: tuple[str, ...]
+) -> None:
+    """Insert ``rows``, or where a row with the same primary key exists, add their ``counters`` to its own: one
+    upsert. Rows are applied in key order, so concurrent writers on PostgreSQL lock them in one order and never
+    deadlock."""
+    if not rows:
+        return
+    table = cast(Table, entity.__table__)
+    keys = [column.name for column in table.primary_key.columns]
+    statement = _dialect_insert(session, table)
+    statement = statement.on_conflict_do_update(
+        index_elements=keys,
+        set_={name: table.c[name] + statement.excluded[name] for name in counters},
+    )
+    session.execute(statement, sorted(rows, key=lambda row: tuple(row[k] for k in keys)))
+
+
+def _dialect_insert(session: Session, table: Table) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)

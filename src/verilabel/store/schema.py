@@ -167,6 +167,18 @@ class RunSampleRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class RunProgressRow(Base):
+    """Per run and shard: how many samples are done and how many failed. A worker adds to its shard's row in the
+    transaction that settles the samples, so progress is a few rows to read instead of a million to count."""
+
+    __tablename__ = "run_progress"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class RunLabelRow(_LabelColumns, Base):
     """A generated label under review: ``review_state`` is ``review`` or ``promoted``."""
 
@@ -185,7 +197,8 @@ class RunLabelRow(_LabelColumns, Base):
 
 class RunClassCountRow(Base):
     """Per run, review state and class: how many labels and their confidence sum. Kept in the same
-    transactions that insert or move labels, so the whole-set class table costs a few rows at 1M labels."""
+    transactions that insert or move labels, so the whole-set class table costs a few rows at 1M labels.
+    After approval the states are ``approved`` and ``discarded``: what the review decided, per class."""
 
     __tablename__ = "run_class_counts"
 
