@@ -273,3 +273,39 @@ def test_models_say_what_is_missing_and_where_it_goes(capsys, monkeypatch):
     assert code == 0 and "no: pip install 'verilabel'" not in out and "yolo11n.pt not in" in out
     vocabulary = cli_json(capsys, "models", "--vocabulary")
     assert "person" in next(r for r in vocabulary if r["name"] == "yolo11n-coco")["vocabulary"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["dataset", "list", "--json"], ["run", "show", "r", "--json"], ["review", "table", "r", "--json"]],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_read_commands_load_no_more_than_they_use(command, images: Path):
+    """Scripts call the CLI in loops: a read pays for SQLAlchemy and the CLI, not for Alembic (the schema is
+    current), numpy and PIL (no image is read), label and format code, or rich (JSON output)."""
+    from verilabel.datasets import service as ds
+    from verilabel.review.service import analyze_field
+    from verilabel.store import Store
+    from verilabel.store.convert import label_columns
+    from verilabel.store.schema import LabelRow
+
+    store = Store.open()
+    ds.add_images(store, "d", images, create=True)
+    with store.write() as session:
+        field = ds.ensure_field(session, ds.dataset_row(session, "d").id, "f", "detection")
+        from verilabel.labels import Box, Detection
+
+        label = Detection("cat", Box(0.1, 0.1, 0.2, 0.2), 0.5)
+        session.add(LabelRow(**label_columns(label), sample_id=1, field_id=field.id))
+    analyze_field(store, "d", "f", name="r")
+    probe = (
+        "import sys, io, contextlib\n"
+        "from verilabel.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    code = main({command!r})\n"
+        "heavy = ('alembic', 'numpy', 'PIL', 'rich', 'pydantic', 'verilabel.labels', 'verilabel.formats', "
+        "'verilabel.models', 'sqlalchemy.dialects.postgresql')\n"
+        "print(code, sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "0 []"

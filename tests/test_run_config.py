@@ -10,6 +10,7 @@ from tests.support.transactions import rival_transaction
 from verilabel.datasets.service import dataset_row, ensure_field
 from verilabel.errors import ConfigError, ConflictError, ModelLoadError, NotFoundError
 from verilabel.runs import service as runs
+from verilabel.runs import config as run_config
 from verilabel.runs.config import validate
 from verilabel.store import Store
 from verilabel.store.schema import RunRow
@@ -83,7 +84,7 @@ def test_a_run_created_between_validation_and_insert_takes_precedence(
             runs.create_run(store, rivals.pop(), start=False)
         return validated
 
-    monkeypatch.setattr(runs, "validate", validate_then_lose_the_race)
+    monkeypatch.setattr(run_config, "validate", validate_then_lose_the_race)
     with pytest.raises(ConfigError) as info:
         runs.create_run(dataset, request("wanted", name="wanted"), start=False)
     assert info.value.field == taken

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import typer
-import typer.main
 
-from verilabel.cli import dataset, demo, misc, models, review, run
-
-app = typer.Typer(
-    name="verilabel",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    help="Verified auto-labeling: generate labels with models in the background, review them, approve them.",
-)
-app.add_typer(dataset.app, name="dataset")
-app.add_typer(run.app, name="run")
-app.add_typer(review.app, name="review")
-app.add_typer(misc.tag_app, name="tag")
-app.command("export")(misc.export)
-app.command("models")(models.list_models)
-app.command("demo")(demo.demo)
+# Every command: its name -> the module and attribute defining it (a sub-app, or a command function). A run of one
+# command builds only that one: typer introspects every function it registers, ~25 of them in all.
+COMMANDS = {
+    "dataset": ("verilabel.cli.dataset", "app"),
+    "run": ("verilabel.cli.run", "app"),
+    "review": ("verilabel.cli.review", "app"),
+    "tag": ("verilabel.cli.misc", "tag_app"),
+    "export": ("verilabel.cli.misc", "export"),
+    "models": ("verilabel.cli.models", "list_models"),
+    "demo": ("verilabel.cli.demo", "demo"),
+}
 
 
 def _print_version(value: bool) -> None:
@@ -34,7 +27,6 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
     version: bool = typer.Option(
@@ -44,19 +36,33 @@ def _root(
     """Global options."""
 
 
-def command() -> Any:
-    """The click command behind ``app``, with flags shown as flags: typer labels every boolean flag ``<bool>``
-    in help, where click users expect the flag alone (``--json  Print machine-readable JSON.``)."""
-    root = typer.main.get_command(app)
-    pending = [root]
-    while pending:
-        current = pending.pop()
-        helper = current.get_help_option(typer.Context(current))
-        for param in [*current.params, *([helper] if helper is not None else [])]:
-            if getattr(param, "is_flag", False):
-                param.metavar = ""
-        pending.extend(getattr(current, "commands", {}).values())
-    return root
+def build_app(only: str | None = None) -> typer.Typer:
+    """The ``verilabel`` app: every command, or with ``only`` just that one."""
+    import importlib
+
+    app = typer.Typer(
+        name="verilabel",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        help="Verified auto-labeling: generate labels with models in the background, review them, approve them.",
+    )
+    app.callback()(_root)
+    for name, (module, attribute) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        target = getattr(importlib.import_module(module), attribute)
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+    return app
+
+
+def _command_named(args: list[str]) -> str | None:
+    """The command the arguments ask for, if they name one (global options may come first)."""
+    first = next((arg for arg in args if not arg.startswith("-")), None)
+    return first if first in COMMANDS else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from verilabel.errors import ConfigError, VerilabelError
 
     try:
-        command()(args=args, prog_name="verilabel")  # typer reports usage errors itself and exits
+        build_app(_command_named(args))(args=args, prog_name="verilabel")  # typer reports usage errors and exits
         return 0
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.markup import escape
 
-from verilabel.cli.output import JSON_OPTION_HELP, console, fitted_table, plural, print_json
+from verilabel.cli.output import JSON_OPTION_HELP, console, escape, fitted_table, plural, print_json
 
 if TYPE_CHECKING:
     from verilabel.datasets.service import ImportSummary
@@ -144,8 +143,6 @@ def show(
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Show a dataset: counts, label fields, tags and its first samples."""
-    from rich.table import Table
-
     from verilabel.datasets import service
     from verilabel.datasets.views import parse_view
     from verilabel.store import Store
@@ -164,6 +161,8 @@ def show(
         out.print(f"  field [cyan]{escape(field_name)}[/] ({meta['kind']}): {escape(field_state(meta))}")
     if info.tags:
         out.print("  tags: " + ", ".join(f"{t} ({n})" for t, n in info.tags.items()))
+    from rich.table import Table
+
     table = Table("id", "path", "size", "tags")
     for s in rows:
         table.add_row(str(s.id), s.path, f"{s.width}x{s.height}" if s.width else "unreadable", ",".join(s.tags))

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.markup import escape
 
-from verilabel.cli.output import JSON_OPTION_HELP, console, plural, print_json
+from verilabel.cli.output import JSON_OPTION_HELP, console, escape, plural, print_json
 
 
 def demo(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from verilabel.cli.output import JSON_OPTION_HELP, console, print_json
+from verilabel.cli.output import JSON_OPTION_HELP, console, escape, print_json
 
 
 def list_models(
@@ -15,9 +15,6 @@ def list_models(
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """List the model catalogue (and models registered by plugins)."""
-    from rich.markup import escape
-    from rich.table import Table
-
     from verilabel.errors import ConfigError
     from verilabel.models.interface import TASKS
     from verilabel.models.registry import catalogue, unavailable_because
@@ -37,6 +34,8 @@ def list_models(
             [entry.to_json(available=why is None, vocabulary=vocabulary) | {"missing": why} for entry, why in rows]
         )
         return
+    from rich.table import Table
+
     table = Table("name", "family", "tasks", "type", "speed", "accuracy", "licence", "available")
     for entry, why in rows:
         table.add_row(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:  # rich loads when something is printed for people: --json output does without it
+    from rich.console import Console
 
 JSON_OPTION_HELP = "Print machine-readable JSON."
 
@@ -18,6 +19,8 @@ EXIT_RUN_FAILED = 3
 def console() -> Console:
     """Rich output. Into a file or a pipe, lines are not cut at 80 columns (scripts and logs grep them whole);
     tables still fit the width."""
+    from rich.console import Console
+
     out = Console(highlight=False)
     out.soft_wrap = not out.is_terminal
     return out
@@ -28,7 +31,16 @@ def print_json(data: Any) -> None:
 
 
 def err(message: str) -> None:
+    from rich.console import Console
+
     Console(stderr=True, highlight=False).print(message)
+
+
+def escape(text: str) -> str:
+    """``text`` printed as is by rich, brackets included (``pip install 'verilabel[all]'``)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:

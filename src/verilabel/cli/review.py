@@ -65,8 +65,6 @@ def table(
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Per class: instances in the current filter of the total, and their mean confidence."""
-    from rich.table import Table
-
     from verilabel.review.service import class_table
     from verilabel.store import Store
 
@@ -76,6 +74,8 @@ def table(
     if as_json:
         print_json([r.to_json() for r in rows])
         return
+    from rich.table import Table
+
     out = Table("label", "instances", "mean confidence", title="approval set" if approval else "review set")
     for r in rows:
         mean = "-" if r.mean_confidence is None else f"{r.mean_confidence:.3f}"
@@ -160,8 +160,6 @@ def labels_(
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """A page of labels from the review (or approval) set."""
-    from rich.table import Table
-
     from verilabel.datasets.service import sample_paths
     from verilabel.labels import Detection
     from verilabel.review.service import list_labels
@@ -194,6 +192,8 @@ def labels_(
     if as_json:
         print_json(rows)
         return
+    from rich.table import Table
+
     out = Table("id", "sample", "file", "label", "confidence", "box (x, y, w, h)")
     for r in rows:
         box = "" if r["box"] is None else ", ".join(f"{v:.3f}" for v in r["box"])

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
-from rich.markup import escape
 
-from verilabel.cli.output import EXIT_RUN_FAILED, JSON_OPTION_HELP, console, fitted_table, plural, print_json
+from verilabel.cli.output import EXIT_RUN_FAILED, JSON_OPTION_HELP, console, escape, fitted_table, plural, print_json
 
 if TYPE_CHECKING:
     from rich.console import Console

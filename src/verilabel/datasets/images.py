@@ -12,21 +12,23 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from verilabel.datasets.jpeg import decode_jpeg
 from verilabel.errors import SampleError
+
+if TYPE_CHECKING:  # numpy loads with the first decode: listing files and probing headers need none of it
+    import numpy as np
+    import numpy.typing as npt
+
+    RGBImage = npt.NDArray[np.uint8]
+
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 # PIL's own decompression-bomb error threshold (2 x Image.MAX_IMAGE_PIXELS); a run may lower or raise it.
 DEFAULT_MAX_PIXELS = 178_956_970
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _EXIF_ORIENTATION = 0x0112
-
-RGBImage = npt.NDArray[np.uint8]
 
 
 def iter_image_files(root: Path) -> Iterator[Path]:
@@ -110,6 +112,7 @@ def decode(
     at least that large: models that resize to a small input lose nothing, and relative boxes are unaffected.
     JPEGs go through OpenCV when it is installed (``verilabel.datasets.jpeg``: same pixels, no GIL held).
     """
+    import numpy as np
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     fast = decode_jpeg(path, max_pixels=max_pixels, draft_size=draft_size)

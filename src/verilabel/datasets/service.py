@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
@@ -18,14 +18,16 @@ from sqlalchemy.orm import Session
 from verilabel.datasets.images import DEFAULT_MAX_PIXELS, iter_image_files, probe, too_large
 from verilabel.datasets.views import View
 from verilabel.errors import ConflictError, DatasetImportError, NotFoundError, SampleError
-from verilabel.formats import coco, voc, yolo
-from verilabel.labels import Label
 from verilabel.review import counts
 from verilabel.store import Store
 from verilabel.store.bulk import insert_rows
-from verilabel.store.convert import label_columns, row_label
 from verilabel.store.db import lock_row
 from verilabel.store.schema import DatasetRow, LabelFieldRow, LabelRow, RunRow, SampleRow, SampleTagRow
+
+if TYPE_CHECKING:  # labels and formats bring numpy: the read commands of the CLI do without them
+    from verilabel.labels import Label
+
+    ImportItem = tuple[Path, int | None, int | None, Sequence[Label], Sequence[str]]  # path, size, labels, tags
 
 Progress = Callable[[int, int], None]
 _CHUNK = 1000
@@ -231,15 +233,14 @@ def ensure_field(
     return row
 
 
-ImportItem = tuple[Path, int | None, int | None, Sequence[Label], Sequence[str]]  # path, width, height, labels, tags
-
-
 def _import_labelled(
     store: Store, name: str, field_name: str, items: Sequence[ImportItem], *, create: bool = False
 ) -> ImportSummary:
     """Add samples with their labels and sample tags, in ONE transaction (with ``create``, the dataset too);
     samples already in the dataset get their labels added to the field. Image files that do not exist are
     added too, and reported as unreadable."""
+    from verilabel.store.convert import label_columns
+
     summary = ImportSummary(name)
     summary.unreadable = [str(item[0]) for item in items if not item[0].exists()]
     with store.write() as session:
@@ -283,6 +284,8 @@ def import_coco(
     root = Path(images_dir).expanduser().resolve()
     if not root.is_dir():
         raise DatasetImportError(f"images folder not found: {root}")
+    from verilabel.formats import coco
+
     images = coco.read_coco(Path(coco_file))
     items = [((root / i.file_name).resolve(), i.width, i.height, i.labels, i.tags) for i in images]
     return _import_labelled(store, name, field_name, items, create=create)
@@ -300,6 +303,8 @@ def import_yolo(
     root = Path(directory).expanduser().resolve()
     if not root.is_dir():
         raise DatasetImportError(f"not a folder: {root}. Pass the YOLO dataset root (with data.yaml).")
+    from verilabel.formats import yolo
+
     names = yolo.read_class_names(root)
     images = [p for p in iter_image_files(root) if "images" in p.parts]
     if not images:
@@ -323,6 +328,8 @@ def import_voc(
     root = Path(directory).expanduser().resolve()
     if not root.is_dir():
         raise DatasetImportError(f"not a folder: {root}. Pass the VOC root (with Annotations/ and JPEGImages/).")
+    from verilabel.formats import voc
+
     devkit = (root / "Annotations").is_dir()
     annotations = root / "Annotations" if devkit else root
     files = sorted(annotations.rglob("*.xml"))
@@ -429,6 +436,8 @@ def _add_tags(session: Session, dataset_id: int, pairs: set[tuple[int, str]]) ->
 
 
 def labels_of(store: Store, name: str, field_name: str, sample_id: int) -> list[Label]:
+    from verilabel.store.convert import row_label
+
     with store.read() as session:
         dataset_id = dataset_row(session, name).id
         rows = session.scalars(

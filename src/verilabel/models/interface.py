@@ -28,10 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from verilabel.datasets.images import RGBImage
 from verilabel.labels import Detection, Label
+
+if TYPE_CHECKING:
+    from verilabel.datasets.images import RGBImage
 
 Task = Literal["classification", "detection", "segmentation", "keypoints"]
 TASKS: tuple[Task, ...] = ("classification", "detection", "segmentation", "keypoints")

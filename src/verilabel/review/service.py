@@ -14,21 +14,22 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, not_, or_, select, update
 
 from verilabel.datasets.service import find_field
 from verilabel.datasets.views import View
 from verilabel.errors import ConfigError, ConflictError
-from verilabel.labels import Label
 from verilabel.review import counts
 from verilabel.review.counts import PROMOTED, REVIEW
 from verilabel.runs.service import run_row
 from verilabel.store import Store, json_lists
-from verilabel.store.convert import row_label
 from verilabel.store.db import lock_row
 from verilabel.store.schema import LabelRow, RunClassCountRow, RunLabelRow, RunRow, RunSampleRow
+
+if TYPE_CHECKING:
+    from verilabel.labels import Label
 
 _COPIED = (
     "id",
@@ -184,6 +185,8 @@ def list_labels(
     sort: str = "-confidence",
 ) -> list[tuple[int, Label]]:
     """A page of ``(sample_id, label)`` from the review (or approval) set."""
+    from verilabel.store.convert import row_label
+
     if sort not in SORTS:
         raise ConfigError("sort", f"{sort!r}: use one of {', '.join(SORTS)}")
     with store.read() as session:

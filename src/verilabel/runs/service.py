@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
@@ -31,7 +31,6 @@ from verilabel.errors import ConflictError, NotFoundError
 from verilabel.review import counts
 from verilabel.review.counts import PROMOTED, REVIEW
 from verilabel.runs import progress
-from verilabel.runs.config import RunRequest, ValidatedRun, check_still_free, validate
 from verilabel.settings import Settings
 from verilabel.store import Store
 from verilabel.store.db import lock_row
@@ -44,6 +43,9 @@ from verilabel.store.schema import (
     RunSampleRow,
     RunWorkerRow,
 )
+
+if TYPE_CHECKING:  # configs resolve models (the catalogue, numpy): only creating a run needs them
+    from verilabel.runs.config import RunRequest, ValidatedRun
 
 STALE_AFTER = timedelta(seconds=20)
 ACTIVE = ("queued", "generating")
@@ -382,6 +384,8 @@ def new_run_id() -> str:
 def create_run(store: Store, request: RunRequest, *, start: bool = True) -> RunInfo:
     """Validate, then in one transaction: the run row, its reserved field, one pending row per target sample.
     Workers start in the background unless ``start=False``; this returns at once either way."""
+    from verilabel.runs.config import check_still_free, validate
+
     validated = validate(store, request)
     run_id = new_run_id()
     with store.write() as session:

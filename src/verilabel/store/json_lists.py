@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from sqlalchemy import JSON, ColumnElement, Text, bindparam, cast, func, literal_column, or_, select
-from sqlalchemy.dialects.postgresql import JSONB
 
 
 def contains(column: Any, item: str) -> ColumnElement[bool]:
@@ -20,6 +19,8 @@ def contains(column: Any, item: str) -> ColumnElement[bool]:
 def appended(column: Any, item: str, dialect: str) -> ColumnElement[Any]:
     """The list with ``item`` added at the end (the caller selects only rows that lack it)."""
     if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import JSONB  # the dialect's module: loaded only on PostgreSQL
+
         current = func.coalesce(cast(column, JSONB), literal_column("'[]'::jsonb"))
         return cast(current.op("||")(func.to_jsonb(cast(bindparam(None, item), Text))), JSON)
     return func.json_insert(func.coalesce(column, literal_column("'[]'")), "$[#]", bindparam(None, item))
@@ -28,6 +29,8 @@ def appended(column: Any, item: str, dialect: str) -> ColumnElement[Any]:
 def removed(column: Any, item: str, dialect: str) -> ColumnElement[Any]:
     """The list without ``item``."""
     if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import JSONB
+
         return cast(cast(column, JSONB).op("-")(bindparam(None, item)), JSON)
     # json_each yields the elements in order; json_group_array of none is [].
     elements = func.json_each(column).table_valued("value")
