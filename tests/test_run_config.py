@@ -9,8 +9,8 @@ from tests.runs_helpers import BLOBS, blob_dataset, request
 from tests.support.transactions import rival_transaction
 from verilabel.datasets.service import dataset_row, ensure_field
 from verilabel.errors import ConfigError, ConflictError, ModelLoadError, NotFoundError
-from verilabel.runs import service as runs
 from verilabel.runs import config as run_config
+from verilabel.runs import service as runs
 from verilabel.runs.config import validate
 from verilabel.store import Store
 from verilabel.store.schema import RunRow

@@ -18,7 +18,13 @@ from verilabel.errors import ConfigError, ModelLoadError
 from verilabel.labels import Detection, Label, Mask
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
-from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET, resize, to_batch, zero_padding
+from verilabel.models.preprocess import (
+    RGB_MEAN_IMAGENET,
+    RGB_STD_IMAGENET,
+    resize_bilinear_antialiased,
+    to_batch,
+    zero_padding,
+)
 from verilabel.models.torch_support import inference, resolve_device
 from verilabel.models.weights import hf_repo, hf_snapshot
 
@@ -50,12 +56,13 @@ class SamSegmenter:
 
     def prepare(self, image: np.ndarray) -> SamInput:
         """Runs in the decode pool: the resize (and pad) to the model's input, still uint8."""
+        # Antialiased as transformers' SAM / SAM 2 processors resize (a plain bilinear resize aliases fine detail).
         if not self._letterbox:
-            return SamInput(resize(image, self._size, self._size), self._size, self._size)
+            return SamInput(resize_bilinear_antialiased(image, self._size, self._size), self._size, self._size)
         height, width = image.shape[:2]
         scale = self._size / max(height, width)
         # transformers' SamImageProcessor rounds half up; the box prompts must use the same sizes
-        resized = resize(image, int(width * scale + 0.5), int(height * scale + 0.5))
+        resized = resize_bilinear_antialiased(image, int(width * scale + 0.5), int(height * scale + 0.5))
         pixels = np.zeros((self._size, self._size, 3), np.uint8)
         pixels[: resized.shape[0], : resized.shape[1]] = resized
         return SamInput(pixels, resized.shape[0], resized.shape[1])
