@@ -260,3 +260,15 @@ def test_missing_or_unusable_weights_fail_with_the_fix(tmp_path: Path):
     (tmp_path / "vit" / "config.json").write_text(json.dumps({"model_type": "vit"}))
     with pytest.raises(ModelLoadError, match=r"'vit' model.*SAM or SAM 2"):
         registry.load(registry.resolve("sam-vit-base"), LoadRequest(weights=str(tmp_path / "vit")))
+
+
+def test_masks_are_made_at_the_full_size_of_an_image_decoded_smaller():
+    """A JPEG decoded at 1/4 for the model: its masks cover their boxes in the full image's pixels, sampled from
+    the logits there (not a quarter-size mask blown up later)."""
+    row_band = step_logits((2, 6), (0, LOW))  # as above: original rows 25-74 of 125, so 100-299 of 500
+    whole = Detection("cat", Box(0, 0, 1, 1), 0.8)
+    quarter = ImageItem(1, "1.jpg", np.zeros((125, 200, 3), np.uint8), full_size=(800, 500))
+    (masked,) = segmenter("sam-vit-base", FakeSam(row_band[None])).segment([quarter], [[whole]])
+    expected = np.zeros((500, 800), bool)
+    expected[100:300] = True
+    assert np.array_equal(masked[0].mask.array, expected)

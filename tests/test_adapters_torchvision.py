@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 from tests.support import random_models_torchvision  # noqa: E402
+from tests.support.images import blob_image  # noqa: E402
 from tests.support.overlap import overlapped_matches_predict  # noqa: E402
 from verilabel import ImageItem, PredictContext  # noqa: E402
 from verilabel.errors import ModelLoadError  # noqa: E402
@@ -248,3 +249,53 @@ def test_split_predict_runs_overlapped_in_the_pipeline_with_the_same_labels(weig
         model = registry.load(registry.resolve(name), LoadRequest(weights=str(path), device="cpu"))
         arrays = [noise(seed, 90, 120).array for seed in range(3)]
         assert overlapped_matches_predict(model, arrays, PredictContext(task, classes, 0.0), tmp_path / kind)
+
+
+def test_semantic_masks_are_made_at_the_full_size_of_an_image_decoded_smaller():
+    """The 200x100 image of the test above, decoded at 1/2 of a 400x200 photo: each region's mask covers its box
+    in the photo's pixels, its edges where the class wins at those pixels (the regions stay apart)."""
+    first = semantic_logits(25, 50)
+    person = VOC.index("person")
+    first[person, 5:15, 10:30] = 10.0  # -> photo rows 40-119, cols 80-239
+    first[person, 20:25, 40:45] = 10.0  # a second person: rows 160-199, cols 320-359
+    net = FixedLogits(first[None], segmentation=True)
+    model = TorchvisionSemantic(entry("deeplabv3-mobilenet-v3-voc"), net, torch.device("cpu"), size=25)
+    half = ImageItem(0, "a.jpg", np.zeros((100, 200, 3), np.uint8), full_size=(400, 200))
+    context = PredictContext("segmentation", ("person",), 0.5)
+    (found,) = check_predictions(model.spec, context, [half], model.predict([half], context))
+    big, small = sorted(found, key=lambda label: -label.box.w)
+    assert big.box.as_tuple() == pytest.approx((40 / 200, 20 / 100, 80 / 200, 40 / 100))
+    # bilinear rounds the corners, over twice as many pixels as at the decode's size
+    assert big.mask.array.shape == (80, 160) and big.mask.array[2:-2, 2:-2].all() and big.mask.array.mean() > 0.99
+    assert small.mask.array.shape == (40, 40) and small.mask.array[2:-2, 2:-2].all()
+
+
+@pytest.mark.slow
+def test_mask_rcnn_masks_are_torchvisions_own_pasted_masks_box_sized():
+    """Mask R-CNN's masks as torchvision pastes them into the whole image, but only over each box: the same
+    pixels, without a canvas per detection."""
+    import copy
+
+    from verilabel.models.adapters import torchvision_detection as tvd
+
+    torch.manual_seed(5)  # a random network whose detections include classes of the vocabulary
+    reference_net = tvd.build_network("mask-rcnn", score_thresh=0.0, detections_per_img=20).eval()
+    net = copy.deepcopy(reference_net)
+    tvd._keep_box_masks(net)
+    model = tvd.TorchvisionDetector(entry("mask-rcnn-resnet50-fpn-coco"), net, torch.device("cpu"), None, 1)
+    image = blob_image(3, 160, 120)
+    context = PredictContext("segmentation", tuple(model.spec.vocabulary), 0.0)
+    (labels,) = model.predict([ImageItem(0, "a", image)], context)
+    (raw,) = model.infer([ImageItem(0, "a", image)], context)[1]
+    assert "masks" not in raw and raw[tvd.MASKS].shape[-2:] == (28, 28)  # no image-sized canvas per detection
+    with torch.inference_mode():
+        (reference,) = reference_net([torch.from_numpy(image).permute(2, 0, 1).float() / 255])
+    boxes = reference["boxes"].numpy() / [160, 120, 160, 120]
+    assert len(labels) >= 10
+    for label in labels:
+        corners = np.array([label.box.x, label.box.y, label.box.x + label.box.w, label.box.y + label.box.h])
+        match = int(np.abs(boxes - corners).sum(axis=1).argmin())
+        x, y, w, h = label.box.to_pixels(160, 120)
+        expected = reference["masks"][match, 0].numpy()[y : y + h, x : x + w] > tvd.MASK_THRESHOLD
+        assert label.mask.array.shape == expected.shape
+        assert (label.mask.array != expected).sum() <= max(1, expected.size // 100)

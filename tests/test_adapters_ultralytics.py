@@ -277,6 +277,34 @@ def test_forced_masks_follow_the_prototypes_exactly(weights, monkeypatch):
     assert [label.label for label in model.predict([item], context)[0]] == ["dog"]
 
 
+def test_masks_are_made_at_the_full_size_of_an_image_decoded_smaller(weights, monkeypatch):
+    """The same ramps, on a 640x480 photo decoded at 1/4 (JPEG draft) for the 160x120 input above: the masks
+    cover their boxes in the photo's own pixels, each edge on the photo pixel where the ramp crosses zero."""
+    model, _ = load("yolo11n-seg-coco", weights["segment"])
+    cells = IMGSZ // 4
+    centres = (torch.arange(cells, dtype=torch.float32) + 0.5) * 4
+    protos = torch.zeros(1, 32, cells, cells)
+    protos[0, 0] = centres[None, :] - 100
+    protos[0, 1] = centres[:, None] - 100
+    rows = [
+        [96, 88, 128, 48, 0.9, 0.0, 0.0, 1.0, *[0.0] * 31],
+        [250, 112, 100, 96, 0.0, 0.9, 0.0, 0.0, 1.0, *[0.0] * 30],
+    ]
+    force(model, monkeypatch, rows, protos)
+    item = image(0, 160, 120)
+    item.full_size = (640, 480)
+    context = PredictContext("segmentation", NAMES, 0.5)
+    found = check_predictions(model.spec, context, [item], model.predict([item], context))[0]
+    cat, dog = sorted(found, key=lambda label: label.label)
+    assert cat.box.to_pixels(640, 480) == (64, 48, 256, 96) and dog.box.to_pixels(640, 480) == (400, 48, 200, 192)
+    # input x of photo column U is (U + 0.5) / 2: > 100 from U = 200, i.e. crop column 136
+    assert cat.mask.array.shape == (96, 256)
+    assert not cat.mask.array[:, :136].any() and cat.mask.array[:, 136:].all()
+    # input y of photo row V is (V + 0.5) / 2 + 40: > 100 from V = 120, i.e. crop row 72
+    assert dog.mask.array.shape == (192, 200)
+    assert not dog.mask.array[:72].any() and dog.mask.array[72:].all()
+
+
 def test_forced_keypoints_land_on_the_original_image(weights, monkeypatch):
     model, ref = load("yolo11n-pose-coco", weights["pose"])
     assert ref.vocabulary == ("person",)

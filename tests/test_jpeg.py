@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from verilabel.datasets.images import decode
+from verilabel.datasets.images import decode, decode_sized
 from verilabel.datasets.jpeg import decode_jpeg, frame_header
 from verilabel.errors import SampleError
 
@@ -47,16 +47,19 @@ def test_opencv_decodes_what_pil_decodes_pixel_for_pixel(tmp_path: Path, case: s
     fast = decode_jpeg(path, max_pixels=10**9, draft_size=draft_size)
     assert fast is not None  # the OpenCV path took it
     expected = pil_reference(path, draft_size)
-    assert fast.shape == expected.shape and np.array_equal(fast, expected)
+    assert fast[0].shape == expected.shape and np.array_equal(fast[0], expected)
     assert np.array_equal(decode(path, draft_size=draft_size), expected)
+    # both decoders report the full size as displayed (what masks are made at), whatever the draft scale
+    displayed = (401, 643) if exif[0x0112] in (5, 6, 7, 8) else (643, 401)
+    assert fast[1] == decode_sized(path, draft_size=draft_size)[1] == displayed
 
 
 def test_greyscale_jpegs_come_out_rgb(tmp_path: Path):
     path = tmp_path / "grey.jpg"
     Image.fromarray(photo(120, 80)).convert("L").save(path)
     fast = decode_jpeg(path, max_pixels=10**9, draft_size=None)
-    assert fast is not None and fast.shape == (80, 120, 3)
-    assert np.array_equal(fast, pil_reference(path, None))
+    assert fast is not None and fast[0].shape == (80, 120, 3) and fast[1] == (120, 80)
+    assert np.array_equal(fast[0], pil_reference(path, None))
 
 
 def test_cmyk_truncated_and_non_jpeg_files_are_left_to_pil(tmp_path: Path):
@@ -65,6 +68,8 @@ def test_cmyk_truncated_and_non_jpeg_files_are_left_to_pil(tmp_path: Path):
     assert frame_header(cmyk.read_bytes())[2] == 4  # type: ignore[index]
     assert decode_jpeg(cmyk, max_pixels=10**9, draft_size=None) is None
     assert np.array_equal(decode(cmyk), pil_reference(cmyk, None))
+    small, full = decode_sized(cmyk, draft_size=16)  # PIL's draft decodes it at 1/2; the full size is kept
+    assert small.shape[:2] == (24, 32) and full == (64, 48)
 
     truncated = tmp_path / "truncated.jpg"
     Image.fromarray(photo(300, 200)).save(truncated)

@@ -375,3 +375,31 @@ def test_an_oversized_image_fails_its_sample_and_a_raised_limit_lets_the_decoder
     )
     (failure,) = raised.failures  # past the size check, the decoder finds no pixel data: a different error
     assert "corrupt or truncated image" in failure["error"] and "Mpx" not in failure["error"]
+
+
+def test_masks_of_jpegs_decoded_smaller_are_stored_at_the_full_size(store: Store, tmp_path: Path):
+    """640x480 JPEGs decoded at 1/4 for a model with a 100 px input, which returns masks in the decode's pixels:
+    the stored masks cover their boxes in the photos' own pixels."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(blob_image(i, 640, 480)).save(folder / f"photo_{i}.jpg", quality=95)
+    ds.add_images(store, "d", folder, create=True)
+    info = runs.create_run(
+        store,
+        request(
+            "masks",
+            task="segmentation",
+            model=BLOBS.replace("detector", "draft_segmenter"),
+            mask_dir=str(tmp_path / "m"),
+        ),
+    )
+    info = runs.wait_run(store, info.id, timeout=60)
+    assert info.status == "in_review" and info.labels > 0, info.error
+    from verilabel.review import service as review
+
+    for _, label in review.list_labels(store, info.id, limit=100):
+        _, _, w, h = label.box.to_pixels(640, 480)
+        assert label.mask is not None and label.mask.load().shape == (h, w)
+        _, _, small_w, small_h = label.box.to_pixels(160, 120)  # in the decode: four times smaller
+        assert abs(w - 4 * small_w) <= 4 and abs(h - 4 * small_h) <= 4

@@ -7,6 +7,7 @@ it down so a test can kill a worker mid-run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -146,6 +147,12 @@ def segmenter(request: LoadRequest) -> BlobModel:
     return BlobModel(segmenter.spec, with_masks=True)
 
 
+def draft_segmenter(request: LoadRequest) -> BlobModel:
+    """A segmenter whose input is small (100 px): JPEGs are decoded at reduced scale for it, and its masks come
+    out in the reduced decode's pixels, as a user's model may return them."""
+    return BlobModel(draft_segmenter.spec, with_masks=True)
+
+
 def masked_detector(request: LoadRequest) -> BlobModel:
     """A detector that also returns masks (as a user's model may) even in a plain detection run."""
     return BlobModel(masked_detector.spec, with_masks=True)
@@ -168,6 +175,7 @@ detector.spec = _spec("blobs", ("classification", "detection"), zero_shot=False)
 async_detector.spec = _spec("blobs-async", ("classification", "detection"), zero_shot=False)  # type: ignore[attr-defined]
 zero_shot.spec = _spec("blobs-zero-shot", ("classification", "detection"), zero_shot=True)  # type: ignore[attr-defined]
 segmenter.spec = _spec("blobs-seg", ("segmentation",), zero_shot=False)  # type: ignore[attr-defined]
+draft_segmenter.spec = dataclasses.replace(_spec("blobs-draft", ("segmentation",), zero_shot=False), input_size=100)  # type: ignore[attr-defined]
 masked_detector.spec = _spec("blobs-masked", ("detection", "segmentation"), zero_shot=False)  # type: ignore[attr-defined]
 broken.spec = _spec("blobs-broken", ("detection",), zero_shot=False)  # type: ignore[attr-defined]
 box_filler.spec = _spec("box-filler", ("segmentation",), zero_shot=True)  # type: ignore[attr-defined]

@@ -106,11 +106,20 @@ def _header_only() -> Iterator[None]:
 def decode(
     path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
 ) -> RGBImage:
-    """Decode to an RGB ``uint8`` array, EXIF orientation applied.
+    """Decode to an RGB ``uint8`` array, EXIF orientation applied (see ``decode_sized``)."""
+    return decode_sized(path, max_pixels=max_pixels, draft_size=draft_size)[0]
+
+
+def decode_sized(
+    path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
+) -> tuple[RGBImage, tuple[int, int]]:
+    """Decode to an RGB ``uint8`` array, EXIF orientation applied, with the image's full size (width, height as
+    displayed), which the array has unless it was decoded smaller.
 
     ``draft_size`` lets the JPEG decoder skip work by decoding at 1/2, 1/4 or 1/8 scale while both sides stay
-    at least that large: models that resize to a small input lose nothing, and relative boxes are unaffected.
-    JPEGs go through OpenCV when it is installed (``verilabel.datasets.jpeg``: same pixels, no GIL held).
+    at least that large: models that resize to a small input lose nothing, and relative boxes are unaffected
+    (masks are made at the full size). JPEGs go through OpenCV when it is installed (``verilabel.datasets.jpeg``:
+    same pixels, no GIL held).
     """
     import numpy as np
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -133,7 +142,8 @@ def decode(
             # Each step only when needed: PIL's transpose and convert copy the image even when they change nothing.
             oriented = ImageOps.exif_transpose(img) if orientation != 1 else img
             rgb = oriented if oriented.mode == "RGB" else oriented.convert("RGB")
-            return np.asarray(rgb)
+            full = (height, width) if orientation in _TRANSPOSED_ORIENTATIONS else (width, height)
+            return np.asarray(rgb), full
     except SampleError:
         raise
     except FileNotFoundError as exc:

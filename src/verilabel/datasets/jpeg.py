@@ -70,8 +70,11 @@ def draft_scale(width: int, height: int, draft_size: int | None) -> int:
     return next((scale for scale in (8, 4, 2) if fits >= scale), 1)
 
 
-def decode_jpeg(path: str | os.PathLike[str], *, max_pixels: int, draft_size: int | None) -> np.ndarray | None:
-    """RGB ``uint8`` pixels of a JPEG decoded by OpenCV, EXIF orientation applied; None to let PIL decide."""
+def decode_jpeg(
+    path: str | os.PathLike[str], *, max_pixels: int, draft_size: int | None
+) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """RGB ``uint8`` pixels of a JPEG decoded by OpenCV, EXIF orientation applied, with the image's full size
+    (width, height, as displayed); None to let PIL decide."""
     cv2 = opencv()
     if cv2 is None:
         return None
@@ -102,4 +105,6 @@ def decode_jpeg(path: str | os.PathLike[str], *, max_pixels: int, draft_size: in
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if bgr is None:
         return None
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # type: ignore[no-any-return]
+    # OpenCV applied the EXIF orientation: the array's aspect tells whether it swapped the sides.
+    upright = (bgr.shape[1] >= bgr.shape[0]) == (width >= height)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (width, height) if upright else (height, width)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
+import numpy as np
+
 from verilabel.errors import ModelOutputError
-from verilabel.labels import Classification, Detection, Label
+from verilabel.labels import Classification, Detection, Label, Mask
 from verilabel.models.interface import ImageItem, ModelSpec, PredictContext
 
 MASK_TOLERANCE_PX = 2
@@ -57,11 +60,38 @@ def _check_label(label: Label, item: ImageItem, context: PredictContext, allowed
             f"{at}: segmentation needs a mask or polygon on every detection ({label.label!r} has neither)"
         )
     if label.mask is not None and label.mask.array is not None:
-        _, _, box_w, box_h = label.box.to_pixels(item.width, item.height)
         mask_h, mask_w = label.mask.array.shape
-        if abs(mask_w - box_w) > MASK_TOLERANCE_PX or abs(mask_h - box_h) > MASK_TOLERANCE_PX:
+        sizes = {(item.full_width, item.full_height), (item.width, item.height)}
+        if not any(_fits(label, mask_w, mask_h, width, height) for width, height in sizes):
+            _, _, box_w, box_h = label.box.to_pixels(item.full_width, item.full_height)
             raise ModelOutputError(
                 f"{at}: mask of {label.label!r} is {mask_w}x{mask_h} px, but its box covers "
-                f"{box_w}x{box_h} px of the {item.width}x{item.height} image (a mask covers "
+                f"{box_w}x{box_h} px of the {item.full_width}x{item.full_height} image (a mask covers "
                 "its box, not the whole image)"
             )
+
+
+def _fits(label: Detection, mask_w: int, mask_h: int, width: int, height: int) -> bool:
+    _, _, box_w, box_h = label.box.to_pixels(width, height)
+    return abs(mask_w - box_w) <= MASK_TOLERANCE_PX and abs(mask_h - box_h) <= MASK_TOLERANCE_PX
+
+
+def full_resolution_masks(item: ImageItem, labels: list[Label]) -> list[Label]:
+    """The labels with each mask array exactly the size of its box in the full image: a model that made it in the
+    pixels of a smaller decode gets it scaled up (nearest), a pixel or two of rounding is trimmed or padded."""
+    out: list[Label] = []
+    for label in labels:
+        if isinstance(label, Detection) and label.mask is not None and label.mask.array is not None:
+            _, _, box_w, box_h = label.box.to_pixels(item.full_width, item.full_height)
+            array = label.mask.array
+            if array.shape != (box_h, box_w):
+                label = dataclasses.replace(label, mask=Mask(_resized(array, box_w, box_h)))
+        out.append(label)
+    return out
+
+
+def _resized(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    from PIL import Image
+
+    scaled = Image.fromarray(mask.astype(np.uint8) * 255).resize((width, height), Image.Resampling.NEAREST)
+    return np.asarray(scaled) > 127

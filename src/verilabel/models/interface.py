@@ -10,7 +10,8 @@ Rules the engine checks on every batch (``verilabel.models.checks``):
 - exactly one label list per image;
 - classification models return at most one ``Classification`` per image; detection models ``Detection`` s;
 - every class is in ``context.classes`` (the vocabulary subset or the zero-shot prompts asked for);
-- confidences are in [0, 1]; boxes lie inside the image; a mask's shape matches its box in pixels.
+- confidences are in [0, 1]; boxes lie inside the image; a mask's shape matches its box in the pixels of the full
+  image (or of the decoded array, which the engine then scales up).
 
 Optionally a model may define ``prepare(image) -> object``: the engine calls it in its decode pool, ahead of
 the model, and hands the result back as ``ImageItem.prepared`` (resize / normalise off the critical path).
@@ -67,12 +68,18 @@ class ModelSpec:
 
 @dataclass
 class ImageItem:
-    """One decoded image handed to a model. ``array`` is RGB uint8 (possibly decoded at reduced scale)."""
+    """One decoded image handed to a model. ``array`` is RGB uint8, possibly decoded at reduced scale (JPEG
+    draft decoding, for models whose input is smaller); ``full_size`` is then the image's own (width, height).
+
+    Boxes are relative, so the scale does not matter to them; masks do: a mask covers its box in the pixels of
+    the full image (``full_width`` x ``full_height``). A model may return it in the array's pixels instead; the
+    engine then scales it up to the full size."""
 
     sample_id: int
     path: str
     array: RGBImage
     prepared: Any = None
+    full_size: tuple[int, int] | None = None
 
     @property
     def width(self) -> int:
@@ -81,6 +88,14 @@ class ImageItem:
     @property
     def height(self) -> int:
         return int(self.array.shape[0])
+
+    @property
+    def full_width(self) -> int:
+        return self.full_size[0] if self.full_size else self.width
+
+    @property
+    def full_height(self) -> int:
+        return self.full_size[1] if self.full_size else self.height
 
 
 @dataclass(frozen=True)

@@ -65,3 +65,42 @@ def keypoints_detection(
         visibility=tuple(float(min(max(v, 0.0), 1.0)) for v in visible),
     )
     return Detection(label, detection.box, detection.confidence, keypoints=keypoints)
+
+
+def paste_mask_crop(
+    probabilities: np.ndarray,
+    xyxy: tuple[float, float, float, float],
+    rect: tuple[int, int, int, int],
+    pixel_scale: tuple[float, float] = (1.0, 1.0),
+    threshold: float = 0.5,
+) -> np.ndarray:
+    """An R-CNN's M x M mask of a box, pasted as torchvision's ``paste_masks_in_image`` pastes it (one pixel of
+    padding, the box widened to match and rounded down, bilinear resize) but only over the pixel rectangle
+    ``rect`` = (x, y, w, h), and sampled at the pixel centres of an image ``1 / pixel_scale`` times the size of
+    the one ``xyxy`` is in: box-sized masks at full resolution, never an image-sized canvas per detection."""
+    import cv2
+
+    size = probabilities.shape[-1]
+    padded = np.pad(probabilities.astype(np.float32, copy=False), 1)
+    scale = (size + 2) / size
+    x_c, y_c = (xyxy[0] + xyxy[2]) / 2, (xyxy[1] + xyxy[3]) / 2
+    half_w, half_h = (xyxy[2] - xyxy[0]) / 2 * scale, (xyxy[3] - xyxy[1]) / 2 * scale
+    x0, y0 = int(x_c - half_w), int(y_c - half_h)  # torchvision truncates the widened box to integers
+    box_w, box_h = max(int(int(x_c + half_w) - x0 + 1), 1), max(int(int(y_c + half_h) - y0 + 1), 1)
+    # rect pixel centre -> box image coordinate c -> padded-mask coordinate (c - x0) * (M + 2) / w - 0.5
+    kx, ky = (size + 2) / box_w, (size + 2) / box_h
+    x, y, w, h = rect
+    warp = np.array(
+        [
+            [pixel_scale[0] * kx, 0.0, ((x + 0.5) * pixel_scale[0] - x0) * kx - 0.5],
+            [0.0, pixel_scale[1] * ky, ((y + 0.5) * pixel_scale[1] - y0) * ky - 0.5],
+        ]
+    )
+    sampled = cv2.warpAffine(
+        padded, warp, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    )
+    # Outside the widened box torchvision's canvas is 0, whatever the padded mask's edge says.
+    cols = (np.arange(w) + x + 0.5) * pixel_scale[0]
+    rows = (np.arange(h) + y + 0.5) * pixel_scale[1]
+    inside = ((rows >= y0) & (rows < y0 + box_h))[:, None] & ((cols >= x0) & (cols < x0 + box_w))[None, :]
+    return np.asarray((sampled > threshold) & inside)

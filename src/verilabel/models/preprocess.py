@@ -223,9 +223,13 @@ class Letterbox:
         out[..., 1::2] = (out[..., 1::2] - self.top) / self.scale_y
         return out
 
-    def mask_crop(self, logits: np.ndarray, rect: tuple[int, int, int, int]) -> np.ndarray:
-        """The mask over the original-pixel rectangle ``(x, y, w, h)``, sampled bilinearly from prototype-resolution
-        mask logits (which cover the whole model input) at each original pixel's centre, then thresholded at 0.
+    def mask_crop(
+        self, logits: np.ndarray, rect: tuple[int, int, int, int], pixel_scale: tuple[float, float] = (1.0, 1.0)
+    ) -> np.ndarray:
+        """The mask over the pixel rectangle ``(x, y, w, h)``, sampled bilinearly from prototype-resolution mask
+        logits (which cover the whole model input) at each of its pixels' centres, then thresholded at 0. The
+        rectangle is in pixels of the letterboxed image, or of a larger one: ``pixel_scale`` is then that
+        image's pixels per pixel of the rectangle's (a JPEG decoded at 1/4 for the model: masks at full size).
 
         Only the box is ever materialised at full resolution: a full-image mask per detection (what ultralytics
         builds) costs detections x H x W, gigabytes on large photos."""
@@ -233,10 +237,10 @@ class Letterbox:
 
         x, y, w, h = rect
         kx, ky = logits.shape[1] / self.size_w, logits.shape[0] / self.size_h
-        # original pixel centre (x + u + 0.5) -> input coordinate -> prototype coordinate, pixel centres at integers
-        ax, ay = self.scale_x * kx, self.scale_y * ky
-        bx = ((x + 0.5) * self.scale_x + self.left) * kx - 0.5
-        by = ((y + 0.5) * self.scale_y + self.top) * ky - 0.5
+        # pixel centre (x + u + 0.5) -> letterboxed image's coordinate -> input -> prototype, centres at integers
+        ax, ay = self.scale_x * kx * pixel_scale[0], self.scale_y * ky * pixel_scale[1]
+        bx = ((x + 0.5) * pixel_scale[0] * self.scale_x + self.left) * kx - 0.5
+        by = ((y + 0.5) * pixel_scale[1] * self.scale_y + self.top) * ky - 0.5
         warp = np.array([[ax, 0.0, bx], [0.0, ay, by]], dtype=np.float64)
         sampled = cv2.warpAffine(
             logits.astype(np.float32, copy=False),

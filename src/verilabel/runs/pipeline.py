@@ -20,10 +20,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from verilabel.datasets.images import decode
+from verilabel.datasets.images import decode_sized
 from verilabel.errors import SampleError
 from verilabel.labels import Label
-from verilabel.models.checks import check_predictions
+from verilabel.models.checks import check_predictions, full_resolution_masks
 from verilabel.models.interface import ImageItem, Model, PredictContext
 
 
@@ -183,9 +183,11 @@ class Pipeline:
     def _load(self, item: WorkItem) -> ImageItem | Outcome:
         start = time.perf_counter()
         try:
-            array = decode(item.path, max_pixels=self.options.max_pixels, draft_size=self.options.draft_size)
+            array, full = decode_sized(
+                item.path, max_pixels=self.options.max_pixels, draft_size=self.options.draft_size
+            )
             prepared = self._prepare(array) if self._prepare is not None else None
-            return ImageItem(item.sample_id, item.path, array, prepared)
+            return ImageItem(item.sample_id, item.path, array, prepared, full)
         except SampleError as exc:
             return Outcome(item.sample_id, [], str(exc))
         except Exception as exc:  # a decoder or prepare() bug on one file must not stop the run
@@ -239,7 +241,12 @@ class Pipeline:
         for batch, raw in parts:
             start = time.perf_counter()
             outputs = self.model.to_labels(raw, batch, self.context) if self.overlap else raw  # type: ignore[attr-defined]
-            checked = check_predictions(self.model.spec, self.context, batch, outputs)
+            checked = [
+                full_resolution_masks(item, labels)
+                for item, labels in zip(
+                    batch, check_predictions(self.model.spec, self.context, batch, outputs), strict=True
+                )
+            ]
             self.timer.add("labels", time.perf_counter() - start)
             outcomes += [
                 Outcome(item.sample_id, self._finish(labels)) for item, labels in zip(batch, checked, strict=True)

@@ -120,10 +120,10 @@ class SamSegmenter:
     def _crops(
         self, logits: Any, detections: Sequence[Detection], item: ImageItem, prepared: SamInput
     ) -> list[np.ndarray]:
-        """Each detection's mask over its box's pixel rectangle: its logits sampled (bilinear) at the centres of
-        those pixels, mapped original -> resized input -> low-resolution logits."""
-        rects = [d.box.to_pixels(item.width, item.height) for d in detections]
-        scale = (prepared.width / item.width, prepared.height / item.height)
+        """Each detection's mask over its box's pixel rectangle in the full image: its logits sampled (bilinear)
+        at the centres of those pixels, mapped full image -> resized input -> low-resolution logits."""
+        rects = [d.box.to_pixels(item.full_width, item.full_height) for d in detections]
+        scale = (prepared.width / item.full_width, prepared.height / item.full_height)
         crops: list[np.ndarray] = [np.empty(0)] * len(rects)
         for group in _chunks(rects):
             masks = _sample(logits[group], [rects[k] for k in group], scale, self._size) > MASK_THRESHOLD

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from verilabel.labels import Label
+from verilabel.labels import Detection, Label, Mask
 from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext, SplitPredict
-from verilabel.models.postprocess import box_detection, mask_detection
+from verilabel.models.postprocess import box_detection, paste_mask_crop
 from verilabel.models.preprocess import resize, to_tensors
 from verilabel.models.torch_support import (
     inference,
@@ -30,6 +30,7 @@ ARCHITECTURES: dict[str, tuple[str, int | None, int]] = {
     "mask-rcnn-v2": ("maskrcnn_resnet50_fpn_v2", None, 4),
 }
 MASK_THRESHOLD = 0.5  # torchvision's masks are per-pixel probabilities
+MASKS = "box_masks"  # Mask R-CNN's M x M mask probabilities per box, unpasted (see ``_keep_box_masks``)
 
 
 class TorchvisionDetector(SplitPredict):
@@ -63,26 +64,47 @@ class TorchvisionDetector(SplitPredict):
         wanted = set(context.classes)
         with_masks = context.task == "segmentation"
         results: list[list[Label]] = []
-        for (height, width), out in zip(sizes, outputs, strict=True):
+        for item, (height, width), out in zip(images, sizes, outputs, strict=True):
             keep = out["scores"] >= context.min_confidence
             boxes = out["boxes"][keep].float().cpu().numpy()
             scores = out["scores"][keep].float().cpu().numpy()
             classes = out["labels"][keep].cpu().numpy()
-            masks = (out["masks"][keep][:, 0] > MASK_THRESHOLD).cpu().numpy() if with_masks else None
+            masks = out[MASKS][keep][:, 0].float().cpu().numpy() if with_masks else None
+            # mask pixels: the full image's, whose scale to the model's input may differ from 1
+            scale = (width / item.full_width, height / item.full_height)
             labels: list[Label] = []
             for i, (xyxy, score, cls) in enumerate(zip(boxes, scores, classes, strict=True)):
                 name = self._names[int(cls)]
                 if name not in wanted:
                     continue
                 corners = (float(xyxy[0]), float(xyxy[1]), float(xyxy[2]), float(xyxy[3]))
-                if masks is not None:
-                    found = mask_detection(name, float(score), masks[i], corners)
-                else:
-                    found = box_detection(name, float(score), corners, width, height)
+                found = box_detection(name, float(score), corners, width, height)
+                if found is not None and masks is not None:
+                    rect = found.box.to_pixels(item.full_width, item.full_height)
+                    crop = paste_mask_crop(masks[i], corners, rect, scale, MASK_THRESHOLD)
+                    found = Detection(name, found.box, found.confidence, mask=Mask(crop)) if crop.any() else None
                 if found is not None:
                     labels.append(found)
             results.append(labels)
         return results
+
+
+def _keep_box_masks(net: Any) -> None:
+    """Mask R-CNN hands back each detection's mask pasted into an image-sized canvas (detections x H x W
+    probabilities: gigabytes on large photos). Keep the network's own M x M mask per box instead, under
+    ``MASKS``: ``to_labels`` pastes each into its box only, at the full image's resolution."""
+    transform = net.transform
+    postprocess = transform.postprocess
+
+    def boxes_only(result: list[dict[str, Any]], image_shapes: Any, original_sizes: Any) -> list[dict[str, Any]]:
+        masks = [prediction.pop("masks", None) for prediction in result]
+        result = postprocess(result, image_shapes, original_sizes)  # boxes back in the input's pixels
+        for prediction, mask in zip(result, masks, strict=True):
+            if mask is not None:
+                prediction[MASKS] = mask
+        return result
+
+    transform.postprocess = boxes_only
 
 
 def build_network(
@@ -115,6 +137,8 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> TorchvisionDetector:
         ),
     )
     load_weights(net, state, entry.name)
+    if "mask" in family:
+        _keep_box_masks(net)
     device = resolve_device(request.device)
     net.eval().to(device)
     return TorchvisionDetector(entry, net, device, input_size, batch)

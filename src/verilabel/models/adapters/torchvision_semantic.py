@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from verilabel.errors import ModelLoadError
-from verilabel.labels import Label
+from verilabel.labels import Detection, Label, Mask
 from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext, SplitPredict
 from verilabel.models.postprocess import mask_detection
@@ -113,8 +113,27 @@ class TorchvisionSemantic(SplitPredict):
         for i, (item, (height, width)) in enumerate(zip(images, sizes, strict=True)):
             valid = logits[i : i + 1, :, :height, :width]  # drop the batch padding
             classes, confidence = self._pixel_classes(valid, item.height, item.width)
-            results.append(self._regions(classes, confidence, wanted, context.min_confidence))
+            regions: list[Detection | None] = list(self._regions(classes, confidence, wanted, context.min_confidence))
+            if (item.full_width, item.full_height) != (item.width, item.height):
+                regions = [self._at_full_size(region, valid[0], item) for region in regions if region is not None]
+            results.append([region for region in regions if region is not None])
         return results
+
+    def _at_full_size(self, region: Detection, logits: Any, item: ImageItem) -> Detection | None:
+        """A region found in a smaller decode, its mask made again over its box in the full image: the pixels
+        where its class wins (the logits sampled at each full-size pixel) near the region itself (the region
+        scaled up and widened by a pixel of the decode, so that separate regions of one class stay apart)."""
+        import cv2
+
+        assert region.mask is not None
+        index = self._names.index(region.label)
+        rect = region.box.to_pixels(item.full_width, item.full_height)
+        input_per_full = (logits.shape[2] / item.full_width, logits.shape[1] / item.full_height)
+        wins = class_wins(logits, index, rect, input_per_full)
+        widened = cv2.dilate(region.mask.load().astype(np.uint8), np.ones((3, 3), np.uint8))
+        near = cv2.resize(widened, (rect[2], rect[3]), interpolation=cv2.INTER_NEAREST) > 0
+        crop = wins & near
+        return Detection(region.label, region.box, region.confidence, mask=Mask(crop)) if crop.any() else None
 
     @staticmethod
     def _pixel_classes(logits: Any, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,13 +148,13 @@ class TorchvisionSemantic(SplitPredict):
 
     def _regions(
         self, classes: np.ndarray, confidence: np.ndarray, wanted: list[int], min_confidence: float
-    ) -> list[Label]:
+    ) -> list[Detection]:
         """One detection per connected region of each wanted class, large and confident enough."""
         find = _region_finder()
         assert find is not None  # load() checked
         min_pixels = self._min_area * classes.size
         present = np.bincount(classes.ravel(), minlength=len(self._names))
-        labels: list[Label] = []
+        labels: list[Detection] = []
         for index in (i for i in wanted if present[i] >= min_pixels):
             for x, y, crop in find(classes == index, min_pixels):
                 h, w = crop.shape
@@ -148,6 +167,31 @@ class TorchvisionSemantic(SplitPredict):
                 if found is not None:
                     labels.append(found)
         return labels
+
+
+SAMPLES_PER_CHUNK = 1 << 24  # class logits sampled at once: 64 MiB of float32
+
+
+def class_wins(logits: Any, index: int, rect: tuple[int, int, int, int], scale: tuple[float, float]) -> np.ndarray:
+    """Over the pixel rectangle ``rect`` = (x, y, w, h) of an image, where class ``index`` has the highest of the
+    C x H x W ``logits`` sampled bilinearly at each pixel's centre (``scale``: logit pixels per image pixel), as
+    upsampling the logits to that image and taking the argmax would give, without the image-sized maps."""
+    import torch
+    import torch.nn.functional as F
+
+    x, y, w, h = rect
+    channels, height, width = logits.shape
+    rows_per_chunk = max(1, SAMPLES_PER_CHUNK // max(1, channels * w))
+    # grid_sample's frame (align_corners=False): -1 and 1 are the outer edges of the logit map
+    gx = ((torch.arange(w, device=logits.device) + x + 0.5) * scale[0] / width * 2 - 1).float()
+    out = np.empty((h, w), bool)
+    for top in range(0, h, rows_per_chunk):
+        rows = torch.arange(top, min(h, top + rows_per_chunk), device=logits.device)
+        gy = ((rows + y + 0.5) * scale[1] / height * 2 - 1).float()
+        grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)[None]
+        sampled = F.grid_sample(logits[None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out[top : top + len(rows)] = (sampled[0].argmax(dim=0) == index).cpu().numpy()
+    return out
 
 
 def build_network(arch: str, *, num_classes: int = 21, aux_loss: bool = False) -> Any:

@@ -406,7 +406,7 @@ class UltralyticsYolo(SplitPredict):
             name, score = names[cls], float(scores[j])
             found: Detection | None
             if logits is not None:
-                found = _with_mask(box_detection(name, score, xyxy, item.width, item.height), box, logits[j])
+                found = _with_mask(box_detection(name, score, xyxy, item.width, item.height), box, logits[j], item)
             elif points is not None:
                 found = keypoints_detection(name, score, xyxy, points[j], self._keypoint_names, item.width, item.height)
             else:
@@ -416,13 +416,13 @@ class UltralyticsYolo(SplitPredict):
         return labels
 
 
-def _with_mask(detection: Detection | None, box: Letterbox, logits: np.ndarray) -> Detection | None:
-    """The detection with its mask over its own pixel rectangle; None when the mask comes out empty (as
-    ultralytics drops mask-less detections)."""
+def _with_mask(detection: Detection | None, box: Letterbox, logits: np.ndarray, item: ImageItem) -> Detection | None:
+    """The detection with its mask over its own pixel rectangle in the full image (also when the model saw a
+    smaller decode); None when the mask comes out empty (as ultralytics drops mask-less detections)."""
     if detection is None:
         return None
-    rect = detection.box.to_pixels(box.width, box.height)
-    crop = box.mask_crop(logits, rect)
+    rect = detection.box.to_pixels(item.full_width, item.full_height)
+    crop = box.mask_crop(logits, rect, (item.width / item.full_width, item.height / item.full_height))
     if not crop.any():
         return None
     return Detection(detection.label, detection.box, detection.confidence, mask=Mask(crop))
