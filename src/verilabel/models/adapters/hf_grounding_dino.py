@@ -35,7 +35,7 @@ from verilabel.models.adapters.hf_common import (
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.preprocess import to_batch
-from verilabel.models.torch_support import inference
+from verilabel.models.torch_support import full_precision, inference
 
 DEFAULT_BATCH = 4
 SEPARATORS = ".?"  # phrase separators for the model: a class name must not contain them
@@ -188,6 +188,8 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> GroundingDinoDetector:
     net, processor, device = load_transformers(entry, request, "AutoModelForZeroShotObjectDetection")
     if not hasattr(net.config, "max_text_len"):
         raise ModelLoadError(f"{entry.name!r}: the weights hold a {type(net).__name__}, not Grounding DINO")
+    # the decoder refines its boxes with the same (shared) heads, layer after layer
+    full_precision(*net.bbox_embed, net.model.encoder_output_bbox_embed)
     return GroundingDinoDetector(
         entry,
         net,

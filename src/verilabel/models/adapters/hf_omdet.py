@@ -33,7 +33,7 @@ from verilabel.models.adapters.hf_common import (
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.preprocess import to_batch
-from verilabel.models.torch_support import inference
+from verilabel.models.torch_support import full_precision, inference
 
 DEFAULT_BATCH = 8
 TEXT_LENGTH = 77  # OmDetTurboProcessor pads and truncates class names and the task prompt to CLIP's 77 tokens
@@ -138,6 +138,7 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> OmDetDetector:
     net, processor, device = load_transformers(entry, request, "AutoModelForZeroShotObjectDetection")
     if not hasattr(net, "get_language_embedding"):
         raise ModelLoadError(f"{entry.name!r}: the weights hold a {type(net).__name__}, not OmDet-Turbo")
+    full_precision(net.decoder.encoder_bbox_head, *net.decoder.decoder_bbox_head)
     return OmDetDetector(
         entry,
         net,

@@ -35,7 +35,7 @@ from verilabel.models.adapters.hf_common import (
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.preprocess import to_batch
-from verilabel.models.torch_support import inference
+from verilabel.models.torch_support import full_precision, inference
 
 OWL_TEMPLATES = ("a photo of a {}",)  # the query form of the OWL papers' and transformers' examples
 DEFAULT_BATCH = 8
@@ -132,6 +132,7 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> OwlDetector:
     net, processor, device = load_transformers(entry, request, "AutoModelForZeroShotObjectDetection")
     if net.config.model_type not in ("owlvit", "owlv2"):
         raise ModelLoadError(f"{entry.name!r}: the weights hold a {type(net).__name__}, not OWL-ViT or OWLv2")
+    full_precision(net.box_head)
     return OwlDetector(
         entry,
         net,

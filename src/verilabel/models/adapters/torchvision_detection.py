@@ -14,6 +14,7 @@ from verilabel.models.interface import ImageItem, LoadRequest, PredictContext, S
 from verilabel.models.postprocess import box_detection, paste_mask_crop
 from verilabel.models.preprocess import resize, to_tensors
 from verilabel.models.torch_support import (
+    full_precision,
     inference,
     is_asynchronous,
     load_state_dict,
@@ -107,6 +108,15 @@ def _keep_box_masks(net: Any) -> None:
     transform.postprocess = boxes_only
 
 
+def box_heads(net: Any) -> list[Any]:
+    """The modules whose outputs become box coordinates (and masks): kept in fp32 under autocast."""
+    roi_heads = getattr(net, "roi_heads", None)
+    if roi_heads is None:  # SSD, SSDlite: one head for classes and boxes
+        return [net.head]
+    masks = [roi_heads.mask_head, roi_heads.mask_predictor] if roi_heads.mask_predictor is not None else []
+    return [net.rpn.head, roi_heads.box_head, roi_heads.box_predictor, *masks]
+
+
 def build_network(
     family: str, *, num_classes: int = 91, score_thresh: float = 0.05, detections_per_img: int = 100
 ) -> Any:
@@ -139,6 +149,7 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> TorchvisionDetector:
     load_weights(net, state, entry.name)
     if "mask" in family:
         _keep_box_masks(net)
+    full_precision(*box_heads(net))
     device = resolve_device(request.device)
     net.eval().to(device)
     return TorchvisionDetector(entry, net, device, input_size, batch)

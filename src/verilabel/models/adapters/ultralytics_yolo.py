@@ -31,7 +31,7 @@ from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext, SplitPredict
 from verilabel.models.postprocess import box_detection, keypoints_detection
 from verilabel.models.preprocess import Letterbox, letterbox, to_batch
-from verilabel.models.torch_support import inference, is_asynchronous, resolve_device
+from verilabel.models.torch_support import full_precision, inference, is_asynchronous, resolve_device
 from verilabel.models.weights import source_file
 
 DEFAULT_IMGSZ = 640
@@ -449,6 +449,7 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> UltralyticsYolo:
     _choose_head(net, options)
     device = resolve_device(request.device)
     net = net.fuse(verbose=False).eval().to(device)  # conv + batch norm folded; YOLOE's prompts stay unfused
+    full_precision(net.model[-1])  # the head decodes boxes (and masks, keypoints): in fp32 under autocast
     model = UltralyticsYolo(entry, net, kind, device, options)
     if entry.zero_shot and request.classes:
         model.use_prompts(tuple(request.classes))  # fail fast on a missing text encoder; warm the cache
