@@ -2,9 +2,12 @@
 
     python benchmarks/review_scale.py [--labels 1000000] [--samples 100000] [--url sqlite:///...]
 
-Times the class table (all, and under a confidence filter), a filtered page of labels, promote-by-filter of
-about half the labels, and approve. Targets on a 2-core machine with SQLite: class table and a page under
-300 ms; promote 500k and approve 1M under 60 s each.
+Times the class table (all, and under a confidence filter), a filtered page of labels, a run's status (what
+`run watch` polls) and `run list`, tagging one class, promote-by-filter of about half the labels, approve, and
+COCO / Label Studio exports of the approved field with their peak memory. Baselines in the same sitting: the
+status read as it used to be (counting the run's labels and samples), and tagging by reading and writing each
+label in Python. Targets on a 2-core machine with SQLite: class table, page and status under 300 ms; promote
+500k and approve 1M under 60 s each; exports in memory that stays flat (a fraction of the file they write).
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ def build(url: str, labels: int, samples: int) -> str:
     from verilabel.datasets.service import create_dataset, dataset_row, now
     from verilabel.labels import new_label_id
     from verilabel.review import counts
+    from verilabel.runs import progress
     from verilabel.runs.config import RunRequest
     from verilabel.runs.service import create_run
     from verilabel.store import Store
-    from verilabel.store.schema import RunLabelRow, RunRow, SampleRow
+    from verilabel.store.schema import RunLabelRow, RunRow, RunSampleRow, SampleRow
 
     store = Store(url)
     create_dataset(store, "big")
@@ -95,9 +99,60 @@ def build(url: str, labels: int, samples: int) -> str:
             session.execute(insert(RunLabelRow), rows)
     with store.write() as session:
         counts.recount(session, run.id)
+        session.execute(update(RunSampleRow).where(RunSampleRow.run_id == run.id).values(state="done"))
+        progress.recount(session, run.id)
         session.execute(update(RunRow).where(RunRow.id == run.id).values(status="in_review"))
     print(f"inserted {labels} labels in {time.perf_counter() - start:.1f} s", flush=True)
     return run.id
+
+
+def status_by_counting(store: Any, run: str) -> tuple[int, int, dict[str, int]]:
+    """What a status read cost before the counters: labels and classes counted, samples grouped by state."""
+    from sqlalchemy import func, select
+
+    from verilabel.store.schema import RunLabelRow, RunSampleRow
+
+    with store.read() as session:
+        labels, classes = session.execute(
+            select(func.count(), func.count(func.distinct(RunLabelRow.label))).where(RunLabelRow.run_id == run)
+        ).one()
+        states = dict(
+            session.execute(
+                select(RunSampleRow.state, func.count()).where(RunSampleRow.run_id == run).group_by(RunSampleRow.state)
+            ).all()
+        )
+    return labels, classes, states
+
+
+def tag_in_python(store: Any, run: str, tag: str, label: str) -> int:
+    """Tagging as it was done before: every matching label read, changed in Python and written back."""
+    from sqlalchemy import select, update
+
+    from verilabel.store.schema import RunLabelRow
+
+    with store.write() as session:
+        changes = [
+            {"id": label_id, "tags": [*(tags or []), tag]}
+            for label_id, tags in session.execute(
+                select(RunLabelRow.id, RunLabelRow.tags).where(RunLabelRow.run_id == run, RunLabelRow.label == label)
+            )
+            if tag not in (tags or [])
+        ]
+        if changes:
+            session.execute(update(RunLabelRow), changes)
+    return len(changes)
+
+
+def peak_memory(fn: Callable[..., Any], *args: Any) -> tuple[Any, int]:
+    """``fn(*args)`` and the peak of the Python memory it allocated (tracemalloc)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = fn(*args)
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def main() -> None:
@@ -109,8 +164,10 @@ def main() -> None:
     args = parser.parse_args()
     url = args.url or f"sqlite:///{Path(tempfile.mkdtemp(prefix='verilabel-review-')) / 'bench.db'}"
 
+    from verilabel.datasets.export import export_field
     from verilabel.review import service as review
     from verilabel.review.service import LabelQuery
+    from verilabel.runs.service import get_run, list_runs
     from verilabel.store import Store
 
     run = build(url, args.labels, args.samples)
@@ -132,12 +189,38 @@ def main() -> None:
         lambda: review.list_labels(store, run, LabelQuery(classes=["class_07"], min_confidence=0.5), limit=100),
         repeat=3,
     )
+    results["status_s"], _ = timed("run status (run watch's poll)", lambda: get_run(store, run), repeat=3)
+    results["status_counting_s"], _ = timed(
+        "run status, counting labels and samples (before)", lambda: status_by_counting(store, run), repeat=3
+    )
+    results["run_list_s"], _ = timed("run list", lambda: list_runs(store, "big"), repeat=3)
+    results["tag_class_s"], tagged = timed(
+        "tag one class (set-based)", lambda: review.tag_labels(store, run, ["check"], LabelQuery(classes=["class_03"]))
+    )
+    results["tagged"] = tagged
+    results["tag_class_python_s"], _ = timed(
+        "tag one class, each label read and written in Python (before)",
+        lambda: tag_in_python(store, run, "check-2", "class_03"),
+    )
     results["promote_s"], promoted = timed(
         "promote confidence >= 0.5", lambda: review.promote(store, run, LabelQuery(min_confidence=0.5))
     )
     results["promoted"] = promoted
     results["approve_s"], approved = timed("approve", lambda: review.approve(store, run))
     results["approved"] = approved.to_json()
+    out = Path(tempfile.mkdtemp(prefix="verilabel-export-"))
+    for fmt in ("coco", "label-studio"):
+        seconds, summary = timed(f"export {fmt}", lambda fmt=fmt: export_field(store, "big", "auto", fmt, out / fmt))
+        _, peak = peak_memory(
+            export_field, store, "big", "auto", fmt, out / f"{fmt}-traced"
+        )  # timed apart: tracing slows
+        written = Path(summary.path).stat().st_size
+        results[f"export_{fmt}_s"] = seconds
+        results[f"export_{fmt}_peak_mb"] = round(peak / 2**20, 1)
+        results[f"export_{fmt}_file_mb"] = round(written / 2**20, 1)
+        print(
+            f"  {summary.labels} labels: peak Python memory {peak / 2**20:.0f} MiB for a {written / 2**20:.0f} MiB file"
+        )
     print(json.dumps(results, indent=2))
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
