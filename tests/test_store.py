@@ -179,3 +179,19 @@ def test_upgrading_to_0003_backfills_progress_and_approved_counts(tmp_path: Path
     done = get_run(store, "done")
     assert (done.labels, done.classes) == (3, 2)
     assert (get_run(store, "open").done, get_run(store, "open").failed) == (2, 1)
+
+
+def test_a_database_from_a_newer_verilabel_is_refused_with_the_fix(tmp_path: Path):
+    """An older verilabel opening a newer schema once died with Alembic's `Can't locate revision`."""
+    import pytest
+    from sqlalchemy import text
+
+    from verilabel.errors import StoreError
+
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    store = Store(url)
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    store.dispose()
+    with pytest.raises(StoreError, match=r"newer verilabel \(schema 9999; this one knows up to 0003\).*pip install -U"):
+        Store(url)

@@ -133,6 +133,11 @@ class Store:
                 current = None
         if current == HEAD:
             return
+        if current is not None and str(current) > HEAD:  # revisions are numbered: "0003" > "0002"
+            raise StoreError(
+                f"the database {self.url!r} was last written by a newer verilabel (schema {current}; this one knows up "
+                f"to {HEAD}): upgrade verilabel (`pip install -U verilabel`), or point VERILABEL_DATABASE_URL elsewhere"
+            )
         from alembic import command
         from alembic.config import Config
 
