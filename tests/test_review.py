@@ -297,3 +297,26 @@ def test_tags_change_in_sql_for_every_matching_label_non_ascii_included(store: S
     with store.read() as session:
         kept = session.scalars(select(LabelRow.tags)).all()
     assert sorted(map(tuple, kept)) == [("à-revoir",)] * 4  # tags survive approval
+
+
+def test_the_histogram_gives_the_exact_class_table_of_any_bin_range(store: Store, tmp_path: Path):
+    """The app's slider computes the class table from the histogram: bin [i/100, (i+1)/100) sums must equal the
+    exact filter `min_confidence <= c < below`, edges included (0.29 is 28.999... x 100 in floating point)."""
+    import random
+
+    rng = random.Random(7)
+    edges = [0.0, 0.29, 0.3, 0.35, 0.5, 0.57, 0.99, 1.0]
+    labels = [
+        (i % 4, rng.choice(["car", "dog"]), rng.choice(edges) if i % 3 == 0 else rng.random()) for i in range(300)
+    ]
+    run = synthetic_run(store, tmp_path, labels)
+    histogram = review.histogram(store, run)
+    for lo, hi in [(0, 100), (29, 30), (30, 35), (0, 29), (35, 57), (57, 100), (99, 100), (50, 51), (0, 1)]:
+        query = LabelQuery(min_confidence=lo / 100, below=hi / 100 if hi < 100 else None)
+        exact = {row.label: (row.instances, row.mean_confidence) for row in review.class_table(store, run, query)}
+        for label, bins in histogram.counts.items():
+            count = sum(bins[lo:hi])
+            total = sum(histogram.sums[label][lo:hi])
+            assert count == exact[label][0], (label, lo, hi)
+            if count:
+                assert total / count == pytest.approx(exact[label][1]), (label, lo, hi)

@@ -16,6 +16,8 @@ COMMANDS = {
     "export": ("verilabel.cli.misc", "export"),
     "models": ("verilabel.cli.models", "list_models"),
     "demo": ("verilabel.cli.demo", "demo"),
+    "serve": ("verilabel.cli.serve", "serve"),
+    "users": ("verilabel.cli.serve", "users_app"),
 }
 
 

@@ -390,6 +390,33 @@ def list_datasets(store: Store) -> list[DatasetInfo]:
         return [_info(session, row) for row in session.scalars(select(DatasetRow).order_by(DatasetRow.name))]
 
 
+def count_samples(store: Store, name: str, view: View | None = None) -> int:
+    with store.read() as session:
+        dataset_id = dataset_row(session, name).id
+        ids = (view or View()).sample_ids_query(dataset_id).order_by(None).subquery()
+        return int(session.scalar(select(func.count()).select_from(ids)) or 0)
+
+
+def field_labels(store: Store, name: str, field_name: str, sample_ids: Sequence[int]) -> dict[int, list[Label]]:
+    """The labels of a field on these samples (a page of a grid), per sample."""
+    from verilabel.store.convert import row_label
+
+    out: dict[int, list[Label]] = {sample_id: [] for sample_id in sample_ids}
+    with store.read() as session:
+        dataset_id = dataset_row(session, name).id
+        field = find_field(session, dataset_id, field_name)
+        if field is None:
+            raise NotFoundError(f"dataset {name!r} has no label field {field_name!r}")
+        rows = session.scalars(
+            select(LabelRow)
+            .where(LabelRow.field_id == field.id, LabelRow.sample_id.in_(list(sample_ids)))
+            .order_by(LabelRow.sample_id, LabelRow.id)
+        )
+        for row in rows:
+            out[row.sample_id].append(row_label(row))
+    return out
+
+
 def sample_ids(store: Store, name: str, view: View | None = None) -> list[int]:
     with store.read() as session:
         dataset_id = dataset_row(session, name).id
@@ -451,6 +478,22 @@ def labels_of(store: Store, name: str, field_name: str, sample_id: int) -> list[
             .order_by(LabelRow.id)
         ).all()
         return [row_label(r) for r in rows]
+
+
+def samples_by_id(store: Store, ids: Sequence[int]) -> dict[int, Sample]:
+    """These samples (ids that do not exist are left out), with their tags."""
+    if not ids:
+        return {}
+    with store.read() as session:
+        rows = session.scalars(select(SampleRow).where(SampleRow.id.in_(set(ids)))).all()
+        tags: dict[int, list[str]] = {}
+        for sample_id, tag in session.execute(
+            select(SampleTagRow.sample_id, SampleTagRow.tag).where(SampleTagRow.sample_id.in_(set(ids)))
+        ):
+            tags.setdefault(sample_id, []).append(tag)
+        return {
+            r.id: Sample(r.id, r.path, r.width, r.height, sorted(tags.get(r.id, [])), dict(r.meta or {})) for r in rows
+        }
 
 
 def sample_paths(store: Store, ids: Sequence[int]) -> dict[int, str]:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, not_, or_, select, update
+from sqlalchemy import ColumnElement, Integer, and_, delete, func, insert, literal, not_, or_, select, update
 
+from verilabel import history
 from verilabel.datasets.service import find_field
 from verilabel.datasets.views import View
 from verilabel.errors import ConfigError, ConflictError
@@ -62,6 +63,7 @@ class LabelQuery:
 
     min_confidence: float | None = None
     max_confidence: float | None = None
+    below: float | None = None  # confidence < below: a histogram bin's open upper edge (the app's slider)
     classes: list[str] = dataclasses.field(default_factory=list)
     sample_ids: list[int] | None = None
     view: View | None = None  # samples of the run's dataset
@@ -69,7 +71,7 @@ class LabelQuery:
     tags: list[str] = dataclasses.field(default_factory=list)  # labels with any of these tags
 
     def validate(self) -> LabelQuery:
-        for name in ("min_confidence", "max_confidence"):
+        for name in ("min_confidence", "max_confidence", "below"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ConfigError(name, f"{value} is outside [0, 1]")
@@ -78,12 +80,32 @@ class LabelQuery:
             raise ConfigError("max_confidence", f"{high} is below min_confidence {low}")
         return self
 
+    def to_json(self) -> dict[str, Any]:
+        """The filter, for the history (long id lists are counted, not copied)."""
+        out: dict[str, Any] = {}
+        for name in ("min_confidence", "max_confidence", "below"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.classes:
+            out["classes"] = list(self.classes)
+        if self.tags:
+            out["tags"] = list(self.tags)
+        if self.sample_ids is not None:
+            out["samples"] = len(self.sample_ids)
+        if self.label_ids is not None:
+            out["labels"] = len(self.label_ids)
+        if self.view is not None:
+            out["view"] = True
+        return out
+
     def conditions(self, dataset_id: int) -> list[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = []
         if self.min_confidence is not None:
             found.append(RunLabelRow.confidence >= self.min_confidence)
         if self.max_confidence is not None:
             found.append(RunLabelRow.confidence <= self.max_confidence)
+        if self.below is not None:
+            found.append(RunLabelRow.confidence < self.below)
         if self.classes:
             found.append(RunLabelRow.label.in_(self.classes))
         if self.sample_ids is not None:
@@ -201,7 +223,97 @@ def list_labels(
         return [(r.sample_id, row_label(r)) for r in rows]
 
 
-def _move(store: Store, run: str, query: LabelQuery | None, source: str, target: str) -> int:
+BINS = 100  # histogram bins of width 0.01: the slider moves in these steps
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Per class, how many labels of a set fall in each confidence bin ``[i / BINS, (i + 1) / BINS)`` (the last bin
+    includes 1.0), and their confidence sum: a browser computes the class table of any bin-aligned range from it,
+    at every frame of a slider, with no request. Labels without a confidence are counted apart."""
+
+    counts: dict[str, list[int]]
+    sums: dict[str, list[float]]
+    unscored: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bins": BINS,
+            "classes": {
+                label: {
+                    "counts": self.counts[label],
+                    "sums": [round(v, 4) for v in self.sums[label]],
+                    "unscored": self.unscored.get(label, 0),
+                }
+                for label in sorted(self.counts)
+            },
+        }
+
+
+def histogram(store: Store, run: str, *, approval: bool = False) -> Histogram:
+    """The confidence histogram of the review set (or the approval set), one grouped scan of the run's labels
+    through the covering (run, state, confidence, label) index."""
+    state = PROMOTED if approval else REVIEW
+    with store.read() as session:
+        row = _open_run(session, run)
+        # floor(confidence x BINS), nudged so that a confidence on an edge (0.29 is 28.999... x 100) lands in the
+        # bin that the filter `>= 0.29` starts at; SQLite's integer cast truncates, PostgreSQL's would round
+        scaled = RunLabelRow.confidence * BINS + 1e-9
+        if session.get_bind().dialect.name == "postgresql":
+            bin_of = func.least(func.floor(scaled), BINS - 1)
+        else:
+            bin_of = func.min(func.cast(scaled, Integer), BINS - 1)
+        found = session.execute(
+            select(RunLabelRow.label, bin_of, func.count(), func.sum(RunLabelRow.confidence))
+            .where(RunLabelRow.run_id == row.id, RunLabelRow.review_state == state)
+            .group_by(RunLabelRow.label, bin_of)
+        ).all()
+    counts: dict[str, list[int]] = {}
+    sums: dict[str, list[float]] = {}
+    unscored: dict[str, int] = {}
+    for label, index, count, total in found:
+        counts.setdefault(label, [0] * BINS)
+        sums.setdefault(label, [0.0] * BINS)
+        if index is None:
+            unscored[label] = int(count)
+            continue
+        counts[label][int(index)] = int(count)
+        sums[label][int(index)] = float(total or 0.0)
+    return Histogram(counts, sums, unscored)
+
+
+def sample_page(
+    store: Store,
+    run: str,
+    query: LabelQuery | None = None,
+    *,
+    approval: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[int, list[tuple[int, list[Label]]]]:
+    """The samples that have labels matching ``query`` in the review (or approval) set, in id order: how many in
+    all, and a page of them, each with its matching labels (what the review grid shows)."""
+    from verilabel.store.convert import row_label
+
+    with store.read() as session:
+        row = _open_run(session, run)
+        where = _where(row, PROMOTED if approval else REVIEW, query)
+        matching = select(RunLabelRow.sample_id).where(where).distinct()
+        total = int(session.scalar(select(func.count()).select_from(matching.subquery())) or 0)
+        ids = list(session.scalars(matching.order_by(RunLabelRow.sample_id).limit(limit).offset(offset)))
+        by_sample: dict[int, list[Label]] = {sample_id: [] for sample_id in ids}
+        if ids:
+            labels = session.scalars(
+                select(RunLabelRow)
+                .where(where, RunLabelRow.sample_id.in_(ids))
+                .order_by(RunLabelRow.sample_id, RunLabelRow.confidence.desc(), RunLabelRow.id)
+            )
+            for label_row in labels:
+                by_sample[label_row.sample_id].append(row_label(label_row))
+    return total, list(by_sample.items())
+
+
+def _move(store: Store, run: str, query: LabelQuery | None, source: str, target: str, actor: str | None) -> int:
     """One UPDATE moves the matching labels between the sets: concurrent reviewers cannot interleave inside it."""
     with store.write() as session:
         row = _open_run(session, run, lock=True)  # reviewers of one run take turns: the counts stay exact
@@ -213,17 +325,27 @@ def _move(store: Store, run: str, query: LabelQuery | None, source: str, target:
         )
         counts.add(session, row.id, source, moved, sign=-1)
         counts.add(session, row.id, target, moved)
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        count = int(result.rowcount)  # type: ignore[attr-defined]
+        history.record(
+            session,
+            "promote" if target == PROMOTED else "undo",
+            actor=actor,
+            dataset_id=row.dataset_id,
+            run_id=row.id,
+            labels=count,
+            filter=query.to_json() if query else {},
+        )
+        return count
 
 
-def promote(store: Store, run: str, query: LabelQuery | None = None) -> int:
+def promote(store: Store, run: str, query: LabelQuery | None = None, *, actor: str | None = None) -> int:
     """Move the matching review labels to the approval set; returns how many moved."""
-    return _move(store, run, query, REVIEW, PROMOTED)
+    return _move(store, run, query, REVIEW, PROMOTED, actor)
 
 
-def undo(store: Store, run: str, query: LabelQuery | None = None) -> int:
+def undo(store: Store, run: str, query: LabelQuery | None = None, *, actor: str | None = None) -> int:
     """Move the matching promoted labels back to the review set (no query: undo all)."""
-    return _move(store, run, query, PROMOTED, REVIEW)
+    return _move(store, run, query, PROMOTED, REVIEW, actor)
 
 
 @dataclass(frozen=True)
@@ -252,7 +374,7 @@ def _delete_generated(session: Any, row: RunRow) -> int:
     return int(result.rowcount)
 
 
-def approve(store: Store, run: str, *, allow_empty: bool = False) -> ApproveResult:
+def approve(store: Store, run: str, *, allow_empty: bool = False, actor: str | None = None) -> ApproveResult:
     """Terminal and atomic: the field's labels become exactly the promoted ones, the rest are deleted, and the
     run is approved. For a generated run the field is new (empty until now); for an analysis of existing
     labels this drops the labels the reviewer did not promote.
@@ -290,13 +412,16 @@ def approve(store: Store, run: str, *, allow_empty: bool = False) -> ApproveResu
         removed = _delete_generated(session, row)
         row.status = "approved"
         result = ApproveResult(approved, removed - approved, row.field)
+        history.record(session, "approve", actor=actor, dataset_id=row.dataset_id, run_id=row.id, **result.to_json())
     for path in discarded_masks:
         if path and mask_dir and Path(path).is_relative_to(Path(mask_dir)):
             Path(path).unlink(missing_ok=True)
     return result
 
 
-def analyze_field(store: Store, dataset: str, field_name: str, *, name: str | None = None) -> str:
+def analyze_field(
+    store: Store, dataset: str, field_name: str, *, name: str | None = None, actor: str | None = None
+) -> str:
     """Start a review of an existing label field: a run that begins ``in_review`` with copies of its labels.
 
     Approving it leaves in the field exactly the labels that were promoted. Needs at least one label with a
@@ -380,11 +505,18 @@ def analyze_field(store: Store, dataset: str, field_name: str, *, name: str | No
         progress.recount(session, run_id)
         total = session.scalar(select(func.count()).where(RunSampleRow.run_id == run_id))
         session.execute(update(RunRow).where(RunRow.id == run_id).values(total=total))
+        history.record(session, "analyze", actor=actor, dataset_id=dataset_id, run_id=run_id, field=field_name)
     return run_id
 
 
 def tag_labels(
-    store: Store, run: str, tags: list[str], query: LabelQuery | None = None, *, remove: bool = False
+    store: Store,
+    run: str,
+    tags: list[str],
+    query: LabelQuery | None = None,
+    *,
+    remove: bool = False,
+    actor: str | None = None,
 ) -> int:
     """Add (or remove) tags on the run's labels matching ``query``, in either set; returns labels changed.
     Set-based: one UPDATE per tag, whatever the number of labels."""
@@ -410,4 +542,14 @@ def tag_labels(
                 .values(tags=value)
                 .execution_options(synchronize_session=False)
             )
+        history.record(
+            session,
+            "untag" if remove else "tag",
+            actor=actor,
+            dataset_id=row.dataset_id,
+            run_id=row.id,
+            tags=tags,
+            labels=changed,
+            filter=query.to_json() if query else {},
+        )
         return changed

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
+from verilabel import history
 from verilabel.datasets.service import dataset_row, ensure_field
 from verilabel.errors import ConflictError, NotFoundError
 from verilabel.review import counts
@@ -381,7 +382,7 @@ def new_run_id() -> str:
     return f"{int(time.time()):x}{secrets.token_hex(4)}"
 
 
-def create_run(store: Store, request: RunRequest, *, start: bool = True) -> RunInfo:
+def create_run(store: Store, request: RunRequest, *, start: bool = True, actor: str | None = None) -> RunInfo:
     """Validate, then in one transaction: the run row, its reserved field, one pending row per target sample.
     Workers start in the background unless ``start=False``; this returns at once either way."""
     from verilabel.runs.config import check_still_free, validate
@@ -392,6 +393,16 @@ def create_run(store: Store, request: RunRequest, *, start: bool = True) -> RunI
         dataset_row(session, request.dataset, lock=True)  # creates and imports in one dataset take turns
         check_still_free(session, request, validated.dataset_id, validated.name)  # a rival may have been first
         _insert_run(session, validated, run_id)
+        history.record(
+            session,
+            "create",
+            actor=actor,
+            dataset_id=validated.dataset_id,
+            run_id=run_id,
+            name=validated.name,
+            model=validated.model.name,
+            field=request.field,
+        )
     if start:
         start_workers(store, run_id, range(request.workers))
     return get_run(store, run_id)
@@ -458,9 +469,10 @@ def start_workers(store: Store, run_id: str, shards: range) -> list[int]:
     return pids
 
 
-def cancel_run(store: Store, run: str) -> RunInfo:
+def cancel_run(store: Store, run: str, *, actor: str | None = None) -> RunInfo:
     with store.write() as session:
         row = run_row(session, run, lock=True)
+        history.record(session, "cancel", actor=actor, dataset_id=row.dataset_id, run_id=row.id)
         if row.status not in ACTIVE:
             raise ConflictError(f"run {row.name!r} is {row.status}; only queued or generating runs can be cancelled")
         info = _info(session, row, failures=0)
@@ -472,7 +484,13 @@ def cancel_run(store: Store, run: str) -> RunInfo:
 
 
 def resume_run(
-    store: Store, run: str, *, workers: int | None = None, retry_failed: bool = False, start: bool = True
+    store: Store,
+    run: str,
+    *,
+    workers: int | None = None,
+    retry_failed: bool = False,
+    start: bool = True,
+    actor: str | None = None,
 ) -> RunInfo:
     """Continue a run where it stopped: done samples are skipped; failed ones too unless ``retry_failed``."""
     with store.write() as session:
@@ -508,6 +526,9 @@ def resume_run(
         )
         session.execute(delete(RunWorkerRow).where(RunWorkerRow.run_id == row.id))
         progress.recount(session, row.id)  # shards changed, failed samples may be pending again
+        history.record(
+            session, "resume", actor=actor, dataset_id=row.dataset_id, run_id=row.id, retry_failed=retry_failed
+        )
         row.status, row.error, row.cancel_requested, row.workers, row.finished_at, row.queued_at = (
             "queued",
             None,
@@ -535,7 +556,7 @@ class DeleteResult:
         return {"run": self.run, "labels": self.labels, "masks": self.masks, "field_freed": self.field_freed}
 
 
-def delete_run(store: Store, run: str, *, stop_timeout: float = 15.0) -> DeleteResult:
+def delete_run(store: Store, run: str, *, stop_timeout: float = 15.0, actor: str | None = None) -> DeleteResult:
     """Delete a run that is not approved: stop its live workers, then in ONE transaction remove its samples,
     labels and counters and free the label field it reserved; its mask files go after the commit.
 
@@ -572,6 +593,9 @@ def delete_run(store: Store, run: str, *, stop_timeout: float = 15.0) -> DeleteR
         if field is not None:
             freed = field.name
             session.delete(field)
+        history.record(
+            session, "delete", actor=actor, dataset_id=row.dataset_id, run_id=run_id, name=name, labels=labels
+        )
         session.delete(row)  # samples, labels, workers and counters go with it (ON DELETE CASCADE)
     masks = 0
     folder = Path(mask_dir) / run_id if mask_dir else None

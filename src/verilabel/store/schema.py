@@ -209,3 +209,41 @@ class RunClassCountRow(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
     scored: Mapped[int] = mapped_column(Integer, default=0)  # labels with a confidence
     confidence_sum: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class UserRow(Base):
+    """Someone who may use the HTTP API: a role, and the SHA-256 of their token (the token itself is shown once)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SessionRow(Base):
+    """A browser's sign-in: the SHA-256 of its cookie, until it expires (or the user is removed)."""
+
+    __tablename__ = "sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EventRow(Base):
+    """What someone changed, when: a run created, labels promoted, a run approved... (kept when the run goes)."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_run_at", "run_id", "at"), Index("ix_events_dataset_at", "dataset_id", "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    run_id: Mapped[str | None] = mapped_column(String(32))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

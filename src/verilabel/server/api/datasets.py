@@ -1,0 +1,99 @@
+"""Datasets, their samples (a page at a time, with the labels of chosen fields) and their runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from verilabel import history
+from verilabel.datasets import service as datasets
+from verilabel.datasets.views import parse_view
+from verilabel.errors import ConfigError
+from verilabel.server.api.deps import MasksDep, StoreDep
+from verilabel.server.auth import Editor, Viewer
+from verilabel.server.payloads import RunCreate, label_json, sample_json
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+
+@router.get("")
+def list_datasets(who: Viewer, store: StoreDep) -> list[dict[str, Any]]:
+    return [info.to_json() for info in datasets.list_datasets(store)]
+
+
+@router.get("/{name}")
+def show_dataset(name: str, who: Viewer, store: StoreDep) -> dict[str, Any]:
+    return datasets.dataset_info(store, name).to_json()
+
+
+@router.get("/{name}/samples")
+def list_samples(
+    name: str,
+    who: Viewer,
+    store: StoreDep,
+    view: str | None = None,
+    fields: str | None = Query(None, description="Comma-separated label fields whose labels come with each sample."),
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    """A page of the samples matching ``view`` (the CLI's view expressions), with their labels in ``fields``."""
+    parsed = parse_view(view) if view else None
+    page = datasets.samples(store, name, parsed, limit=limit, offset=offset)
+    ids = [sample.id for sample in page]
+    labels = {
+        field: datasets.field_labels(store, name, field, ids)
+        for field in ([f.strip() for f in fields.split(",") if f.strip()] if fields else [])
+    }
+    return {
+        "total": datasets.count_samples(store, name, parsed),
+        "offset": offset,
+        "samples": [
+            sample_json(
+                s.id,
+                s.path,
+                s.width,
+                s.height,
+                tags=s.tags,
+                unreadable=s.metadata.get("import_error"),
+                labels={field: [label_json(label) for label in by_sample[s.id]] for field, by_sample in labels.items()},
+            )
+            for s in page
+        ],
+    }
+
+
+@router.get("/{name}/runs")
+def list_runs(name: str, who: Viewer, store: StoreDep) -> list[dict[str, Any]]:
+    from verilabel.runs.service import list_runs
+
+    return [info.to_json() for info in list_runs(store, name)]
+
+
+@router.post("/{name}/runs", status_code=201)
+def create_run(name: str, body: RunCreate, who: Editor, store: StoreDep, masks: MasksDep) -> dict[str, Any]:
+    """Start a run: validated as the CLI validates it (errors name the field), generated in the background."""
+    from verilabel.runs.config import RunRequest
+    from verilabel.runs.service import create_run
+
+    if body.model.startswith("python:"):
+        raise ConfigError(
+            "model",
+            "models given as python:module:factory run from the CLI only; to use yours here, register it as a "
+            "plugin (the `verilabel.models` entry-point group, see docs/models.md)",
+        )
+    options = body.model_dump(exclude={"view", "sample_ids"})
+    request = RunRequest(
+        dataset=name,
+        **options,
+        view=parse_view(body.view, option="view") if body.view else None,
+        sample_ids=body.sample_ids,
+        mask_dir=str(masks) if body.task == "segmentation" else None,
+    )
+    return create_run(store, request, actor=who.actor).to_json()
+
+
+@router.get("/{name}/history")
+def dataset_history(name: str, who: Viewer, store: StoreDep, limit: int = Query(200, ge=1, le=1000)) -> list[Any]:
+    dataset_id = datasets.dataset_info(store, name).id
+    return [event.to_json() for event in history.events(store, dataset_id=dataset_id, limit=limit)]

@@ -1,0 +1,1 @@
+// verilabel app
