@@ -51,7 +51,10 @@ def demo(
             + (f": {info.error}" if info.error else "")
         )
     out.print("\nWhat to look at next:")
-    steps = [(f"verilabel run list {dataset}", "the runs, now in review")]
+    steps = [
+        ("verilabel serve --open", f"see and review the labels in your browser (dataset {dataset})"),
+        (f"verilabel run list {dataset}", "the runs, now in review"),
+    ]
     if finished:
         first = finished[0].name
         steps += [
