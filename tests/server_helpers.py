@@ -28,7 +28,7 @@ class Served:
         return TestClient(self.app, base_url=BASE, headers=headers)
 
 
-def serve(store: Store, home: Path) -> Served:
+def serve(store: Store, home: Path, *, allowed_hosts: tuple[str, ...] = ()) -> Served:
     tokens = {role: accounts.add_user(store, f"{role}-user", role)[1] for role in accounts.ROLES}
-    settings = ServerSettings()
+    settings = ServerSettings(allowed_hosts=allowed_hosts)
     return Served(create_app(settings, store, home), settings, tokens)

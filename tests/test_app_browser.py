@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser_helpers import chromium, drawn_pixels, live_server, screenshot, wait_until
-from tests.runs_helpers import blob_dataset, request
+from tests.runs_helpers import BLOBS, blob_dataset, request
 from verilabel import accounts
 from verilabel.review import service as review
 from verilabel.runs import service as runs
@@ -26,6 +26,9 @@ def labelled(store: Store, tmp_path: Path) -> Store:
     review.promote(store, truth.id)
     review.approve(store, truth.id)
     assert runs.wait_run(store, runs.create_run(store, request("blobs")).id, timeout=120).status == "in_review"
+    segmenter = BLOBS.replace("detector", "segmenter")
+    masks = request("masks", task="segmentation", model=segmenter, mask_dir=str(tmp_path / "m"))
+    assert runs.wait_run(store, runs.create_run(store, masks).id, timeout=120).status == "in_review"
     return store
 
 
@@ -68,7 +71,7 @@ def test_sign_in_then_the_grid_draws_each_samples_labels(app):
     assert shot.stat().st_size > 10_000
     drawn = drawn_pixels(page, ".tile canvas")
     assert len(drawn) == 12 and sum(1 for n in drawn if n > 50) >= 10  # boxes and captions are really drawn
-    assert page.locator(".run-row").count() == 2
+    assert page.locator(".run-row").count() == 3
     assert page.locator("text=New run").count() == 0  # a viewer cannot start runs
     page.click(".tile >> nth=0")
     page.wait_for_selector(".viewer .labelled.loaded")
@@ -158,3 +161,32 @@ def test_a_run_from_the_form_goes_live_to_review_and_errors_sit_by_their_field(a
     page.wait_for_url(re.compile(r".*#/runs/"))
     page.wait_for_selector(".badge.in_review", timeout=60_000)
     assert runs.get_run(Store.open(), "faces").status == "in_review"
+
+
+def test_masks_are_drawn_tinted_over_their_boxes(app):
+    url, tokens, browser = app
+    page = open_page(browser, url, tokens["viewer"], "#/runs/masks")
+    page.wait_for_selector(".tile .labelled.loaded")
+    # masks load after their tiles: wait until each blob is filled at 45% opacity (alpha between 60 and 180)
+    translucent = """[...document.querySelectorAll('.tile canvas')].filter(c => {
+        const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 3; i < data.length; i += 4) if (data[i] > 60 && data[i] < 180) n++;
+        return n > 200;
+    }).length >= 10"""
+    wait_until(page, translucent)
+    screenshot(page, "masks")
+
+
+def test_another_reviewers_promote_shows_up_live(app):
+    url, tokens, browser = app
+    page = open_page(browser, url, tokens["viewer"], "#/runs/blobs")
+    page.wait_for_selector("table.classes tbody tr")
+    before = page.inner_text("table.classes tbody")
+    assert "of" not in before  # the whole review set
+    from verilabel.review.service import LabelQuery
+
+    moved = review.promote(Store.open(), "blobs", LabelQuery(classes=["red"]), actor="someone-else")
+    assert moved > 0
+    wait_until(page, f"document.querySelector('table.classes tbody').innerText !== {before!r}")
+    assert "red" not in page.inner_text("table.classes tbody")  # every red label left the review set

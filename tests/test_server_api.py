@@ -141,7 +141,10 @@ def test_review_through_the_api_records_who_did_what(served: Served, tmp_path: P
     histogram = viewer.get(f"/api/v1/runs/{run}/histogram").json()
     assert histogram["bins"] == 100 and sum(histogram["classes"]["car"]["counts"][50:]) == 1
     grid = viewer.get(f"/api/v1/runs/{run}/samples", params={"classes": "dog"}).json()
-    assert grid["total"] == 2 and all(label["label"] == "dog" for s in grid["samples"] for label in s["labels"])
+    assert len(grid["samples"]) == 2 and not grid["more"]
+    assert all(label["label"] == "dog" for s in grid["samples"] for label in s["labels"])
+    first = viewer.get(f"/api/v1/runs/{run}/samples", params={"limit": 3}).json()
+    assert len(first["samples"]) == 3 and first["more"]
     assert editor.post(f"/api/v1/runs/{run}/promote", json={"min_confidence": 0.5}).json() == {"promoted": 3}
     assert editor.post(f"/api/v1/runs/{run}/undo", json={"classes": ["cat"]}).json() == {"undone": 1}
     assert editor.post(f"/api/v1/runs/{run}/tag", json={"tags": ["check"], "filter": {"classes": ["dog"]}}).json() == {
@@ -232,3 +235,51 @@ def test_users_cli_prints_a_token_that_signs_in(capsys, served: Served):
     )
     assert main(["users", "list", "--json"]) == 0
     assert "carol" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_masks_and_sample_tags_through_the_api(served: Served, tmp_path: Path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from tests.runs_helpers import BLOBS, request
+    from verilabel.runs import service as runs
+
+    store = served.app.state.store
+    write_blob_images(tmp_path / "imgs", 3)
+    ds.add_images(store, "d", tmp_path / "imgs", create=True)
+    info = runs.create_run(
+        store,
+        request("seg", task="segmentation", model=BLOBS.replace("detector", "segmenter"), mask_dir=str(tmp_path / "m")),
+    )
+    assert runs.wait_run(store, info.id, timeout=60).status == "in_review"
+    viewer, editor = served.client("viewer"), served.client("editor")
+    (label,) = viewer.get(f"/api/v1/runs/{info.id}/labels", params={"limit": 1}).json()
+    assert label["mask"] is True
+    png = viewer.get(f"/api/v1/runs/{info.id}/labels/{label['id']}/mask")
+    assert png.headers["content-type"] == "image/png"
+    alpha = np.asarray(Image.open(io.BytesIO(png.content)))[..., 3]
+    w, h = round(label["box"][2] * 160), round(label["box"][3] * 120)
+    assert alpha.shape == (h, w) and (alpha == 255).all()  # the blob fills its box
+    assert viewer.get(f"/api/v1/runs/{info.id}/labels/nope/mask").status_code == 404
+    tagged = editor.post("/api/v1/datasets/d/tags", json={"tags": ["night"], "sample_ids": [1, 2]})
+    assert tagged.json() == {"tagged": 2}
+    assert viewer.get("/api/v1/datasets/d/samples", params={"view": "tags=night"}).json()["total"] == 2
+    assert viewer.get("/api/v1/datasets/d/history").json()[0]["action"] == "tag-samples"
+
+
+def test_an_unexpected_failure_answers_500_without_a_traceback(served: Served, tmp_path: Path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from tests.server_helpers import BASE
+    from verilabel.review import service as review_service
+
+    run = synthetic_run(served.app.state.store, tmp_path, [(0, "car", 0.9)])
+    monkeypatch.setattr(review_service, "histogram", lambda *args, **kwargs: 1 / 0)
+    client = TestClient(served.app, base_url=BASE, raise_server_exceptions=False)
+    answer = client.get(f"/api/v1/runs/{run}/histogram", headers={"Authorization": f"Bearer {served.tokens['viewer']}"})
+    assert answer.status_code == 500
+    assert answer.json() == {"error": {"type": "InternalError", "message": "internal error: see the server's log"}}
+    assert "Traceback" not in answer.text and "ZeroDivision" not in answer.text

@@ -436,12 +436,18 @@ def samples(store: Store, name: str, view: View | None = None, *, limit: int = 1
         return [Sample(r.id, r.path, r.width, r.height, sorted(tags.get(r.id, [])), dict(r.meta or {})) for r in rows]
 
 
-def tag_samples(store: Store, name: str, tags: Sequence[str], view: View | None = None) -> int:
+def tag_samples(
+    store: Store, name: str, tags: Sequence[str], view: View | None = None, *, actor: str | None = None
+) -> int:
     """Add tags to the samples of a view; returns how many (sample, tag) pairs were new."""
+    from verilabel import history
+
     with store.write() as session:
         dataset_id = dataset_row(session, name, lock=True).id  # two taggers must not both add one pair
         ids = list(session.scalars((view or View()).sample_ids_query(dataset_id)))
-        return _add_tags(session, dataset_id, {(i, tag) for tag in tags for i in ids})
+        added = _add_tags(session, dataset_id, {(i, tag) for tag in tags for i in ids})
+        history.record(session, "tag-samples", actor=actor, dataset_id=dataset_id, tags=list(tags), pairs=added)
+        return added
 
 
 def _add_tags(session: Session, dataset_id: int, pairs: set[tuple[int, str]]) -> int:
@@ -514,12 +520,18 @@ def read_id_file(path: str | Path) -> list[int]:
         raise DatasetImportError(f"{path}: expected sample ids (a JSON list or one integer per line)") from None
 
 
-def untag_samples(store: Store, name: str, tags: Sequence[str], view: View | None = None) -> int:
+def untag_samples(
+    store: Store, name: str, tags: Sequence[str], view: View | None = None, *, actor: str | None = None
+) -> int:
     """Remove tags from the samples of a view; returns how many (sample, tag) pairs were removed."""
+    from verilabel import history
+
     with store.write() as session:
         dataset_id = dataset_row(session, name).id
         ids = (view or View()).sample_ids_query(dataset_id).order_by(None)
         result = session.execute(
             delete(SampleTagRow).where(SampleTagRow.tag.in_(list(tags)), SampleTagRow.sample_id.in_(ids))
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        removed = int(result.rowcount)  # type: ignore[attr-defined]
+        history.record(session, "untag-samples", actor=actor, dataset_id=dataset_id, tags=list(tags), pairs=removed)
+        return removed

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Integer, and_, delete, func, insert, literal, not_, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, not_, or_, select, update
 
 from verilabel import history
 from verilabel.datasets.service import find_field
@@ -178,7 +178,14 @@ def class_table(store: Store, run: str, query: LabelQuery | None = None, *, appr
         _check_classes(session, row, query)
         whole = counts.totals(session, row.id, state)
         conditions = query.validate().conditions(row.dataset_id) if query else []
-        matched = counts.matching(session, _where(row, state, query)) if conditions else whole
+        if not conditions:
+            matched = whole
+        elif (edges := _bin_range(query)) is not None:  # the app's slider: read from the bins, no label scanned
+            matched = counts.from_bins(counts.bins(session, row.id, state), *edges)
+            if query and query.classes:
+                matched = {label: delta for label, delta in matched.items() if label in query.classes}
+        else:
+            matched = counts.matching_classes(session, _where(row, state, query))
     return [
         ClassRow(
             label,
@@ -188,6 +195,17 @@ def class_table(store: Store, run: str, query: LabelQuery | None = None, *, appr
         )
         for label, (total, _, _) in whole.items()
     ]
+
+
+def _bin_range(query: LabelQuery | None) -> tuple[int, int] | None:
+    """The bins a query selects when it is a confidence range on bin edges (``min_confidence`` and ``below``),
+    maybe with classes, and nothing else; otherwise None."""
+    if query is None or query.max_confidence is not None or query.sample_ids is not None or query.view is not None:
+        return None
+    if query.label_ids is not None or query.tags:
+        return None
+    lo, hi = counts.bin_edge(query.min_confidence, 0), counts.bin_edge(query.below, counts.BINS)
+    return (lo, hi) if lo is not None and hi is not None else None
 
 
 def _mean(delta: counts.Delta | None) -> float | None:
@@ -223,7 +241,7 @@ def list_labels(
         return [(r.sample_id, row_label(r)) for r in rows]
 
 
-BINS = 100  # histogram bins of width 0.01: the slider moves in these steps
+BINS = counts.BINS
 
 
 @dataclass(frozen=True)
@@ -251,35 +269,20 @@ class Histogram:
 
 
 def histogram(store: Store, run: str, *, approval: bool = False) -> Histogram:
-    """The confidence histogram of the review set (or the approval set), one grouped scan of the run's labels
-    through the covering (run, state, confidence, label) index."""
-    state = PROMOTED if approval else REVIEW
+    """The confidence histogram of the review set (or the approval set), read from the run's counts by bin."""
     with store.read() as session:
         row = _open_run(session, run)
-        # floor(confidence x BINS), nudged so that a confidence on an edge (0.29 is 28.999... x 100) lands in the
-        # bin that the filter `>= 0.29` starts at; SQLite's integer cast truncates, PostgreSQL's would round
-        scaled = RunLabelRow.confidence * BINS + 1e-9
-        if session.get_bind().dialect.name == "postgresql":
-            bin_of = func.least(func.floor(scaled), BINS - 1)
+        found = counts.bins(session, row.id, PROMOTED if approval else REVIEW)
+    histogram = Histogram({}, {}, {})
+    for (label, index), (count, _, total) in found.items():
+        histogram.counts.setdefault(label, [0] * BINS)
+        histogram.sums.setdefault(label, [0.0] * BINS)
+        if index == counts.UNSCORED:
+            histogram.unscored[label] = count
         else:
-            bin_of = func.min(func.cast(scaled, Integer), BINS - 1)
-        found = session.execute(
-            select(RunLabelRow.label, bin_of, func.count(), func.sum(RunLabelRow.confidence))
-            .where(RunLabelRow.run_id == row.id, RunLabelRow.review_state == state)
-            .group_by(RunLabelRow.label, bin_of)
-        ).all()
-    counts: dict[str, list[int]] = {}
-    sums: dict[str, list[float]] = {}
-    unscored: dict[str, int] = {}
-    for label, index, count, total in found:
-        counts.setdefault(label, [0] * BINS)
-        sums.setdefault(label, [0.0] * BINS)
-        if index is None:
-            unscored[label] = int(count)
-            continue
-        counts[label][int(index)] = int(count)
-        sums[label][int(index)] = float(total or 0.0)
-    return Histogram(counts, sums, unscored)
+            histogram.counts[label][index] = count
+            histogram.sums[label][index] = total
+    return histogram
 
 
 def sample_page(
@@ -290,17 +293,27 @@ def sample_page(
     approval: bool = False,
     limit: int = 50,
     offset: int = 0,
-) -> tuple[int, list[tuple[int, list[Label]]]]:
-    """The samples that have labels matching ``query`` in the review (or approval) set, in id order: how many in
-    all, and a page of them, each with its matching labels (what the review grid shows)."""
+) -> tuple[bool, list[tuple[int, list[Label]]]]:
+    """A page of the samples that have labels matching ``query`` in the review (or approval) set, in id order, each
+    with its matching labels (what the review grid shows), and whether more follow. Walks the covering (run, state,
+    sample, confidence, label) index in sample order: a page costs the same at 1M labels; counting every matching
+    sample would not (the class table counts the labels)."""
     from verilabel.store.convert import row_label
 
     with store.read() as session:
         row = _open_run(session, run)
         where = _where(row, PROMOTED if approval else REVIEW, query)
-        matching = select(RunLabelRow.sample_id).where(where).distinct()
-        total = int(session.scalar(select(func.count()).select_from(matching.subquery())) or 0)
-        ids = list(session.scalars(matching.order_by(RunLabelRow.sample_id).limit(limit).offset(offset)))
+        ids = list(
+            session.scalars(
+                select(RunLabelRow.sample_id)
+                .where(where)
+                .distinct()
+                .order_by(RunLabelRow.sample_id)
+                .limit(limit + 1)
+                .offset(offset)
+            )
+        )
+        more, ids = len(ids) > limit, ids[:limit]
         by_sample: dict[int, list[Label]] = {sample_id: [] for sample_id in ids}
         if ids:
             labels = session.scalars(
@@ -310,7 +323,7 @@ def sample_page(
             )
             for label_row in labels:
                 by_sample[label_row.sample_id].append(row_label(label_row))
-    return total, list(by_sample.items())
+    return more, list(by_sample.items())
 
 
 def _move(store: Store, run: str, query: LabelQuery | None, source: str, target: str, actor: str | None) -> int:

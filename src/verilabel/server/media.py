@@ -122,3 +122,39 @@ def _write_jpeg(target: Path, image, size: int) -> None:  # type: ignore[no-unty
     with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".part", delete=False) as part:
         image.save(part, "JPEG", quality=85)
     os.replace(part.name, target)  # readers never see half a file
+
+
+def mask_png(store: Store, label_id: str, *, run_id: str | None = None, dataset_id: int | None = None) -> bytes:
+    """A label's instance mask as a PNG over its box: opaque white where the mask is, transparent elsewhere (the
+    app tints it in the class's colour). From a run's labels (``run_id``) or a dataset's (``dataset_id``)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from verilabel.store.convert import row_label
+    from verilabel.store.schema import LabelFieldRow, LabelRow
+
+    with store.read() as session:
+        row: RunLabelRow | LabelRow | None
+        if run_id is not None:
+            row = session.scalar(select(RunLabelRow).where(RunLabelRow.run_id == run_id, RunLabelRow.id == label_id))
+        else:
+            row = session.scalar(
+                select(LabelRow)
+                .join(LabelFieldRow, LabelFieldRow.id == LabelRow.field_id)
+                .where(LabelFieldRow.dataset_id == dataset_id, LabelRow.id == label_id)
+            )
+        label = row_label(row) if row is not None else None
+    mask = getattr(label, "mask", None)
+    if mask is None:
+        raise NotFoundError(f"label {label_id} has no mask here")
+    try:
+        pixels = mask.load()
+    except OSError:
+        raise NotFoundError(f"the mask file of label {label_id} is gone") from None
+    alpha = np.where(pixels, 255, 0).astype(np.uint8)
+    rgba = np.dstack([np.full_like(alpha, 255)] * 3 + [alpha])
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, "PNG", optimize=False, compress_level=1)
+    return buffer.getvalue()

@@ -4,11 +4,14 @@ in the services."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from verilabel.labels import Classification, Detection, Label
+
+# Database ids are 32-bit integers: a larger one is a client's mistake (422), not a database error.
+Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
 class LabelFilter(BaseModel):
@@ -20,7 +23,7 @@ class LabelFilter(BaseModel):
     max_confidence: float | None = Field(default=None, ge=0, le=1)
     below: float | None = Field(default=None, ge=0, le=1, description="confidence < below (a slider's open edge)")
     classes: list[str] = []
-    sample_ids: list[int] | None = None
+    sample_ids: list[Id] | None = None
     label_ids: list[str] | None = None
     tags: list[str] = []
     view: str | None = None
@@ -49,6 +52,15 @@ class TagRequest(BaseModel):
     filter: LabelFilter = Field(default_factory=LabelFilter)
 
 
+class SampleTags(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tags: list[str] = Field(min_length=1)
+    remove: bool = False
+    view: str | None = None
+    sample_ids: list[Id] | None = None
+
+
 class ApproveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -71,17 +83,17 @@ class RunCreate(BaseModel):
     min_confidence: float | None = None
     name: str | None = None
     view: str | None = None  # the samples to label: a view expression (none: all)
-    sample_ids: list[int] | None = None  # or an explicit selection
-    workers: int = 1
-    batch_size: int | None = None
-    max_labels: int | None = None
+    sample_ids: list[Id] | None = None  # or an explicit selection
+    workers: int = Field(default=1, ge=1, le=64)
+    batch_size: int | None = Field(default=None, ge=1, le=4096)
+    max_labels: int | None = Field(default=None, ge=1, le=100_000)
     device: str = "auto"
 
 
 class RunControl(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    workers: int | None = None
+    workers: int | None = Field(default=None, ge=1, le=64)
     retry_failed: bool = False
 
 

@@ -189,6 +189,8 @@ class RunLabelRow(_LabelColumns, Base):
         # covering for confidence-filtered class tables: the range scan never visits the table
         Index("ix_run_labels_run_confidence_label", "run_id", "review_state", "confidence", "label"),
         Index("ix_run_labels_run_sample", "run_id", "sample_id"),
+        # covering, in sample order: a page of the review grid (samples with matching labels) reads no row
+        Index("ix_run_labels_run_state_sample", "run_id", "review_state", "sample_id", "confidence", "label"),
     )
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -197,15 +199,17 @@ class RunLabelRow(_LabelColumns, Base):
 
 
 class RunClassCountRow(Base):
-    """Per run, review state and class: how many labels and their confidence sum. Kept in the same
-    transactions that insert or move labels, so the whole-set class table costs a few rows at 1M labels.
-    After approval the states are ``approved`` and ``discarded``: what the review decided, per class."""
+    """Per run, review state, class and confidence bin: how many labels and their confidence sum. Kept in the same
+    transactions that insert or move labels, so the class table and the confidence histogram cost a few thousand
+    rows at 1M labels (``verilabel.review.counts``). After approval the states are ``approved`` and ``discarded``:
+    what the review decided, per class."""
 
     __tablename__ = "run_class_counts"
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     review_state: Mapped[str] = mapped_column(String(16), primary_key=True)
     label: Mapped[str] = mapped_column(String(200), primary_key=True)
+    bin: Mapped[int] = mapped_column(Integer, primary_key=True)  # confidence bin 0..99; -1: no confidence
     count: Mapped[int] = mapped_column(Integer, default=0)
     scored: Mapped[int] = mapped_column(Integer, default=0)  # labels with a confidence
     confidence_sum: Mapped[float] = mapped_column(Float, default=0.0)

@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
 from verilabel import history
 from verilabel.datasets import service as datasets
-from verilabel.datasets.views import parse_view
+from verilabel.datasets.views import View, parse_view
 from verilabel.errors import ConfigError
 from verilabel.server.api.deps import MasksDep, StoreDep
 from verilabel.server.auth import Editor, Viewer
-from verilabel.server.payloads import RunCreate, label_json, sample_json
+from verilabel.server.media import mask_png
+from verilabel.server.payloads import RunCreate, SampleTags, label_json, sample_json
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -35,7 +37,7 @@ def list_samples(
     view: str | None = None,
     fields: str | None = Query(None, description="Comma-separated label fields whose labels come with each sample."),
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**31 - 1),
 ) -> dict[str, Any]:
     """A page of the samples matching ``view`` (the CLI's view expressions), with their labels in ``fields``."""
     parsed = parse_view(view) if view else None
@@ -61,6 +63,23 @@ def list_samples(
             for s in page
         ],
     }
+
+
+@router.get("/{name}/labels/{label_id}/mask", response_class=Response)
+def label_mask(name: str, label_id: str, who: Viewer, store: StoreDep) -> Response:
+    """A dataset label's mask over its box, as a PNG (white, and transparent where the mask is not)."""
+    png = mask_png(store, label_id, dataset_id=datasets.dataset_info(store, name).id)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
+
+
+@router.post("/{name}/tags")
+def tag_samples(name: str, body: SampleTags, who: Editor, store: StoreDep) -> dict[str, int]:
+    """Tag (or untag) the samples of a view or a selection: tags work in views afterwards (tags=needs-fix)."""
+    view = parse_view(body.view) if body.view else View()
+    if body.sample_ids is not None:
+        view.ids = list(body.sample_ids)
+    change = datasets.untag_samples if body.remove else datasets.tag_samples
+    return {"untagged" if body.remove else "tagged": change(store, name, body.tags, view, actor=who.actor)}
 
 
 @router.get("/{name}/runs")

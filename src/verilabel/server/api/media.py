@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 
 from verilabel.server.api.deps import CacheDep, StoreDep
@@ -10,6 +12,7 @@ from verilabel.server.auth import Viewer
 from verilabel.server.media import MediaFile, sample_file, thumbnail
 
 router = APIRouter(prefix="/samples", tags=["media"])
+SampleId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def file_response(media: MediaFile, max_age: int = 3600) -> FileResponse:
@@ -27,12 +30,16 @@ def file_response(media: MediaFile, max_age: int = 3600) -> FileResponse:
 
 
 @router.get("/{sample_id}/image", response_class=FileResponse)
-def image(sample_id: int, who: Viewer, store: StoreDep) -> FileResponse:
+def image(sample_id: SampleId, who: Viewer, store: StoreDep) -> FileResponse:
     return file_response(sample_file(store, sample_id))
 
 
 @router.get("/{sample_id}/thumbnail", response_class=FileResponse)
 def sample_thumbnail(
-    sample_id: int, who: Viewer, store: StoreDep, cache: CacheDep, size: int = Query(256, description="128, 256 or 512")
+    sample_id: SampleId,
+    who: Viewer,
+    store: StoreDep,
+    cache: CacheDep,
+    size: int = Query(256, description="128, 256 or 512"),
 ) -> FileResponse:
     return file_response(thumbnail(store, cache, sample_id, size), max_age=86400)

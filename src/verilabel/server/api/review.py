@@ -6,17 +6,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from verilabel.datasets.service import samples_by_id
 from verilabel.review import service as review
 from verilabel.server.api.deps import CacheDep, StoreDep
 from verilabel.server.api.media import file_response
 from verilabel.server.auth import Editor, Viewer
-from verilabel.server.media import patch
+from verilabel.server.media import mask_png, patch
 from verilabel.server.payloads import ApproveRequest, LabelFilter, TagRequest, label_json, sample_json
 
 router = APIRouter(prefix="/runs", tags=["review"])
+IMMUTABLE = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
 
 
 def label_filter(
@@ -60,13 +61,14 @@ def samples(
     filter: FilterDep,
     approval: bool = False,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**31 - 1),
 ) -> dict[str, Any]:
-    """A page of the samples with labels matching the filter, each with those labels (the review grid)."""
-    total, page = review.sample_page(store, run, filter.query(), approval=approval, limit=limit, offset=offset)
+    """A page of the samples with labels matching the filter, each with those labels (the review grid); ``more``
+    says whether another page follows."""
+    more, page = review.sample_page(store, run, filter.query(), approval=approval, limit=limit, offset=offset)
     found = samples_by_id(store, [sample_id for sample_id, _ in page])
     return {
-        "total": total,
+        "more": more,
         "offset": offset,
         "samples": [
             sample_json(
@@ -92,7 +94,7 @@ def labels(
     approval: bool = False,
     sort: str = Query("-confidence", description="confidence, -confidence, id or sample"),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**31 - 1),
 ) -> list[dict[str, Any]]:
     """A page of labels (the patches view), each with its sample."""
     page = review.list_labels(store, run, filter.query(), approval=approval, limit=limit, offset=offset, sort=sort)
@@ -112,6 +114,15 @@ def label_patch(
     from verilabel.runs.service import get_run
 
     return file_response(patch(store, cache, get_run(store, run).id, label_id, size))
+
+
+@router.get("/{run}/labels/{label_id}/mask", response_class=Response)
+def label_mask(run: str, label_id: str, who: Viewer, store: StoreDep) -> Response:
+    """The label's mask over its box, as a PNG (white, and transparent where the mask is not)."""
+    from verilabel.runs.service import get_run
+
+    png = mask_png(store, label_id, run_id=get_run(store, run).id)
+    return Response(png, media_type="image/png", headers=IMMUTABLE)
 
 
 @router.post("/{run}/promote")

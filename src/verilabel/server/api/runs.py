@@ -30,9 +30,12 @@ def show_run(run: str, who: Viewer, store: StoreDep) -> dict[str, Any]:
 
 
 @router.get("/{run}/stream")
-async def stream_run(run: str, who: Viewer, store: StoreDep, request: Request) -> StreamingResponse:
-    """The run as Server-Sent Events: one ``run`` event now and one whenever it changes, until it stops being active
-    (then the stream ends). A client that cannot stream polls ``GET /runs/{run}`` instead."""
+async def stream_run(
+    run: str, who: Viewer, store: StoreDep, request: Request, review: bool = False
+) -> StreamingResponse:
+    """The run as Server-Sent Events: one ``run`` event now and one whenever it changes (progress; with ``review``,
+    also labels promoted or undone by other reviewers), until it stops being active, or with ``review`` until it is
+    no longer in review. A client that cannot stream polls ``GET /runs/{run}`` instead."""
     first = await asyncio.to_thread(runs.get_run, store, run)  # 404 before the stream starts
 
     async def events() -> AsyncIterator[str]:
@@ -42,7 +45,8 @@ async def stream_run(run: str, who: Viewer, store: StoreDep, request: Request) -
             if payload != last:
                 yield f"event: run\ndata: {payload}\n\n"
                 last = payload
-            if info.status not in runs.ACTIVE or info.stalled or await request.is_disconnected():
+            live = info.status in runs.ACTIVE and not info.stalled
+            if not (live or (review and info.status == "in_review")) or await request.is_disconnected():
                 return
             await asyncio.sleep(POLL_SECONDS)
             info = await asyncio.to_thread(runs.get_run, store, info.id)

@@ -17,8 +17,38 @@ export function colour(label) {
   return colours.get(label);
 }
 
+// Mask images by URL, shared by every canvas that draws them; `onload` redraws whoever asked.
+const masks = new Map();
+
+function maskImage(url, redraw) {
+  let entry = masks.get(url);
+  if (!entry) {
+    const image = new Image();
+    entry = { image, waiting: new Set() };
+    image.onload = () => entry.waiting.forEach((fn) => fn());
+    image.src = url;
+    masks.set(url, entry);
+  }
+  if (!entry.image.complete) entry.waiting.add(redraw);
+  return entry.image.complete && entry.image.naturalWidth ? entry.image : null;
+}
+
+function drawMask(g, image, colour, x, y, w, h) {
+  const tint = document.createElement("canvas");
+  tint.width = image.naturalWidth;
+  tint.height = image.naturalHeight;
+  const t = tint.getContext("2d");
+  t.drawImage(image, 0, 0);
+  t.globalCompositeOperation = "source-in";
+  t.fillStyle = colour;
+  t.fillRect(0, 0, tint.width, tint.height);
+  g.globalAlpha = 0.45;
+  g.drawImage(tint, x, y, w, h);
+  g.globalAlpha = 1;
+}
+
 // Fit the canvas to the image as displayed, then draw. `selected`: ids of labels drawn thicker.
-export function draw(canvas, image, labels, { selected = new Set(), text = true } = {}) {
+export function draw(canvas, image, labels, { selected = new Set(), text = true, redraw = null } = {}) {
   const width = image.clientWidth;
   const height = image.clientHeight;
   const ratio = window.devicePixelRatio || 1;
@@ -46,6 +76,11 @@ export function draw(canvas, image, labels, { selected = new Set(), text = true 
         g.fill();
       }
       g.globalAlpha = 1;
+    }
+    if (label.box && label.maskUrl) {
+      const [x, y, w, h] = label.box;
+      const mask = maskImage(label.maskUrl, redraw || (() => {}));
+      if (mask) drawMask(g, mask, c, x * width, y * height, w * width, h * height);
     }
     if (label.box) {
       const [x, y, w, h] = label.box;
@@ -87,7 +122,7 @@ export function labelledImage(src, labels, options = {}) {
   image.loading = options.eager ? "eager" : "lazy";
   const canvas = document.createElement("canvas");
   frame.append(image, canvas);
-  const redraw = () => image.complete && image.naturalWidth && draw(canvas, image, frame.labels, options);
+  const redraw = () => image.complete && image.naturalWidth && draw(canvas, image, frame.labels, { ...options, redraw });
   frame.labels = labels;
   frame.redraw = (newLabels, newOptions) => {
     if (newLabels) frame.labels = newLabels;

@@ -103,7 +103,9 @@ export async function render(main, [name], { me, crumbs }) {
     clear(
       grid,
       page.samples.map((sample) => {
-        const labels = Object.values(sample.labels).flat();
+        const labels = Object.values(sample.labels)
+          .flat()
+          .map((label) => (label.mask ? { ...label, maskUrl: `/api/v1/datasets/${encodeURIComponent(name)}/labels/${label.id}/mask` } : label));
         const tile = h(
           "figure.tile",
           { tabIndex: 0, dataset: { sample: sample.id }, onclick: () => openViewer(sample, labels), onkeydown: (e) => e.key === "Enter" && openViewer(sample, labels) },
@@ -123,13 +125,14 @@ export async function render(main, [name], { me, crumbs }) {
   return () => stopRuns();
 }
 
-export function pagerButtons(pager, total, offset, size, go) {
+// `total`: the count, or (``known`` false) a lower bound that says whether a next page exists.
+export function pagerButtons(pager, total, offset, size, go, known = true) {
   const last = Math.max(0, Math.ceil(total / size) - 1);
   const current = Math.floor(offset / size);
   clear(
     pager,
     h("button", { disabled: current === 0, onclick: () => go(Math.max(0, offset - size)) }, "‹ previous"),
-    h("span.dim", {}, total ? `page ${current + 1} of ${last + 1}` : ""),
+    h("span.dim", {}, total ? `page ${current + 1}` + (known ? ` of ${last + 1}` : "") : ""),
     h("button", { disabled: current >= last, onclick: () => go(offset + size) }, "next ›"),
   );
 }

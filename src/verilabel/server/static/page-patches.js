@@ -96,7 +96,7 @@ export async function render(main, [id], { me, crumbs }) {
     pagerButtons(pager, state.offset + labels.length + (more ? 1 : 0), state.offset, PAGE, (offset) => {
       state.offset = offset;
       load();
-    });
+    }, false);
     drawActions();
   }
 

@@ -274,9 +274,14 @@ async function reviewPanel(container, info, canEdit, reload) {
   async function loadGrid() {
     const asked = { ...filter(), approval: state.approval, limit: PAGE, offset: state.offset };
     page = await api.get(`/runs/${info.id}/samples`, asked);
+    for (const sample of page.samples) {
+      sample.labels = sample.labels.map((label) => (label.mask ? { ...label, maskUrl: `/api/v1/runs/${info.id}/labels/${label.id}/mask` } : label));
+    }
     state.selected = new Set([...state.selected].filter((id) => page.samples.some((s) => s.id === id)));
     state.focus = Math.min(state.focus, Math.max(0, page.samples.length - 1));
-    summary.textContent = `${plural(page.total, "sample")} with matching labels`;
+    summary.textContent = page.samples.length
+      ? `samples ${state.offset + 1}–${state.offset + page.samples.length}${page.more ? "" : ` of ${state.offset + page.samples.length}`} with matching labels`
+      : "";
     clear(
       grid,
       page.samples.map((sample, index) =>
@@ -298,10 +303,11 @@ async function reviewPanel(container, info, canEdit, reload) {
       ),
     );
     if (!page.samples.length) grid.append(h("p.dim", {}, state.approval ? "Nothing promoted in this range." : "No label in this range."));
-    pagerButtons(pager, page.total, state.offset, PAGE, (offset) => {
+    // pages without a count of every matching sample (at 1M labels that count is the slow part)
+    pagerButtons(pager, state.offset + page.samples.length + (page.more ? 1 : 0), state.offset, PAGE, (offset) => {
       state.offset = offset;
       loadGrid();
-    });
+    }, false);
     focusTile();
     drawTable();
   }
@@ -325,15 +331,21 @@ async function reviewPanel(container, info, canEdit, reload) {
     return body;
   }
 
+  let busy = false;
   async function move(action) {
+    busy = true;
     try {
       const result = await api.post(`/runs/${info.id}/${action}`, scoped());
       const n = result.promoted ?? result.undone;
       toast(action === "promote" ? `promoted ${plural(n, "label")}` : `returned ${plural(n, "label")} to review`);
       state.selected.clear();
+      const fresh = await api.get(`/runs/${info.id}`);
+      known = `${fresh.labels}/${fresh.promoted}`; // our own change: no second refresh when its event arrives
       await refresh();
     } catch (failure) {
       toast(failure.message, "error");
+    } finally {
+      busy = false;
     }
   }
 
@@ -382,7 +394,7 @@ async function reviewPanel(container, info, canEdit, reload) {
     } else if (event.key === "p" && canEdit && !state.approval) move("promote");
     else if (event.key === "u" && canEdit && state.approval) move("undo");
     else if (event.key === "t" && canEdit) tag();
-    else if (event.key === "n" && state.offset + PAGE < page.total) {
+    else if (event.key === "n" && page.more) {
       state.offset += PAGE;
       loadGrid();
     } else if (event.key === "b" && state.offset > 0) {
@@ -394,12 +406,25 @@ async function reviewPanel(container, info, canEdit, reload) {
     else return;
     event.preventDefault();
   }
+  // Another reviewer's promote or undo changes the counts: the panel follows (Server-Sent Events, else polling).
+  let known = `${info.labels}/${info.promoted}`;
+  const follow = new EventSource(`/api/v1/runs/${info.id}/stream?review=true`);
+  follow.addEventListener("run", async (event) => {
+    const fresh = JSON.parse(event.data);
+    if (fresh.status !== "in_review") return reload();
+    const counts = `${fresh.labels}/${fresh.promoted}`;
+    if (counts !== known) {
+      known = counts;
+      if (!busy) await refresh();
+    }
+  });
   const onHelp = () => helpOverlay(KEYS);
   window.addEventListener("keydown", onKey);
   window.addEventListener("verilabel:help", onHelp);
   drawTabs();
   await refresh();
   return () => {
+    follow.close();
     window.removeEventListener("keydown", onKey);
     window.removeEventListener("verilabel:help", onHelp);
   };
