@@ -190,3 +190,16 @@ def test_another_reviewers_promote_shows_up_live(app):
     assert moved > 0
     wait_until(page, f"document.querySelector('table.classes tbody').innerText !== {before!r}")
     assert "red" not in page.inner_text("table.classes tbody")  # every red label left the review set
+
+
+def test_a_run_started_from_a_filtered_grid_targets_that_filter(app):
+    url, tokens, browser = app
+    page = open_page(browser, url, tokens["editor"], "#/datasets/d")
+    page.wait_for_selector(".tile")
+    page.fill("input.view", "ids=1,2")
+    page.click("form.filter button")
+    wait_until(page, "document.querySelectorAll('#grid .tile').length === 2")
+    assert page.locator("text=truth (COCO)").get_attribute("href").endswith("field=truth&format=coco")
+    page.click("text=New run")
+    page.wait_for_selector("form.new-run")
+    assert page.input_value("#view") == "ids=1,2"

@@ -283,3 +283,28 @@ def test_an_unexpected_failure_answers_500_without_a_traceback(served: Served, t
     assert answer.status_code == 500
     assert answer.json() == {"error": {"type": "InternalError", "message": "internal error: see the server's log"}}
     assert "Traceback" not in answer.text and "ZeroDivision" not in answer.text
+
+
+def test_a_field_downloads_as_coco_or_label_studio_and_nothing_is_left_behind(served: Served, tmp_path: Path):
+    import tempfile
+
+    from verilabel.review import service as review_service
+
+    store = served.app.state.store
+    write_blob_images(tmp_path / "imgs", 2)
+    ds.add_images(store, "d", tmp_path / "imgs", create=True)
+    run = synthetic_run(store, tmp_path, [(0, "car", 0.9), (1, "dog", 0.7)])
+    review_service.promote(store, run)
+    review_service.approve(store, run)
+    viewer = served.client("viewer")
+    before = set(Path(tempfile.gettempdir()).glob("verilabel-export-*"))
+    coco = viewer.get("/api/v1/datasets/d/export", params={"field": "auto", "format": "coco"})
+    assert coco.status_code == 200 and "attachment" in coco.headers["content-disposition"]
+    assert len(coco.json()["annotations"]) == 2
+    tasks = viewer.get("/api/v1/datasets/d/export", params={"field": "auto", "format": "label-studio"}).json()
+    assert sum(len(t["predictions"]) for t in tasks) == 2
+    assert (
+        viewer.get("/api/v1/datasets/d/export", params={"field": "auto", "format": "yolo"}).json()["error"]["field"]
+        == "format"
+    )
+    assert set(Path(tempfile.gettempdir()).glob("verilabel-export-*")) == before  # removed after sending

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 
 from verilabel import history
 from verilabel.datasets import service as datasets
@@ -110,6 +110,43 @@ def create_run(name: str, body: RunCreate, who: Editor, store: StoreDep, masks: 
         mask_dir=str(masks) if body.task == "segmentation" else None,
     )
     return create_run(store, request, actor=who.actor).to_json()
+
+
+@router.get("/{name}/export", response_class=FileResponse)
+def export(
+    name: str,
+    who: Viewer,
+    store: StoreDep,
+    field: str,
+    format: str = Query("coco", description="coco or label-studio (YOLO and VOC folders link images: use the CLI)"),
+    view: str | None = None,
+) -> FileResponse:
+    """A label field as a file to download: COCO JSON, or Label Studio tasks. Written to a temporary folder on the
+    server (never to a path the client names), streamed, then removed."""
+    import shutil
+    import tempfile
+
+    from starlette.background import BackgroundTask
+
+    from verilabel.datasets.export import export_field
+
+    if format not in ("coco", "label-studio"):
+        raise ConfigError(
+            "format", f"{format!r}: the app downloads coco or label-studio; YOLO and VOC come from the CLI"
+        )
+    folder = tempfile.mkdtemp(prefix="verilabel-export-")
+    try:
+        summary = export_field(store, name, field, format, folder, view=parse_view(view) if view else None)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    filename = f"{name}-{field}-{'coco.json' if format == 'coco' else 'label-studio-tasks.json'}"
+    return FileResponse(
+        summary.path,
+        media_type="application/json",
+        filename=filename,
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+    )
 
 
 @router.get("/{name}/history")

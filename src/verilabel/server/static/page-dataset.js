@@ -47,6 +47,17 @@ export async function render(main, [name], { me, crumbs }) {
     ),
   );
   const runs = h("div.runs");
+  const download = approved.length
+    ? h(
+        "div.toggles",
+        {},
+        "Download:",
+        approved.flatMap(([field]) => [
+          h("a", { href: `/api/v1/datasets/${encodeURIComponent(name)}/export?field=${encodeURIComponent(field)}&format=coco`, download: "" }, `${field} (COCO)`),
+          h("a", { href: `/api/v1/datasets/${encodeURIComponent(name)}/export?field=${encodeURIComponent(field)}&format=label-studio`, download: "" }, `${field} (Label Studio)`),
+        ]),
+      )
+    : null;
   const canEdit = me.role !== "viewer";
   clear(
     main,
@@ -74,11 +85,22 @@ export async function render(main, [name], { me, crumbs }) {
         toggles,
         grid,
         pager,
+        download,
       ),
       h(
         "aside.side",
         {},
-        h("div.titlebar", {}, h("h2", {}, "Runs"), canEdit ? h("a.button.primary", { href: `#/datasets/${encodeURIComponent(name)}/new-run` }, "New run") : null),
+        h("div.titlebar", {}, h("h2", {}, "Runs"), canEdit
+          ? h(
+              "a.button.primary",
+              {
+                href: `#/datasets/${encodeURIComponent(name)}/new-run`,
+                title: "label the samples of the current filter",
+                onclick: () => sessionStorage.setItem("verilabel:view", state.view),
+              },
+              "New run",
+            )
+          : null),
         runs,
       ),
     ),

@@ -33,7 +33,9 @@ export async function render(main, [dataset], { crumbs }) {
   const vocabulary = h("datalist", { id: "vocabulary" });
   const aliases = h("input", { id: "aliases", placeholder: "vehicle=car,truck; person=man" });
   const minConfidence = h("input", { id: "min_confidence", type: "number", min: 0, max: 1, step: 0.01, placeholder: "model default" });
-  const target = h("input", { id: "view", placeholder: "all samples, or a view: tags=a; has=FIELD" });
+  // the dataset page's filter, when the form was opened from it
+  const target = h("input", { id: "view", placeholder: "all samples, or a view: tags=a; has=FIELD", value: sessionStorage.getItem("verilabel:view") || "" });
+  sessionStorage.removeItem("verilabel:view");
   const field = h("input", { id: "field", placeholder: "the new label field", required: true });
   const name = h("input", { id: "name", placeholder: "named after the field" });
   const workers = h("input", { id: "workers", type: "number", min: 1, max: 64, value: 1 });
