@@ -42,14 +42,45 @@ def _network(kind: Kind, name: str) -> object:
     return build_detector(arch)
 
 
-def save(kind: Kind, directory: Path, size: Size = "tiny", *, seed: int = 0) -> tuple[str, Path]:
+def save(
+    kind: Kind, directory: Path, size: Size = "tiny", *, seed: int = 0, calibrated: bool = False
+) -> tuple[str, Path]:
     """Save a random ``kind`` model of ``size`` under ``directory``; returns the catalogue name it stands in for
-    and the weights file."""
+    and the weights file. ``calibrated``: batch-norm statistics from noise images (see ``calibrate``)."""
     import torch
 
     torch.manual_seed(seed)
     name = MODELS[kind][size]
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}-random.pth"
-    torch.save(_network(kind, name).state_dict(), path)  # type: ignore[attr-defined]
+    path = directory / f"{name}-random{'-calibrated' if calibrated else ''}.pth"
+    net = _network(kind, name)
+    if calibrated:
+        calibrate(kind, net)
+    torch.save(net.state_dict(), path)  # type: ignore[attr-defined]
     return name, path
+
+
+def calibrate(kind: Kind, net: object) -> None:
+    """Batch-norm statistics from a few noise images instead of the fresh ones (mean 0, variance 1), which leave
+    every anchor and pixel with alike features: scores would tie and tests could not tell right from wrong.
+    Detectors run their backbone (and SSD its head) in training mode, without targets."""
+    import torch
+
+    modules = list(net.modules())  # type: ignore[attr-defined]
+    for module in modules:
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # a plain average over the calibration batch
+    size = {"classification": 224, "semantic": 256, "detection": 320, "instance": 320}[kind]
+    images = torch.rand(4, 3, size, size, generator=torch.Generator().manual_seed(0))
+    images = (images - 0.45) / 0.25
+    net.train()  # type: ignore[attr-defined]
+    with torch.no_grad():
+        if kind in ("classification", "semantic"):
+            net(images)  # type: ignore[operator]
+        else:
+            features = net.backbone(images)  # type: ignore[attr-defined]
+            head = getattr(net, "head", None)
+            if head is not None:
+                head(list(features.values()))
+    net.eval()  # type: ignore[attr-defined]

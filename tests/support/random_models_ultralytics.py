@@ -26,8 +26,15 @@ ARCHITECTURES: dict[str, tuple[str, dict[str, str]]] = {
 EMBED_DIM = 512
 
 
-def build_yolo(kind: str, size: str = "tiny", names: tuple[str, ...] | None = None, seed: int = 0) -> Any:
-    """The ``nn.Module`` of a random-weight YOLO (eval mode), with class names (COCO-80 by default)."""
+def build_yolo(
+    kind: str,
+    size: str = "tiny",
+    names: tuple[str, ...] | None = None,
+    seed: int = 0,
+    scores: tuple[float, float] = (-3.0, 3.0),
+) -> Any:
+    """The ``nn.Module`` of a random-weight YOLO (eval mode), with class names (COCO-80 by default) and class
+    logits ~ N(``scores``) on noise images (mean, spread; a narrower spread keeps scores off saturation)."""
     from verilabel.models.adapters.ultralytics_yolo import _import_ultralytics
 
     _import_ultralytics()  # offline, quiet, as the adapter imports it
@@ -47,7 +54,7 @@ def build_yolo(kind: str, size: str = "tiny", names: tuple[str, ...] | None = No
         net.end2end = True  # the released YOLOv10 weights use the one-to-one (NMS-free) head
     _calibrate_batch_norm(net)
     if kind not in ("world", "yoloe"):  # their class scores come from text embeddings instead
-        _spread_class_scores(net)
+        _spread_class_scores(net, *scores)
     return net.eval()
 
 
@@ -103,12 +110,17 @@ def _calibration_images(size: int = 320) -> Any:
 
 
 def save_yolo(
-    folder: Path, kind: str = "detect", size: str = "tiny", names: tuple[str, ...] | None = None, seed: int = 0
+    folder: Path,
+    kind: str = "detect",
+    size: str = "tiny",
+    names: tuple[str, ...] | None = None,
+    seed: int = 0,
+    scores: tuple[float, float] = (-3.0, 3.0),
 ) -> Path:
     """A ``.pt`` checkpoint like ultralytics writes (``{"model": half-precision module, "train_args": ...}``)."""
     import torch
 
-    net = build_yolo(kind, size, names, seed)
+    net = build_yolo(kind, size, names, seed, scores)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{kind}-{size}-random.pt"
     task = {"world": "detect", "yoloe": "segment"}.get(kind, kind.split("-")[0])

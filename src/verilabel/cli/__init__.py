@@ -18,6 +18,7 @@ COMMANDS = {
     "demo": ("verilabel.cli.demo", "demo"),
     "serve": ("verilabel.cli.serve", "serve"),
     "users": ("verilabel.cli.serve", "users_app"),
+    "cache": ("verilabel.cli.cache", "app"),
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -130,6 +130,9 @@ def _summary(info: RunInfo) -> None:
     out.print(f"run [bold]{escape(info.name)}[/] ({info.id}) on {escape(info.dataset)}: {state}")
     floor = "" if info.min_confidence is None else f", min confidence {info.min_confidence:g}"
     out.print(f"  {info.task} with {escape(info.model)} -> field [cyan]{escape(info.field)}[/]{floor}")
+    runtime = _runtime_text(info.model_info)
+    if runtime:
+        out.print(f"  runtime: {runtime}")
     speed = []
     if info.rate > 0:
         speed.append(f"{info.rate:.1f} img/s")
@@ -148,6 +151,22 @@ def _summary(info: RunInfo) -> None:
         out.print(f"  [yellow]failed[/] sample {failure['sample_id']}: {escape(str(failure['error']))}")
     if info.failed > 5:
         out.print(f"  ... and {info.failed - 5} more failures (`verilabel run show {info.id} --json`)")
+
+
+def _runtime_text(model_info: dict[str, Any]) -> str:
+    """What ran the model, on which device, and why when ``auto`` did not take ONNX Runtime."""
+    name = model_info.get("runtime")
+    if not name:
+        return ""
+    details = [str(model_info["device"])] if model_info.get("device") else []
+    if model_info.get("runtime_export"):
+        details.append(f"export {model_info['runtime_export']}")
+    text = f"{escape(str(name))}" + (f" on {', '.join(escape(d) for d in details)}" if details else "")
+    reason = model_info.get("runtime_reason")
+    if reason:
+        colour = "yellow" if model_info.get("runtime_warning") else "dim"
+        text += f" [{colour}]({escape(str(reason))})[/]"
+    return text
 
 
 def _labels_text(info: RunInfo) -> str:
@@ -196,6 +215,12 @@ def create(
         None, "--max-labels", help="Keep at most this many labels per image, the most confident."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    runtime: str = typer.Option(
+        "auto",
+        "--runtime",
+        help="What runs the network: auto (ONNX Runtime on a CPU where the model exports, 1.6-4x faster; torch "
+        "otherwise), torch, or onnx.",
+    ),
     model_option: list[str] = typer.Option([], "--model-option", help="KEY=VALUE passed to the model; repeatable."),
     wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish, with a progress bar."),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
@@ -222,6 +247,7 @@ def create(
         batch_size=batch_size,
         max_labels=max_labels,
         device=device,
+        runtime=runtime,
         model_options=_model_options(model_option),
     )
     info = create_run(store, request)

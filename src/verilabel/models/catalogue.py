@@ -50,6 +50,13 @@ class CatalogueEntry:
     extra: str = ""  # the pip extra that installs them
     prompted: bool = False  # needs boxes as prompts: used as DETECTOR+THIS (see verilabel.models.two_stage)
     options: dict[str, Any] = field(default_factory=dict)  # adapter-specific (architecture, input size...)
+    onnx: bool = False  # its adapter can hand the network to ONNX Runtime (``verilabel.models.runtimes``)
+
+    @property
+    def runtimes(self) -> tuple[str, ...]:
+        """What can run it: torch, and ONNX Runtime on the CPU for fixed-vocabulary networks that export (a
+        zero-shot model's prompts change its graph from run to run)."""
+        return ("torch", "onnx") if self.onnx and not self.zero_shot else ("torch",)
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
@@ -94,6 +101,7 @@ class CatalogueEntry:
             "extra": self.extra,
             "prompted": self.prompted,
             "vocabulary_size": len(self.vocabulary),
+            "runtimes": list(self.runtimes),
         }
         if available is not None:
             row["available"] = available

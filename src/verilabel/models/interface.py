@@ -163,6 +163,9 @@ class LoadRequest:
     options: dict[str, Any] = field(default_factory=dict)
     # The run keeps at most this many labels per image (the most confident): a detector may stop at that many.
     max_labels: int | None = None
+    # auto | torch | onnx (``verilabel.models.runtimes``), and the CPU threads the runtime may use (None: its share)
+    runtime: str = "auto"
+    threads: int | None = None
 
     def detection_limit(self, default: int, vocabulary: tuple[str, ...] = ()) -> int:
         """How many detections per image are worth building: the model's own cap, or the run's if lower. A fixed

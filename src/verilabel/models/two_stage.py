@@ -18,6 +18,7 @@ from verilabel.errors import ModelLoadError
 from verilabel.labels import Detection, Label
 from verilabel.models.interface import ImageItem, Model, ModelSpec, PredictContext, PromptedSegmenter
 from verilabel.models.registry import FIELD_PREFIX
+from verilabel.models.runtimes import runtime_of
 
 
 class TwoStage:
@@ -36,6 +37,7 @@ class TwoStage:
             weights=f"{first.weights}+{second.weights}",
         )
         self._prepares = (getattr(detector, "prepare", None), getattr(segmenter, "prepare", None))
+        self.runtime = runtime_of(detector, catalogued=True)  # the segmenter (SAM) runs on torch
 
     def prepare(self, image: np.ndarray) -> tuple[Any, Any]:
         """Both stages' decode-pool work, done once per image ahead of the model thread."""

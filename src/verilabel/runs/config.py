@@ -22,6 +22,7 @@ from verilabel.errors import ConfigError, DatasetImportError, NotFoundError
 from verilabel.models import registry
 from verilabel.models.interface import TASKS, Task
 from verilabel.models.mapping import ClassMapping, map_classes, parse_aliases
+from verilabel.models.runtimes import check_runtime
 from verilabel.store import Store
 from verilabel.store.schema import LabelRow, RunRow
 
@@ -50,6 +51,7 @@ class RunRequest:
     workers: int = 1
     batch_size: int | None = None
     device: str = "auto"
+    runtime: str = "auto"  # auto | torch | onnx: what runs the network (verilabel.models.runtimes)
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     decode_threads: int | None = None
     max_labels: int | None = None  # per image: keep the most confident ones
@@ -93,6 +95,26 @@ def _check_name(option: str, value: str) -> str:
     return value
 
 
+def _check_runtime(request: RunRequest, model: registry.ModelRef) -> None:
+    """``--runtime onnx`` only for models with an ONNX export, on the CPU (``auto`` decides per model)."""
+    check_runtime(request.runtime)
+    if request.runtime != "onnx":
+        return
+    entries = [stage.entry for stage in model.stages] if model.stages else [model.entry]
+    first = entries[0]
+    if first is None or "onnx" not in first.runtimes:
+        able = ", ".join(e.name for e in registry.catalogue() if "onnx" in e.runtimes and request.task in e.tasks)
+        what = "your own model" if first is None else f"{first.name!r}"
+        raise ConfigError(
+            "runtime",
+            f"{what} has no ONNX export: use --runtime auto or torch (models that have one: {able or 'none'})",
+        )
+    if request.device not in ("auto", "cpu"):
+        raise ConfigError(
+            "runtime", f"ONNX Runtime runs models on the CPU: use --device cpu, or --runtime torch on {request.device}"
+        )
+
+
 def _target_view(request: RunRequest) -> View:
     if request.sample_ids is not None:
         return View(ids=list(request.sample_ids))
@@ -127,6 +149,7 @@ def validate(store: Store, request: RunRequest) -> ValidatedRun:
             f"model {model.name!r} does {', '.join(model.tasks)}, not {task}; models for "
             f"{task}: {', '.join(able) or 'none installed'}",
         )
+    _check_runtime(request, model)
     if model.prompt_field is not None:
         model = replace(model, vocabulary=_field_classes(store, request.dataset, model.prompt_field))
     # What `verilabel models` knows (weights missing, a library absent) stops the run now, not in a worker.

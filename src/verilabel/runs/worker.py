@@ -28,6 +28,7 @@ from verilabel.errors import ModelLoadError, VerilabelError
 from verilabel.labels import Detection, Label, Mask, mask_file_path, rle_encode
 from verilabel.models import registry
 from verilabel.models.interface import LoadRequest, Model, PredictContext, Task
+from verilabel.models.runtimes import default_threads, runtime_of
 from verilabel.review import counts
 from verilabel.runs import progress
 from verilabel.runs.pipeline import Outcome, Pipeline, PipelineOptions, StageTimer, WorkItem
@@ -250,6 +251,9 @@ class Worker:
         device = self.config.get("device", "auto")
         if device in ("auto", "cuda") and self.config.get("workers", 1) > 1:
             device = _gpu_for_shard(self.shard, device)
+        runtime = self.config.get("runtime", "auto")
+        if runtime == "onnx" and device == "auto":
+            device = "cpu"  # ONNX Runtime runs on the CPU (validation refused any other device)
         request = LoadRequest(
             weights=self.config.get("weights"),
             device=device,
@@ -257,20 +261,25 @@ class Worker:
             min_confidence=self.config["min_confidence"],
             options=dict(self.config.get("model_options") or {}),
             max_labels=self.config.get("max_labels"),
+            runtime=runtime,
+            threads=default_threads(int(self.config.get("workers", 1))),
         )
         start = time.perf_counter()
         model = registry.load(ref, request)
         self.timer.add("load_model", time.perf_counter() - start)
+        catalogued = ref.entry is not None or bool(ref.stages)
         with self.store.write() as session:
             run = session.get(RunRow, self.run_id)
             if run is not None and not run.model_info:
                 spec = model.spec
+                choice = runtime_of(model, catalogued=catalogued, requested=runtime)
                 run.model_info = {
                     "name": spec.name,
                     "version": spec.version,
                     "weights": _weights_identity(ref, self.config.get("weights"), spec.weights),
-                    "device": device,
+                    "device": choice.device or device,
                     "batch_size": self._batch_size(model),
+                    **choice.to_json(),
                 }
         return model
 
@@ -361,7 +370,7 @@ def _share_cores(device: str, workers: int) -> None:
     of every core, their spinning thread pools fight (2 workers on 2 cores ran 8x slower than one)."""
     torch = sys.modules.get("torch")
     if workers > 1 and torch is not None and not _on_gpu(device):
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        torch.set_num_threads(default_threads(workers))
 
 
 def _gpu_for_shard(shard: int, device: str) -> str:

@@ -88,6 +88,7 @@ class RunCreate(BaseModel):
     batch_size: int | None = Field(default=None, ge=1, le=4096)
     max_labels: int | None = Field(default=None, ge=1, le=100_000)
     device: str = "auto"
+    runtime: str = "auto"
 
 
 class RunControl(BaseModel):

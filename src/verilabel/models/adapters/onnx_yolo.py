@@ -23,6 +23,7 @@ from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, ModelSpec, PredictContext
 from verilabel.models.postprocess import box_detection
 from verilabel.models.preprocess import Letterbox
+from verilabel.models.runtimes import RuntimeChoice
 
 DEFAULT_IMGSZ = 640
 DEFAULT_BATCH = 8
@@ -153,6 +154,7 @@ class OnnxYolo:
         self, entry: CatalogueEntry, session: Any, names: tuple[str, ...], *, iou: float, max_det: int, batch: int
     ) -> None:
         self._session = session
+        self.runtime = RuntimeChoice("onnx")
         self._names = names
         self._iou, self._max_det = iou, max_det
         model_input = session.get_inputs()[0]

@@ -15,6 +15,7 @@ from verilabel.labels import Classification, Label
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext, SplitPredict
 from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET, center_crop, resize_shorter, to_batch
+from verilabel.models.runtimes import Core, RuntimeChoice, TorchCore, accelerate, unsupported
 from verilabel.models.torch_support import (
     inference,
     is_asynchronous,
@@ -55,9 +56,12 @@ class ImageNetClassifier(SplitPredict):
         resize: int = RESIZE,
         crop: int = CROP,
         batch: int = BATCH,
+        core: Core | None = None,
+        runtime: RuntimeChoice | None = None,
     ) -> None:
         self.spec = entry.spec(batch_size=batch, input_size=resize)
-        self._net = net
+        self._core = core or TorchCore(net)  # the network, or its ONNX Runtime session (``runtimes``)
+        self.runtime = runtime or RuntimeChoice("torch")
         self._device = device
         self.asynchronous = is_asynchronous(device)
         self._resize, self._crop = resize, crop
@@ -71,7 +75,7 @@ class ImageNetClassifier(SplitPredict):
         """Logits, one row per image."""
         with inference(self._device):
             batch = to_batch(prepared, self._device, mean=RGB_MEAN_IMAGENET, std=RGB_STD_IMAGENET)
-            return self._net(batch)
+            return self._core(batch)[0]
 
     def infer(self, images: Sequence[ImageItem], context: PredictContext) -> Any:
         return self.forward(self.prepared(images))
@@ -96,6 +100,16 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> ImageNetClassifier:
     load_weights(net, state, entry.name)
     device = resolve_device(request.device)
     net.eval().to(device)
-    return ImageNetClassifier(
-        entry, net, device, resize=int(entry.options.get("resize", RESIZE)), crop=int(entry.options.get("crop", CROP))
-    )
+    resize, crop = int(entry.options.get("resize", RESIZE)), int(entry.options.get("crop", CROP))
+    return build(entry, net, request, device, resize=resize, crop=crop)
+
+
+def build(
+    entry: CatalogueEntry, net: Any, request: LoadRequest, device: Any, *, resize: int = RESIZE, crop: int = CROP
+) -> ImageNetClassifier:
+    """The classifier on ``net`` (eval, on ``device``), run by the runtime the request asks for."""
+    if "onnx" not in entry.runtimes:  # ViT: measured no faster on ONNX Runtime (docs/performance.md)
+        runtime = unsupported(entry.name, request, "no faster on ONNX Runtime: torch runs it")
+        return ImageNetClassifier(entry, net, device, resize=resize, crop=crop, runtime=runtime)
+    core, runtime = accelerate(net, request=request, device=device, name=entry.name, shape=(1, 3, crop, crop))
+    return ImageNetClassifier(entry, net, device, resize=resize, crop=crop, core=core, runtime=runtime)

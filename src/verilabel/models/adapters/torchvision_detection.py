@@ -13,6 +13,7 @@ from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext, SplitPredict
 from verilabel.models.postprocess import box_detection, paste_mask_crop
 from verilabel.models.preprocess import resize, to_tensors
+from verilabel.models.runtimes import RuntimeChoice, accelerate
 from verilabel.models.torch_support import (
     full_precision,
     inference,
@@ -35,8 +36,17 @@ MASKS = "box_masks"  # Mask R-CNN's M x M mask probabilities per box, unpasted (
 
 
 class TorchvisionDetector(SplitPredict):
-    def __init__(self, entry: CatalogueEntry, net: Any, device: Any, input_size: int | None, batch: int) -> None:
+    def __init__(
+        self,
+        entry: CatalogueEntry,
+        net: Any,
+        device: Any,
+        input_size: int | None,
+        batch: int,
+        runtime: RuntimeChoice | None = None,
+    ) -> None:
         self.spec = entry.spec(batch_size=batch, input_size=input_size)
+        self.runtime = runtime or RuntimeChoice("torch")
         self._net = net
         self._device = device
         self.asynchronous = is_asynchronous(device)
@@ -149,7 +159,48 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> TorchvisionDetector:
     load_weights(net, state, entry.name)
     if "mask" in family:
         _keep_box_masks(net)
-    full_precision(*box_heads(net))
     device = resolve_device(request.device)
     net.eval().to(device)
-    return TorchvisionDetector(entry, net, device, input_size, batch)
+    runtime = _choose_runtime(net, request, device, entry.name, input_size)
+    full_precision(*box_heads(net))
+    return TorchvisionDetector(entry, net, device, input_size, batch, runtime)
+
+
+# R-CNN inputs vary (shorter side 800, padded to a multiple of 32): the export's example is small, to export fast
+RCNN_EXAMPLE = 320
+
+
+def _choose_runtime(net: Any, request: LoadRequest, device: Any, name: str, input_size: int | None) -> RuntimeChoice:
+    """Hand the network's heavy part to the runtime the request asks for, in place: SSD's backbone and head as one
+    session (its head is 40% of its compute), R-CNN's backbone and FPN (proposals and RoI heads stay in torch).
+    torchvision's own transform, anchors and post-processing run either way."""
+    import torch
+
+    from verilabel.models.adapters.network_parts import (
+        BackboneAndHead,
+        Features,
+        OnnxBackboneAndHead,
+        OnnxFeatures,
+        StashedHead,
+    )
+
+    single_stage = getattr(net, "roi_heads", None) is None
+    if single_stage:
+        size = input_size or 320
+        core, runtime = accelerate(
+            BackboneAndHead(net.backbone, net.head), request=request, device=device, name=name, shape=(1, 3, size, size)
+        )
+        if runtime.name == "onnx":
+            with torch.no_grad():
+                grids = [tuple(f.shape[-2:]) for f in net.backbone(torch.zeros(1, 3, size, size)).values()]
+            features = OnnxBackboneAndHead(core, grids)
+            net.backbone, net.head = features, StashedHead(features)
+        return runtime
+    features_of = Features(net.backbone)
+    example = (1, 3, RCNN_EXAMPLE, RCNN_EXAMPLE)
+    core, runtime = accelerate(features_of, request=request, device=device, name=name, shape=example, dynamic=(0, 2, 3))
+    if runtime.name == "onnx":
+        with torch.no_grad():
+            names = list(net.backbone(torch.zeros(1, 3, 64, 64)).keys())
+        net.backbone = OnnxFeatures(core, names, net.backbone.out_channels)
+    return runtime

@@ -16,6 +16,7 @@ from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext, SplitPredict
 from verilabel.models.postprocess import mask_detection
 from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET, padded_batch, resize_shorter
+from verilabel.models.runtimes import Core, RuntimeChoice, accelerate
 from verilabel.models.torch_support import (
     inference,
     is_asynchronous,
@@ -79,9 +80,13 @@ class TorchvisionSemantic(SplitPredict):
         size: int = SIZE,
         batch: int = 4,
         min_area: float = MIN_AREA,
+        core: Core | None = None,
+        runtime: RuntimeChoice | None = None,
     ) -> None:
         self.spec = entry.spec(batch_size=batch, input_size=size)
-        self._net = net
+        # the network (class logits alone: its answer is a dict), or its ONNX Runtime session (``runtimes``)
+        self._core = core or (lambda batch: (net(batch)["out"],))
+        self.runtime = runtime or RuntimeChoice("torch")
         self._device = device
         self.asynchronous = is_asynchronous(device)
         self._size = size
@@ -96,7 +101,7 @@ class TorchvisionSemantic(SplitPredict):
         """Class logits at the (padded) input resolution, N x C x H x W."""
         with inference(self._device):
             batch = padded_batch(prepared, self._device, mean=RGB_MEAN_IMAGENET, std=RGB_STD_IMAGENET)
-            return self._net(batch)["out"]
+            return self._core(batch)[0]
 
     def infer(self, images: Sequence[ImageItem], context: PredictContext) -> tuple[list[tuple[int, int]], Any]:
         """The model-input sizes (before batch padding) and the class logits."""
@@ -215,14 +220,23 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> TorchvisionSemantic:
     state = {key: value for key, value in state.items() if not key.startswith("aux_classifier.")}
     net = build_network(arch)
     load_weights(net, state, entry.name)
+    from verilabel.models.adapters.network_parts import ClassLogits
+
     device = resolve_device(request.device)
     net.eval().to(device)
     options = entry.options | request.options
+    size = int(options.get("size", SIZE))
+    # Images keep their aspect ratio (shorter side ``size``): height and width vary from batch to batch.
+    core, runtime = accelerate(
+        ClassLogits(net), request=request, device=device, name=entry.name, shape=(1, 3, size, size), dynamic=(0, 2, 3)
+    )
     return TorchvisionSemantic(
         entry,
         net,
         device,
-        size=int(options.get("size", SIZE)),
+        size=size,
         batch=ARCHITECTURES[arch],
         min_area=float(options.get("min_area", MIN_AREA)),
+        core=core,
+        runtime=runtime,
     )

@@ -31,6 +31,7 @@ from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext, SplitPredict
 from verilabel.models.postprocess import box_detection, keypoints_detection
 from verilabel.models.preprocess import Letterbox, letterbox, to_batch
+from verilabel.models.runtimes import Core, RuntimeChoice, TorchCore, accelerate, unsupported
 from verilabel.models.torch_support import full_precision, inference, is_asynchronous, resolve_device
 from verilabel.models.weights import source_file
 
@@ -263,8 +264,19 @@ Inferred = tuple[RawOutput, tuple[str, ...], list[int] | None]
 
 
 class UltralyticsYolo(SplitPredict):
-    def __init__(self, entry: CatalogueEntry, net: Any, kind: str, device: Any, options: YoloOptions) -> None:
+    def __init__(
+        self,
+        entry: CatalogueEntry,
+        net: Any,
+        kind: str,
+        device: Any,
+        options: YoloOptions,
+        core: Core | None = None,
+        runtime: RuntimeChoice | None = None,
+    ) -> None:
         self._net = net
+        self._core = core or TorchCore(_predictions(net))  # the network, or its ONNX Runtime session
+        self.runtime = runtime or RuntimeChoice("torch")
         self._head = net.model[-1]
         self._kind = kind
         self._device = device
@@ -326,11 +338,7 @@ class UltralyticsYolo(SplitPredict):
         """One forward of the network on the batch (bf16 / fp16 autocast on CUDA), no NMS."""
         batch = to_batch(images, self._device)
         with inference(self._device):
-            out = self._net(batch)
-        first = out[0] if isinstance(out, tuple | list) else out
-        if isinstance(first, tuple | list):  # segmenters: ((predictions, protos), raw head outputs)
-            return RawOutput(first[0], first[1])
-        return RawOutput(first)
+            return RawOutput(*self._core(batch))
 
     def infer(self, images: Sequence[ImageItem], context: PredictContext) -> Inferred | None:
         """Queue the batch's forward (on CUDA it returns before the GPU is done), with the classes its outputs
@@ -449,8 +457,26 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> UltralyticsYolo:
     _choose_head(net, options)
     device = resolve_device(request.device)
     net = net.fuse(verbose=False).eval().to(device)  # conv + batch norm folded; YOLOE's prompts stay unfused
+    if entry.zero_shot:
+        core, runtime = None, unsupported(entry.name, request, "its prompts change from run to run: torch runs it")
+    else:
+        head = net.model[-1]
+        core, runtime = accelerate(
+            _predictions(net),
+            request=request,
+            device=device,
+            name=entry.name,
+            shape=(1, 3, options.imgsz, options.imgsz),
+            settings={"end2end": bool(getattr(head, "end2end", False)), "max_det": getattr(head, "max_det", None)},
+        )
     full_precision(net.model[-1])  # the head decodes boxes (and masks, keypoints): in fp32 under autocast
-    model = UltralyticsYolo(entry, net, kind, device, options)
+    model = UltralyticsYolo(entry, net, kind, device, options, core, runtime)
     if entry.zero_shot and request.classes:
         model.use_prompts(tuple(request.classes))  # fail fast on a missing text encoder; warm the cache
     return model
+
+
+def _predictions(net: Any) -> Any:
+    from verilabel.models.adapters.network_parts import YoloPredictions
+
+    return YoloPredictions(net)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 
-from verilabel.models.adapters.torchvision_classification import ImageNetClassifier
+from verilabel.models.adapters.torchvision_classification import ImageNetClassifier, build
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import LoadRequest
 from verilabel.models.torch_support import resolve_device
@@ -23,4 +23,4 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> ImageNetClassifier:
         net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
     device = resolve_device(request.device)
     net.eval().to(device)
-    return ImageNetClassifier(entry, net, device)
+    return build(entry, net, request, device)

@@ -8,6 +8,7 @@ from typing import Any
 from verilabel.labels import Box, Detection, Keypoints, Label
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
+from verilabel.models.runtimes import RuntimeChoice
 
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion", "left_ear_tragion")
 
@@ -17,6 +18,7 @@ class MediapipeFace:
         import mediapipe as mp
 
         self.spec = entry.spec(batch_size=8)
+        self.runtime = RuntimeChoice("mediapipe")
         # model_selection=1 is the full-range model (faces up to ~5 m), better for photos than selfies' 0
         self._detector: Any = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=min_confidence

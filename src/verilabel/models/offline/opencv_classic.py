@@ -15,6 +15,7 @@ import numpy as np
 from verilabel.labels import Box, Detection, Label
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
+from verilabel.models.runtimes import RuntimeChoice
 
 MAX_SIDE = 640
 Detector = Callable[[Any], tuple[Any, Any]]
@@ -27,6 +28,7 @@ def _logistic(value: float) -> float:
 class OpenCvDetector:
     def __init__(self, entry: CatalogueEntry, detect: Detector, grayscale: bool, min_size: tuple[int, int]) -> None:
         self.spec = entry.spec(batch_size=8, input_size=MAX_SIDE)
+        self.runtime = RuntimeChoice("opencv")
         self._detect = detect
         self._grayscale = grayscale
         self._label = entry.vocabulary[0]

@@ -8,6 +8,7 @@ from typing import Any
 from verilabel.labels import Box, Detection, Label, Polygon
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
+from verilabel.models.runtimes import RuntimeChoice
 
 
 class RapidOcrText:
@@ -15,6 +16,7 @@ class RapidOcrText:
         from rapidocr import RapidOCR
 
         self.spec = entry.spec(batch_size=4)
+        self.runtime = RuntimeChoice("onnx")  # RapidOCR runs its own ONNX Runtime sessions
         self._engine: Any = RapidOCR(params={"Global.log_level": "error"})
 
     def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:

@@ -39,6 +39,11 @@ export async function render(main, [dataset], { crumbs }) {
   const field = h("input", { id: "field", placeholder: "the new label field", required: true });
   const name = h("input", { id: "name", placeholder: "named after the field" });
   const workers = h("input", { id: "workers", type: "number", min: 1, max: 64, value: 1 });
+  const runtime = h("select", { id: "runtime" }, [
+    h("option", { value: "auto" }, "auto: ONNX Runtime on a CPU where the model exports, else torch"),
+    h("option", { value: "torch" }, "torch"),
+    h("option", { value: "onnx" }, "ONNX Runtime (CPU)"),
+  ]);
   const submit = h("button.primary", { type: "submit" }, "Start run");
   const general = h("p.error", { role: "alert" });
 
@@ -93,6 +98,7 @@ export async function render(main, [dataset], { crumbs }) {
     row("field", "Field", field),
     row("name", "Run name", name),
     row("workers", "Workers", workers),
+    row("runtime", "Runtime", runtime, "what runs the network; auto is fastest on a CPU"),
     h("div.row", {}, h("span"), h("div", {}, submit, general)),
   );
   form.addEventListener("submit", async (event) => {
@@ -112,6 +118,7 @@ export async function render(main, [dataset], { crumbs }) {
       view: target.value.trim() || null,
       name: name.value.trim() || null,
       workers: Number(workers.value) || 1,
+      runtime: runtime.value,
     };
     submit.disabled = true;
     try {

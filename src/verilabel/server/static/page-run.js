@@ -51,6 +51,7 @@ export async function render(main, [id], ctx) {
       h("p.dim", {}, `${info.task} with ${info.model} → field ${info.field}`, info.min_confidence !== null ? `, min confidence ${info.min_confidence}` : ""),
       h("div.run-progress", {}, progressBar(info), h("span", {}, `${info.progress.done + info.progress.failed}/${info.progress.total} samples · ${speed(info) || labelsText(info)}`)),
       info.error ? h("p.error", { role: "alert" }, info.error) : null,
+      runtimeLine(info.model_info || {}),
       details(info),
     );
   }
@@ -111,6 +112,17 @@ export async function render(main, [id], ctx) {
     stops.push(await reviewPanel(body, info, canEdit, reload));
   }
   return () => stops.splice(0).forEach((stop) => stop());
+}
+
+// What ran the model, and why when `auto` did not take ONNX Runtime (a fallback is a warning).
+function runtimeLine(model) {
+  if (!model.runtime) return null;
+  const where = [model.device, model.runtime_export ? `export ${model.runtime_export}` : null].filter(Boolean).join(", ");
+  return h(
+    model.runtime_warning ? "p.warning" : "p.dim",
+    { id: "runtime" },
+    `runtime: ${model.runtime}${where ? ` on ${where}` : ""}${model.runtime_reason ? ` (${model.runtime_reason})` : ""}`,
+  );
 }
 
 function details(info) {
