@@ -91,3 +91,36 @@ def test_split_predict_runs_overlapped_in_the_pipeline_with_the_same_labels(ssdl
     model = registry.load(ref, LoadRequest(weights=str(ssdlite_weights), device="cpu", min_confidence=0.0))
     arrays = [np.random.default_rng(i).integers(0, 255, (240, 320, 3), dtype=np.uint8) for i in range(3)]
     assert overlapped_matches_predict(model, arrays, PredictContext("detection", ref.vocabulary, 0.0), tmp_path)
+
+
+def test_ssds_batched_post_processing_keeps_torchvisions_detections():
+    """SSD's per-class loop, batched (``vectorised_ssd_detections``): the same boxes, scores and classes as
+    torchvision's own ``postprocess_detections``, also with many candidates per class (more than its top-k)."""
+    import copy
+
+    from verilabel.models.adapters.network_parts import vectorised_ssd_detections
+    from verilabel.models.adapters.torchvision_detection import build_network
+
+    theirs = build_network("ssdlite", score_thresh=0.001, detections_per_img=300).eval()
+    theirs.topk_candidates = 50  # fewer than the candidates of some classes: the top-k decides
+    ours = copy.deepcopy(theirs)
+    vectorised_ssd_detections(ours)
+    generator = torch.Generator().manual_seed(0)
+    anchors_count, classes = 3234, 91
+    for spread in (1.0, 4.0, 8.0):  # flat to peaked scores
+        outputs = {
+            "cls_logits": torch.randn(2, anchors_count, classes, generator=generator) * spread,
+            "bbox_regression": torch.randn(2, anchors_count, 4, generator=generator) * 0.5,
+        }
+        anchors = [torch.rand(anchors_count, 4, generator=generator).sort(dim=1).values * 320] * 2
+        sizes = [(320, 320), (320, 320)]
+        expected = theirs.postprocess_detections(outputs, anchors, sizes)
+        got = ours.postprocess_detections(outputs, anchors, sizes)
+        for mine, reference in zip(got, expected, strict=True):
+            assert len(mine["scores"]) == len(reference["scores"]) > 0
+            assert _rows(mine) == _rows(reference)
+
+
+def _rows(detections: dict) -> list[tuple]:
+    labels, scores, boxes = detections["labels"].tolist(), detections["scores"].tolist(), detections["boxes"].tolist()
+    return sorted(zip(labels, scores, map(tuple, boxes), strict=True))

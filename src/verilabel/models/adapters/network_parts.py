@@ -102,3 +102,41 @@ class YoloPredictions(torch.nn.Module):
         if isinstance(first, tuple | list):  # segmenters: ((predictions, protos), raw head outputs)
             return first[0], first[1]
         return (first,)
+
+
+def vectorised_ssd_detections(net: Any) -> None:
+    """Replace SSD's ``postprocess_detections`` (a Python loop over its 90 classes for each image: 70 ms of a
+    16-image batch, a third of SSDlite's time once ONNX Runtime runs its network) with the same computation in
+    a few batched operations per image: per class the ``topk_candidates`` best scores above ``score_thresh``,
+    then batched NMS and the ``detections_per_img`` best. The detections are the same (the order among exactly
+    equal scores aside)."""
+    import types
+
+    net.postprocess_detections = types.MethodType(_ssd_detections, net)
+
+
+def _ssd_detections(
+    self: Any, head_outputs: dict[str, torch.Tensor], image_anchors: list[torch.Tensor], image_shapes: list[Any]
+) -> list[dict[str, torch.Tensor]]:
+    from torchvision.ops import boxes as box_ops
+
+    scores_all = torch.nn.functional.softmax(head_outputs["cls_logits"], dim=-1)
+    detections = []
+    for regression, scores, anchors, shape in zip(
+        head_outputs["bbox_regression"], scores_all, image_anchors, image_shapes, strict=True
+    ):
+        boxes = box_ops.clip_boxes_to_image(self.box_coder.decode_single(regression, anchors), shape)
+        foreground = scores[:, 1:]  # class 0 is the background
+        anchor, label = torch.nonzero(foreground > self.score_thresh, as_tuple=True)
+        score = foreground[anchor, label]
+        # group by class, best first within each, and keep each class's first topk_candidates
+        by_score = torch.argsort(score, descending=True, stable=True)
+        order = by_score[torch.argsort(label[by_score], stable=True)]
+        grouped = label[order]
+        counts = torch.bincount(grouped, minlength=foreground.shape[1])
+        rank = torch.arange(len(order), device=order.device) - (torch.cumsum(counts, 0) - counts)[grouped]
+        order = order[rank < self.topk_candidates]
+        boxes, score, label = boxes[anchor[order]], score[order], label[order] + 1
+        keep = box_ops.batched_nms(boxes, score, label, self.nms_thresh)[: self.detections_per_img]
+        detections.append({"boxes": boxes[keep], "scores": score[keep], "labels": label[keep]})
+    return detections

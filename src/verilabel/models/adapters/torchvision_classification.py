@@ -108,8 +108,8 @@ def build(
     entry: CatalogueEntry, net: Any, request: LoadRequest, device: Any, *, resize: int = RESIZE, crop: int = CROP
 ) -> ImageNetClassifier:
     """The classifier on ``net`` (eval, on ``device``), run by the runtime the request asks for."""
-    if "onnx" not in entry.runtimes:  # ViT: measured no faster on ONNX Runtime (docs/performance.md)
-        runtime = unsupported(entry.name, request, "no faster on ONNX Runtime: torch runs it")
+    if "onnx" not in entry.runtimes:  # a catalogue entry may keep a network on torch (``onnx = false``)
+        runtime = unsupported(entry.name, request, "its catalogue entry keeps it on torch")
         return ImageNetClassifier(entry, net, device, resize=resize, crop=crop, runtime=runtime)
     core, runtime = accelerate(net, request=request, device=device, name=entry.name, shape=(1, 3, crop, crop))
     return ImageNetClassifier(entry, net, device, resize=resize, crop=crop, core=core, runtime=runtime)

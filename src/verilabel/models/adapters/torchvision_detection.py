@@ -161,6 +161,10 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> TorchvisionDetector:
         _keep_box_masks(net)
     device = resolve_device(request.device)
     net.eval().to(device)
+    if getattr(net, "roi_heads", None) is None:  # SSD: its per-class loop, batched (same detections)
+        from verilabel.models.adapters.network_parts import vectorised_ssd_detections
+
+        vectorised_ssd_detections(net)
     runtime = _choose_runtime(net, request, device, entry.name, input_size)
     full_precision(*box_heads(net))
     return TorchvisionDetector(entry, net, device, input_size, batch, runtime)

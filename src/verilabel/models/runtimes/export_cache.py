@@ -188,6 +188,9 @@ def _export(module: Any, path: Path, shape: tuple[int, ...], dynamic: tuple[int,
     import torch
 
     example = _example(shape, seed=0)
+    # Attention's inference fast path is one fused operator the exporter lacks: export the composite form.
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
     try:
         with torch.no_grad(), warnings.catch_warnings(), _native_output_silenced():
             warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's concern
@@ -206,6 +209,8 @@ def _export(module: Any, path: Path, shape: tuple[int, ...], dynamic: tuple[int,
             )
     except Exception as exc:
         raise ExportFailed(f"the ONNX export failed ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
 @contextlib.contextmanager
