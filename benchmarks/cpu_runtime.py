@@ -102,7 +102,9 @@ CLASSES = {"detection": ["person", "car", "dog"], "classification": [], "segment
 LABELS_PER_IMAGE = 20
 
 
-def whole_run(name: str, weights: str, task: str, images: Path, runtime: str, home: Path, tag: str) -> dict[str, Any]:
+def whole_run(
+    name: str, weights: str, task: str, images: Path, runtime: str, home: Path, tag: str, workers: int = 1
+) -> dict[str, Any]:
     os.environ["VERILABEL_HOME"] = str(home)
     os.environ.pop("VERILABEL_DATABASE_URL", None)
     from verilabel.datasets import service as datasets
@@ -128,24 +130,31 @@ def whole_run(name: str, weights: str, task: str, images: Path, runtime: str, ho
         runtime=runtime,
         mask_dir=str(home / "masks") if task == "segmentation" else None,
         max_labels=LABELS_PER_IMAGE,
+        workers=workers,
     )
     start = time.perf_counter()
     info = runs.wait_run(store, runs.create_run(store, request).id, poll=0.5)
     wall = time.perf_counter() - start
     if info.status != "in_review":
         raise RuntimeError(f"{name} on {runtime}: the run ended {info.status}: {info.error}")
-    timings = info.timings
-    steady = (float(timings["images"]) - float(timings.get("first_batch_images", 0))) / (
-        float(timings["wall"]) - float(timings.get("first_batch", 0))
+    # several workers run side by side: their rates add up
+    per_worker = [w.timings for w in info.workers if w.timings.get("wall")] or [info.timings]
+    pipeline = sum(float(t["images"]) / float(t["wall"]) for t in per_worker)
+    steady = sum(
+        (float(t["images"]) - float(t.get("first_batch_images", 0)))
+        / (float(t["wall"]) - float(t.get("first_batch", 0)))
+        for t in per_worker
     )
+    timings = per_worker[0]
     return {
         "runtime": info.model_info.get("runtime"),
         "export": info.model_info.get("runtime_export", ""),
         "load_model_s": round(float(timings.get("load_model", 0.0)), 2),
-        "pipeline_rate": round(float(timings["images"]) / float(timings["wall"]), 2),
+        "pipeline_rate": round(pipeline, 2),
         "steady_rate": round(steady, 2),
         "end_to_end_rate": round(info.done / wall, 2),
         "batch_size": info.model_info.get("batch_size"),
+        "threads": info.model_info.get("runtime_threads"),
         "labels": info.labels,
     }
 
@@ -187,7 +196,8 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--images", type=int, default=200, help="JPEGs (640 x 480) in each run")
     parser.add_argument("--rounds", type=int, default=2, help="runs per runtime, alternating")
-    parser.add_argument("--ceiling-images", type=int, default=64)
+    parser.add_argument("--ceiling-images", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes per run (they share the cores)")
     parser.add_argument("--transformers", action="store_true", help="also compare ViT-B/16 forward-only")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "verilabel-cpu-runtime")
     parser.add_argument("--out", type=Path)
@@ -215,7 +225,8 @@ def main() -> None:
         runs: dict[str, list[dict[str, Any]]] = {"torch": [], "onnx": []}
         for round_ in range(args.rounds):
             for runtime in ("torch", "onnx"):
-                result = whole_run(name, weights, task, paths[0].parent, runtime, home, f"{runtime}{round_}")
+                tag = f"{runtime}{round_}"
+                result = whole_run(name, weights, task, paths[0].parent, runtime, home, tag, args.workers)
                 runs[runtime].append(result)
                 print(f"  {runtime}: {json.dumps(result)}", flush=True)
         batch = int(runs["onnx"][0]["batch_size"])
