@@ -161,6 +161,8 @@ def test_a_run_from_the_form_goes_live_to_review_and_errors_sit_by_their_field(a
     page.wait_for_url(re.compile(r".*#/runs/"))
     page.wait_for_selector(".badge.in_review", timeout=60_000)
     assert runs.get_run(Store.open(), "faces").status == "in_review"
+    page.wait_for_selector("#runtime >> text=runtime: opencv on cpu")  # what ran the model
+    screenshot(page, "run-page")
 
 
 def test_masks_are_drawn_tinted_over_their_boxes(app):

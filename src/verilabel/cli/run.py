@@ -218,7 +218,7 @@ def create(
     runtime: str = typer.Option(
         "auto",
         "--runtime",
-        help="What runs the network: auto (ONNX Runtime on a CPU where the model exports, 1.6-4x faster; torch "
+        help="What runs the network: auto (ONNX Runtime on a CPU where the model exports, 2-3x faster; torch "
         "otherwise), torch, or onnx.",
     ),
     model_option: list[str] = typer.Option([], "--model-option", help="KEY=VALUE passed to the model; repeatable."),

@@ -23,6 +23,9 @@ A model whose device runs asynchronously (CUDA: a forward returns once its kerne
 and ``to_labels(raw, images, context) -> list[list[Label]]`` waits for it and builds the labels. The engine
 then calls ``to_labels`` in a thread of its own, so that the host's post-processing of one batch overlaps the
 device's forward of the next (``predict`` must stay equal to ``to_labels(infer(...))``).
+
+A model may say what runs it in ``runtime`` (a ``verilabel.models.runtimes.RuntimeChoice``): the catalogue's
+adapters hand their networks to ONNX Runtime on a CPU through ``runtimes.accelerate`` (``LoadRequest.runtime``).
 """
 
 from __future__ import annotations

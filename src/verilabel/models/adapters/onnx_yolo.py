@@ -154,7 +154,8 @@ class OnnxYolo:
         self, entry: CatalogueEntry, session: Any, names: tuple[str, ...], *, iou: float, max_det: int, batch: int
     ) -> None:
         self._session = session
-        self.runtime = RuntimeChoice("onnx")
+        provider = session.get_providers()[0]
+        self.runtime = RuntimeChoice("onnx", device="cuda" if provider == "CUDAExecutionProvider" else "cpu")
         self._names = names
         self._iou, self._max_det = iou, max_det
         model_input = session.get_inputs()[0]

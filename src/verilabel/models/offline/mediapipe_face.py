@@ -18,7 +18,7 @@ class MediapipeFace:
         import mediapipe as mp
 
         self.spec = entry.spec(batch_size=8)
-        self.runtime = RuntimeChoice("mediapipe")
+        self.runtime = RuntimeChoice("mediapipe", device="cpu")
         # model_selection=1 is the full-range model (faces up to ~5 m), better for photos than selfies' 0
         self._detector: Any = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=min_confidence

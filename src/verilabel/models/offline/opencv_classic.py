@@ -28,7 +28,7 @@ def _logistic(value: float) -> float:
 class OpenCvDetector:
     def __init__(self, entry: CatalogueEntry, detect: Detector, grayscale: bool, min_size: tuple[int, int]) -> None:
         self.spec = entry.spec(batch_size=8, input_size=MAX_SIDE)
-        self.runtime = RuntimeChoice("opencv")
+        self.runtime = RuntimeChoice("opencv", device="cpu")
         self._detect = detect
         self._grayscale = grayscale
         self._label = entry.vocabulary[0]

@@ -16,7 +16,7 @@ class RapidOcrText:
         from rapidocr import RapidOCR
 
         self.spec = entry.spec(batch_size=4)
-        self.runtime = RuntimeChoice("onnx")  # RapidOCR runs its own ONNX Runtime sessions
+        self.runtime = RuntimeChoice("onnx", device="cpu")  # RapidOCR runs its own ONNX Runtime sessions
         self._engine: Any = RapidOCR(params={"Global.log_level": "error"})
 
     def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:

@@ -1,4 +1,4 @@
-"""Which runtime runs a model's network: torch (eager), or ONNX Runtime on the CPU, where it is 1.6-4x faster for
+"""Which runtime runs a model's network: torch (eager), or ONNX Runtime on the CPU, where it is 2-3x faster for
 convolutional networks (docs/performance.md).
 
 An adapter hands ``accelerate`` the part of its network that does the heavy lifting, a ``torch.nn.Module`` from

@@ -64,6 +64,7 @@ export async function render(main, [dataset], { crumbs }) {
       h("p", {}, h("b", {}, m.name), ` · ${m.family} ${m.version} · ${m.licence}`),
       h("p.dim", {}, m.description || ""),
       h("p", {}, `${m.zero_shot ? "zero-shot: name any classes" : `fixed vocabulary of ${plural(m.vocabulary_size, "class", "classes")}`} · speed ${stars(m.speed)} · accuracy ${stars(m.accuracy)}`),
+      (m.runtimes || []).includes("onnx") ? h("p.dim", {}, "runs on ONNX Runtime on a CPU (auto), on torch on a GPU") : null,
       m.available ? h("p.ok", {}, "available here") : h("p.warn", {}, `missing: ${m.missing}`),
     );
     clear(vocabulary, (m.vocabulary || []).map((v) => h("option", { value: v })));
