@@ -117,8 +117,8 @@ class TorchvisionSemantic(SplitPredict):
         results: list[list[Label]] = []
         for i, (item, (height, width)) in enumerate(zip(images, sizes, strict=True)):
             valid = logits[i : i + 1, :, :height, :width]  # drop the batch padding
-            classes, confidence = self._pixel_classes(valid, item.height, item.width)
-            regions: list[Detection | None] = list(self._regions(classes, confidence, wanted, context.min_confidence))
+            classes, upsampled = self._pixel_classes(valid, item.height, item.width)
+            regions: list[Detection | None] = list(self._regions(classes, upsampled, wanted, context.min_confidence))
             if (item.full_width, item.full_height) != (item.width, item.height):
                 regions = [self._at_full_size(region, valid[0], item) for region in regions if region is not None]
             results.append([region for region in regions if region is not None])
@@ -141,20 +141,19 @@ class TorchvisionSemantic(SplitPredict):
         return Detection(region.label, region.box, region.confidence, mask=Mask(crop)) if crop.any() else None
 
     @staticmethod
-    def _pixel_classes(logits: Any, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per pixel of the original image: the winning class and its softmax probability (logits upsampled
-        bilinearly first, as torchvision's own models upsample theirs)."""
+    def _pixel_classes(logits: Any, height: int, width: int) -> tuple[np.ndarray, Any]:
+        """Per pixel of the original image, the winning class, and the class logits there (upsampled bilinearly,
+        as torchvision's own models upsample theirs). Probabilities are left to ``_regions``: a softmax over
+        every pixel costs as much as the upsampling, and only the pixels of kept regions need one."""
         import torch
         import torch.nn.functional as F
 
-        upsampled = F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
-        confidence, classes = upsampled[0].softmax(dim=0).max(dim=0)
-        return classes.to(torch.uint8).cpu().numpy(), confidence.cpu().numpy()
+        upsampled = F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)[0]
+        return upsampled.max(dim=0).indices.to(torch.uint8).cpu().numpy(), upsampled
 
-    def _regions(
-        self, classes: np.ndarray, confidence: np.ndarray, wanted: list[int], min_confidence: float
-    ) -> list[Detection]:
-        """One detection per connected region of each wanted class, large and confident enough."""
+    def _regions(self, classes: np.ndarray, logits: Any, wanted: list[int], min_confidence: float) -> list[Detection]:
+        """One detection per connected region of each wanted class, large and confident enough: its confidence
+        is its pixels' mean probability of the class (a softmax over the class logits of its box only)."""
         find = _region_finder()
         assert find is not None  # load() checked
         min_pixels = self._min_area * classes.size
@@ -163,7 +162,8 @@ class TorchvisionSemantic(SplitPredict):
         for index in (i for i in wanted if present[i] >= min_pixels):
             for x, y, crop in find(classes == index, min_pixels):
                 h, w = crop.shape
-                score = float(confidence[y : y + h, x : x + w][crop].mean())
+                probability = logits[:, y : y + h, x : x + w].softmax(dim=0)[index].cpu().numpy()
+                score = float(probability[crop].mean())
                 if score < min_confidence:
                     continue
                 full = np.zeros(classes.shape, bool)
