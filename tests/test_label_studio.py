@@ -145,3 +145,53 @@ def test_exported_tasks_import_into_label_studio_with_their_predictions_and_imag
     }
     image = label_studio.call("GET", stored[0]["data"]["image"])  # served from the local files storage
     assert image[:4] == b"\x89PNG"
+
+
+def test_annotations_made_in_label_studio_come_back_through_its_json_export(label_studio: LabelStudio, home: Path):
+    """People's corrections: tasks annotated in a real Label Studio, exported as JSON by its own API, imported
+    with `dataset create --from-label-studio` (boxes, polygons and choices, with who and when)."""
+    from tests.support.images import write_blob_images
+    from verilabel.datasets import service as ds
+    from verilabel.formats.label_studio import label_config
+
+    folder = label_studio.media / "corrected"
+    write_blob_images(folder, 2)
+    config = label_config(["car", "dog"], {"rectanglelabels", "polygonlabels", "choices"})
+    project = label_studio.call("POST", "/api/projects", {"title": "corrections", "label_config": config})["id"]
+    label_studio.call("POST", "/api/storages/localfiles", {"project": project, "path": str(folder)})
+
+    def region(kind: str, name: str, value: dict[str, Any]) -> dict[str, Any]:
+        control = {"rectanglelabels": "label", "polygonlabels": "polygon", "choices": "class"}[kind]
+        return {"from_name": control, "to_name": "image", "type": kind, "value": {**value, kind: [name]},
+                "original_width": 160, "original_height": 120}  # fmt: skip
+
+    box = {"x": 10.0, "y": 20.0, "width": 25.0, "height": 50.0, "rotation": 0}
+    triangle = {"points": [[50.0, 50.0], [75.0, 50.0], [60.0, 75.0]], "closed": True}
+    tasks = [
+        {
+            "data": {"image": "/data/local-files/?d=corrected/img_00000.png"},
+            "annotations": [
+                {"result": [region("rectanglelabels", "car", box), region("polygonlabels", "dog", triangle)]}
+            ],
+        },
+        {
+            "data": {"image": "/data/local-files/?d=corrected/img_00001.png"},
+            "annotations": [{"result": [region("choices", "dog", {})]}],
+        },
+    ]
+    label_studio.call("POST", f"/api/projects/{project}/import", tasks)
+    exported = label_studio.call("GET", f"/api/projects/{project}/export?exportType=JSON&download_all_tasks=true")
+    export_file = label_studio.media / "corrections.json"
+    export_file.write_bytes(exported if isinstance(exported, bytes) else json.dumps(exported).encode())
+
+    store = Store.open()
+    summary = ds.import_label_studio(store, "corrected", export_file, label_studio.media, create=True)
+    assert (summary.added, summary.labels, summary.skipped) == (2, 3, {})
+    by_name = {Path(s.path).name: s.id for s in ds.samples(store, "corrected")}
+    first = sorted(ds.labels_of(store, "corrected", "ground_truth", by_name["img_00000.png"]), key=lambda lb: lb.label)
+    (second,) = ds.labels_of(store, "corrected", "ground_truth", by_name["img_00001.png"])
+    assert [lb.label for lb in first] == ["car", "dog"] and second.label == "dog" and second.kind == "classification"
+    car = first[0]
+    assert (car.box.x, car.box.y, car.box.w, car.box.h) == pytest.approx((0.10, 0.20, 0.25, 0.50))
+    assert car.attributes["annotator"] == "admin@example.com" and car.attributes["annotated_at"]
+    assert first[1].polygon is not None and len(first[1].polygon.rings[0]) == 3

@@ -40,6 +40,9 @@ def _report(summary: ImportSummary, as_json: bool) -> None:
             "above the decompression-bomb limit; kept as samples, runs record them as failures; `verilabel dataset "
             "show` gives the reason), e.g. " + escape(", ".join(summary.unreadable[:3]))
         )
+    if summary.skipped:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(summary.skipped.items()))
+        out.print(f"[yellow]not imported[/] (kinds of regions this import does not take yet): {escape(kinds)}")
 
 
 @app.command("create")
@@ -47,12 +50,19 @@ def create(
     name: str = typer.Argument(..., help="Dataset name."),
     from_dir: Path | None = typer.Option(None, "--from-dir", help="Folder of images (searched recursively)."),
     from_coco: Path | None = typer.Option(None, "--from-coco", help="COCO detection JSON file."),
-    images: Path | None = typer.Option(None, "--images", help="Image folder of --from-coco."),
+    from_label_studio: Path | None = typer.Option(
+        None, "--from-label-studio", help="A Label Studio project's JSON export: its annotations become labels."
+    ),
+    images: Path | None = typer.Option(
+        None,
+        "--images",
+        help="Image folder of --from-coco or --from-label-studio (for local files: its document root).",
+    ),
     from_yolo: Path | None = typer.Option(None, "--from-yolo", help="YOLO dataset root (data.yaml, images/, labels/)."),
     from_voc: Path | None = typer.Option(
         None, "--from-voc", help="Pascal VOC root (Annotations/, JPEGImages/), or a folder of XML files beside images."
     ),
-    field: str = typer.Option("ground_truth", "--field", help="Label field for imported COCO / YOLO / VOC labels."),
+    field: str = typer.Option("ground_truth", "--field", help="Label field for the imported labels."),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="Add to the dataset if it already exists."),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
@@ -61,13 +71,17 @@ def create(
     from verilabel.errors import ConfigError
     from verilabel.store import Store
 
-    sources = [s for s in (from_dir, from_coco, from_yolo, from_voc) if s is not None]
+    sources = [s for s in (from_dir, from_coco, from_yolo, from_voc, from_label_studio) if s is not None]
     if len(sources) > 1:
-        raise ConfigError("source", "pass only one of --from-dir, --from-coco, --from-yolo, --from-voc")
+        raise ConfigError(
+            "source", "pass only one of --from-dir, --from-coco, --from-yolo, --from-voc, --from-label-studio"
+        )
     if from_coco is not None and images is None:
         raise ConfigError("images", "--from-coco needs --images DIR (the folder its file_name values are in)")
+    if from_label_studio is not None and images is None:
+        raise ConfigError("images", "--from-label-studio needs --images DIR (the folder that holds the task images)")
     store = Store.open()
-    if from_dir is from_coco is from_yolo is from_voc is None:
+    if not sources:
         info = service.create_dataset(store, name, exist_ok=exist_ok)
         if as_json:
             print_json(info.to_json())
@@ -90,6 +104,9 @@ def create(
     elif from_coco is not None:
         assert images is not None
         summary = service.import_coco(store, name, from_coco, images, field_name=field, create=create)
+    elif from_label_studio is not None:
+        assert images is not None
+        summary = service.import_label_studio(store, name, from_label_studio, images, field_name=field, create=create)
     elif from_yolo is not None:
         summary = _with_progress(
             "probing images",

@@ -84,6 +84,7 @@ class ImportSummary:
     already_present: int = 0
     labels: int = 0
     unreadable: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # regions of a kind the format import does not take
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +93,7 @@ class ImportSummary:
             "already_present": self.already_present,
             "labels": self.labels,
             "unreadable": self.unreadable,
+            "skipped": self.skipped,
         }
 
 
@@ -289,6 +291,64 @@ def import_coco(
     images = coco.read_coco(Path(coco_file))
     items = [((root / i.file_name).resolve(), i.width, i.height, i.labels, i.tags) for i in images]
     return _import_labelled(store, name, field_name, items, create=create)
+
+
+def import_label_studio(
+    store: Store,
+    name: str,
+    export_file: str | Path,
+    images_dir: str | Path,
+    *,
+    field_name: str = "ground_truth",
+    create: bool = False,
+) -> ImportSummary:
+    """A Label Studio project's JSON export: each task's image (found under ``images_dir`` where
+    ``label_studio.image_candidates`` says, else anywhere below it by its unique file name) with the boxes, polygons and choices of its chosen annotation, who made
+    them and when as label attributes. Regions of other types (brushes, keypoints...) are counted in
+    ``skipped``. A task whose image cannot be found is an error naming it: nothing is imported."""
+    root = Path(images_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise DatasetImportError(f"images folder not found: {root}")
+    from verilabel.formats import label_studio
+
+    tasks = label_studio.read_export(Path(export_file))
+    items: list[ImportItem] = []
+    missing: list[str] = []
+    unreadable: list[str] = []
+    skipped: dict[str, int] = {}
+    by_name: dict[str, list[Path]] | None = None  # every image under the folder by file name, built on need
+    for task in tasks:
+        candidates = label_studio.image_candidates(task.image, root)
+        path = next((c.resolve() for c in candidates if c.is_file()), None)
+        if path is None:  # anywhere below the folder, where one file only has that name
+            if by_name is None:
+                by_name = {}
+                for found in iter_image_files(root):
+                    by_name.setdefault(found.name, []).append(found)
+            matches = {m.resolve() for c in candidates for m in by_name.get(c.name, [])}
+            path = matches.pop() if len(matches) == 1 else None
+        if path is None:
+            missing.append(task.image)
+            continue
+        width, height = task.width, task.height
+        if width is None or height is None:  # a task with no region records no size
+            try:
+                header = probe(path)
+                width, height = header.width, header.height
+            except SampleError:
+                unreadable.append(str(path))  # kept as a sample, as every import keeps them
+        items.append((path, width, height, task.labels, ()))
+        for kind, count in task.skipped.items():
+            skipped[kind] = skipped.get(kind, 0) + count
+    if missing:
+        raise DatasetImportError(
+            f"{len(missing)} task images not found under {root}, e.g. {', '.join(missing[:3])}: pass --images the "
+            "folder that holds them (for local files, Label Studio's LOCAL_FILES_DOCUMENT_ROOT)"
+        )
+    summary = _import_labelled(store, name, field_name, items, create=create)
+    summary.unreadable += unreadable
+    summary.skipped = skipped
+    return summary
 
 
 def import_yolo(

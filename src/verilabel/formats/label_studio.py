@@ -4,15 +4,24 @@ Coordinates are percentages of the image width and height from the top-left corn
 Boxes become ``rectanglelabels`` regions, polygons and masks ``polygonlabels`` (a mask by its largest outer
 contour), classifications ``choices``; each carries the label's confidence as ``score``. The control names below
 are the ones the generated config declares, so a project made with that config shows every region.
+
+``read_export`` goes the other way: the annotations of a project's JSON export, people's corrections, as labels.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
+import urllib.parse
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from verilabel.errors import DatasetImportError
 from verilabel.formats.shapes import outline
-from verilabel.labels import Classification, Detection, Label
+from verilabel.labels import Box, Classification, Detection, Label, Polygon
 
 IMAGE = "image"
 # result type -> (control name, config tag of the control, config tag of its items)
@@ -86,3 +95,148 @@ def label_config(classes: list[str], kinds: set[str]) -> str:
             ET.SubElement(node, item, value=label)
     ET.indent(view)
     return ET.tostring(view, encoding="unicode") + "\n"
+
+
+# --- import: a Label Studio JSON export ---------------------------------------------------------------------
+IMPORTED_TYPES = ("rectanglelabels", "polygonlabels", "choices")
+
+
+@dataclass
+class ExportedTask:
+    """One task of a Label Studio JSON export: its image reference as Label Studio stores it, the image size
+    its regions record, and the labels of its chosen annotation."""
+
+    task_id: int | None
+    image: str
+    width: int | None
+    height: int | None
+    labels: list[Label]
+    skipped: dict[str, int]  # regions of types not imported, by type
+
+
+def read_export(path: Path) -> list[ExportedTask]:
+    """The tasks of a Label Studio JSON export (``Export > JSON``: a list of tasks with ``data`` and
+    ``annotations``). Per task, the annotation marked ground truth, else the latest one not cancelled; each label
+    carries who made it and when (attributes ``annotator``, ``annotated_at``, ``label_studio_task``)."""
+    try:
+        tasks = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DatasetImportError(f"Label Studio export not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise DatasetImportError(f"{path} is not a Label Studio JSON export: {exc}") from None
+    if not isinstance(tasks, list) or any(not isinstance(t, dict) or "data" not in t for t in tasks):
+        raise DatasetImportError(
+            f"{path} is not a Label Studio JSON export (a list of tasks with `data`); export the project as JSON, "
+            "not JSON-MIN or CSV"
+        )
+    return [_exported_task(task, path) for task in tasks]
+
+
+def _exported_task(task: dict[str, Any], path: Path) -> ExportedTask:
+    images = [v for v in task["data"].values() if isinstance(v, str)]
+    if not images:
+        raise DatasetImportError(f"{path}: task {task.get('id')} has no image reference in its data")
+    image = task["data"].get(IMAGE) if isinstance(task["data"].get(IMAGE), str) else images[0]
+    annotation = _chosen_annotation(task.get("annotations") or [])
+    results = annotation.get("result") or [] if annotation else []
+    sizes = [(r.get("original_width"), r.get("original_height")) for r in results if r.get("original_width")]
+    width, height = sizes[0] if sizes else (None, None)
+    provenance = {"label_studio_task": task.get("id")}
+    if annotation:
+        provenance |= {"annotator": _annotator(annotation), "annotated_at": _when(annotation)}
+    labels: list[Label] = []
+    skipped: dict[str, int] = {}
+    for result in results:
+        kind = result.get("type")
+        label = _label(result, dict(provenance)) if kind in IMPORTED_TYPES else None
+        if label is None:
+            skipped[str(kind)] = skipped.get(str(kind), 0) + 1
+        else:
+            labels.append(label)
+    return ExportedTask(task.get("id"), image, width, height, labels, skipped)
+
+
+def _chosen_annotation(annotations: list[dict[str, Any]]) -> dict[str, Any] | None:
+    kept = [a for a in annotations if isinstance(a, dict) and not a.get("was_cancelled")]
+    if not kept:
+        return None
+    truth = [a for a in kept if a.get("ground_truth")]
+    return max(truth or kept, key=lambda a: str(a.get("updated_at") or a.get("created_at") or ""))
+
+
+def _annotator(annotation: dict[str, Any]) -> str | None:
+    who = annotation.get("completed_by")
+    if isinstance(who, dict):
+        who = who.get("email") or who.get("id")
+    return None if who is None else str(who)
+
+
+def _when(annotation: dict[str, Any]) -> str | None:
+    when = annotation.get("updated_at") or annotation.get("created_at")
+    return None if when is None else str(when)
+
+
+def _label(result: dict[str, Any], attributes: dict[str, Any]) -> Label | None:
+    value = result.get("value") or {}
+    kind = result["type"]
+    names = value.get(kind) or []
+    if not names:
+        return None
+    name = str(names[0])
+    if kind == "choices":
+        return Classification(name, None, attributes=attributes)
+    if kind == "polygonlabels":
+        points = [(float(x) / 100, float(y) / 100) for x, y in value.get("points") or []]
+        if len(points) < 3:
+            return None
+        clipped = [(min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)) for x, y in points]
+        xs, ys = [p[0] for p in clipped], [p[1] for p in clipped]
+        box = Box(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+        return Detection(name, box, None, polygon=Polygon((tuple(clipped),)), attributes=attributes)
+    return _rectangle(name, value, result, attributes)
+
+
+def _rectangle(name: str, value: dict[str, Any], result: dict[str, Any], attributes: dict[str, Any]) -> Detection:
+    """A box; a rotated one (Label Studio turns it about its top-left corner, clockwise, in pixels) becomes the
+    upright box around it, its angle kept as the attribute ``rotation``."""
+    x, y = float(value["x"]) / 100, float(value["y"]) / 100
+    w, h = float(value["width"]) / 100, float(value["height"]) / 100
+    angle = float(value.get("rotation") or 0.0)
+    if angle:
+        width, height = float(result.get("original_width") or 1), float(result.get("original_height") or 1)
+        theta = math.radians(angle)
+        corners = [(0.0, 0.0), (w * width, 0.0), (w * width, h * height), (0.0, h * height)]
+        turned = [
+            (
+                x + (cx * math.cos(theta) - cy * math.sin(theta)) / width,
+                y + (cx * math.sin(theta) + cy * math.cos(theta)) / height,
+            )
+            for cx, cy in corners
+        ]
+        xs, ys = [p[0] for p in turned], [p[1] for p in turned]
+        x, y, w, h = min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
+        attributes = attributes | {"rotation": angle}
+    left, top = min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)
+    right, bottom = min(max(x + w, 0.0), 1.0), min(max(y + h, 0.0), 1.0)
+    return Detection(name, Box(left, top, right - left, bottom - top), None, attributes=attributes)
+
+
+_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")  # Label Studio prefixes uploaded files with 8 hex digits
+
+
+def image_candidates(reference: str, images: Path) -> list[Path]:
+    """Where the file of a task's image reference may be under ``images``, most likely first: local-files
+    references (``/data/local-files/?d=REL``) relative to it (pass Label Studio's LOCAL_FILES_DOCUMENT_ROOT);
+    uploads (``/data/upload/N/abcd1234-name.png``) by their stored name, then their original one; URLs by their
+    file name; a plain path as it is, then by its name."""
+    parsed = urllib.parse.urlparse(reference)
+    if parsed.path.endswith("/data/local-files/") or parsed.path == "/data/local-files":
+        relative = urllib.parse.parse_qs(parsed.query).get("d", [""])[0]
+        return [images / relative, images / Path(relative).name]
+    name = Path(urllib.parse.unquote(parsed.path)).name
+    found = [images / name]
+    if "/data/upload/" in parsed.path:
+        found.append(images / _UPLOAD_PREFIX.sub("", name))
+    if not parsed.scheme and not parsed.netloc:
+        found.insert(0, Path(reference).expanduser())
+    return found
