@@ -13,6 +13,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,9 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
         "LATEST_VERSION_CHECK": "false",
         "LOCAL_FILES_SERVING_ENABLED": "true",
         "LOCAL_FILES_DOCUMENT_ROOT": str(media),
+        # the ML backend under test listens on 127.0.0.1, which Label Studio refuses to call by default
+        "SSRF_PROTECTION_ENABLED": "false",
+        "ML_BLOCK_LOCAL_IP": "false",
     }
     env.pop("PYTHONPATH", None)  # its virtualenv, not ours
     log = base / "label-studio.log"
@@ -195,3 +199,76 @@ def test_annotations_made_in_label_studio_come_back_through_its_json_export(labe
     assert (car.box.x, car.box.y, car.box.w, car.box.h) == pytest.approx((0.10, 0.20, 0.25, 0.50))
     assert car.attributes["annotator"] == "admin@example.com" and car.attributes["annotated_at"]
     assert first[1].polygon is not None and len(first[1].polygon.rings[0]) == 3
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """An ASGI app on a free loopback port, in a thread, for as long as the block runs."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the backend did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_label_studio_gets_predictions_from_the_verilabel_backend(label_studio: LabelStudio, home: Path):
+    """Connected through Label Studio's own API (which calls /health and /setup), asked for predictions of every
+    task; the predictions Label Studio stored are the model's labels, mapped to the project's labels."""
+    from tests.support.images import write_blob_images
+    from verilabel.datasets.images import decode
+    from verilabel.integrations.label_studio_backend import Backend, create_app
+    from verilabel.models import registry
+    from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
+
+    detector = "python:tests.support.blob_model:detector"
+    paths = write_blob_images(label_studio.media / "ml", 3)
+    config = """<View><Image name="image" value="$image"/>
+      <RectangleLabels name="box" toName="image">
+        <Label value="Crimson" predicted_values="red"/><Label value="blue"/>
+      </RectangleLabels>
+      <Choices name="colour" toName="image"><Choice value="red"/><Choice value="green"/><Choice value="blue"/></Choices>
+    </View>"""
+    project = label_studio.call("POST", "/api/projects", {"title": "ml", "label_config": config})["id"]
+    label_studio.call("POST", "/api/storages/localfiles", {"project": project, "path": str(label_studio.media / "ml")})
+    tasks = [{"data": {"image": f"/data/local-files/?d=ml/{path.name}"}} for path in paths]
+    label_studio.call("POST", f"/api/projects/{project}/import", tasks)
+
+    with serving(create_app(Backend(detector))) as url:
+        label_studio.call("POST", "/api/ml", {"url": url, "project": project, "title": "verilabel"})
+        label_studio.call(
+            "POST",
+            f"/api/dm/actions?id=retrieve_tasks_predictions&project={project}",
+            {"selectedItems": {"all": True, "excluded": []}},
+        )
+    stored = label_studio.call("GET", f"/api/tasks?project={project}&fields=all")
+    stored = stored["tasks"] if isinstance(stored, dict) else stored
+    model = registry.load(registry.resolve(detector), LoadRequest())
+    compared = 0
+    for task in stored:
+        (prediction,) = label_studio.call("GET", f"/api/predictions?task={task['id']}")
+        assert prediction["model_version"] == f"verilabel:{detector}"
+        path = label_studio.media / "ml" / task["data"]["image"].rsplit("/", 1)[1]
+        item = ImageItem(0, str(path), decode(path))
+        boxes = model.predict([item], PredictContext("detection", ("red", "blue"), 0.1))[0]
+        (best,) = model.predict([item], PredictContext("classification", ("red", "green", "blue"), 0.1))[0]
+        names = {"red": "Crimson", "blue": "blue"}
+        got = sorted(
+            (r["value"]["rectanglelabels"][0], r["value"]["x"], r["value"]["width"])
+            for r in prediction["result"]
+            if r["type"] == "rectanglelabels"
+        )
+        assert got == sorted((names[d.label], round(d.box.x * 100, 4), round(d.box.w * 100, 4)) for d in boxes)
+        assert [r["value"]["choices"] for r in prediction["result"] if r["type"] == "choices"] == [[best.label]]
+        compared += len(got)
+    assert len(stored) == 3 and compared >= 1

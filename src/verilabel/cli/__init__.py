@@ -19,6 +19,7 @@ COMMANDS = {
     "serve": ("verilabel.cli.serve", "serve"),
     "users": ("verilabel.cli.serve", "users_app"),
     "cache": ("verilabel.cli.cache", "app"),
+    "labelstudio": ("verilabel.cli.labelstudio", "app"),
 }
 
 

@@ -1,0 +1,360 @@
+"""Label Studio's ML backend, served by verilabel: any catalogue model (or a user's own) predicts for a project.
+
+The protocol is the one a real Label Studio 1.23 speaks (``GET /health``, ``POST /setup``, ``POST /predict``,
+``POST /webhook``; ``{"results": [...]}`` back, one entry per task, in order). For each control of the project's
+labeling config that targets an image, the backend runs a model:
+
+- ``RectangleLabels``: boxes (the detection task); ``PolygonLabels``: the outlines of instance masks (the
+  segmentation task); ``Choices``: one class per image (classification).
+- Labels follow the reference backends' conventions: ``predicted_values="a,b"`` on a ``<Label>`` / ``<Choice>``
+  maps those model classes to it, otherwise the model class of the same name, then of the same name in another
+  case. A zero-shot model is prompted with those values (or the label names).
+- On the control: ``model_score_threshold`` (the confidence floor), ``model_skip="true"``, and ``model="NAME"``
+  (a catalogue name or ``python:pkg.mod:factory``) to run another model than the backend's default for it.
+- Models are loaded once and kept (per model and classes); a task's image is fetched the way Label Studio serves
+  it (relative URLs against the host from ``/setup`` or ``LABEL_STUDIO_URL``, with the access token or
+  ``LABEL_STUDIO_API_KEY``); a task whose image cannot be fetched gets an empty result, and the reason is logged.
+- ``model_version`` names the model, its weights and its floor, so that Label Studio does not skip a second
+  model's predictions as already made.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from verilabel.errors import ConfigError, VerilabelError
+from verilabel.formats.shapes import outline
+from verilabel.labels import Classification, Detection, Label
+from verilabel.models.interface import ImageItem, Model, PredictContext, Task
+
+log = logging.getLogger("verilabel.label_studio")
+
+# config tag -> (result type, task the model runs)
+CONTROLS: dict[str, tuple[str, Task]] = {
+    "RectangleLabels": ("rectanglelabels", "detection"),
+    "PolygonLabels": ("polygonlabels", "segmentation"),
+    "Choices": ("choices", "classification"),
+}
+FETCH_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Control:
+    """One control of the labeling config that the backend answers for."""
+
+    name: str
+    kind: str  # result type
+    task: Task
+    to_name: str
+    data_key: str  # the task data field of its image (``<Image value="$image">``)
+    labels: tuple[tuple[str, tuple[str, ...]], ...]  # (label, model classes it stands for via predicted_values)
+    threshold: float | None = None
+    model: str | None = None
+
+
+def parse_config(config: str) -> list[Control]:
+    """The controls of a labeling config that target an ``<Image>`` (``model_skip="true"`` ones left out)."""
+    try:
+        root = ET.fromstring(config)
+    except ET.ParseError as exc:
+        raise ConfigError("label_config", f"the labeling config is not XML: {exc}") from None
+    images = {
+        tag.get("name"): (tag.get("value") or "").lstrip("$")
+        for tag in root.iter()
+        if tag.tag == "Image" and tag.get("name")
+    }
+    controls = []
+    for tag in root.iter():
+        if tag.tag not in CONTROLS or tag.get("toName") not in images or tag.get("model_skip", "").lower() == "true":
+            continue
+        kind, task = CONTROLS[tag.tag]
+        labels = tuple(
+            (
+                item.get("value") or "",
+                tuple(v.strip() for v in (item.get("predicted_values") or "").split(",") if v.strip()),
+            )
+            for item in tag
+            if item.tag in ("Label", "Choice") and item.get("value")
+        )
+        threshold = tag.get("model_score_threshold")
+        controls.append(
+            Control(
+                name=tag.get("name") or kind,
+                kind=kind,
+                task=task,
+                to_name=tag.get("toName") or "",
+                data_key=images[tag.get("toName")],
+                labels=labels,
+                threshold=float(threshold) if threshold else None,
+                model=tag.get("model") or None,
+            )
+        )
+    return controls
+
+
+def label_map(control: Control, vocabulary: Sequence[str], zero_shot: bool) -> dict[str, str]:
+    """Model class (or prompt) -> the control's label: ``predicted_values`` first, then the same name, then the
+    same name in another case. A zero-shot model's classes are the prompts themselves."""
+    mapping: dict[str, str] = {}
+    if zero_shot:
+        for label, predicted in control.labels:
+            for prompt in predicted or (label,):
+                mapping.setdefault(prompt, label)
+        return mapping
+    lower = {name.lower(): name for name in vocabulary}
+    for label, predicted in control.labels:
+        for value in predicted:
+            if value in vocabulary:
+                mapping.setdefault(value, label)
+    for label, predicted in control.labels:
+        if predicted:
+            continue
+        name = label if label in vocabulary else lower.get(label.lower())
+        if name is not None:
+            mapping.setdefault(name, label)
+    return mapping
+
+
+@dataclass
+class Connection:
+    """Where a project's Label Studio is, and how to authenticate to it (from ``/setup``)."""
+
+    hostname: str | None = None
+    token: str | None = None
+
+
+class Backend:
+    """The models and what the protocol needs; ``create_app`` serves it."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        weights: str | None = None,
+        device: str = "auto",
+        min_confidence: float | None = None,
+        options: dict[str, Any] | None = None,
+        runtime: str = "auto",
+    ) -> None:
+        from verilabel.models import registry
+
+        self.model = model
+        self.weights = weights
+        self.device = device
+        self.min_confidence = min_confidence
+        self.options = dict(options or {})
+        self.runtime = runtime
+        registry.resolve(model, weights, self.options)  # an unknown model fails now, not on the first request
+        self._models: dict[tuple[str, tuple[str, ...]], Model] = {}
+        self._lock = threading.Lock()
+        self._connections: dict[str, Connection] = {}
+
+    # -- protocol
+    def setup(self, body: dict[str, Any]) -> dict[str, Any]:
+        project = str(body.get("project") or "").split(".")[0]
+        self._connections[project] = Connection(body.get("hostname"), body.get("access_token"))
+        controls = parse_config(str(body.get("schema") or "<View/>"))
+        return {"model_version": self.model_version(controls[0] if controls else None)}
+
+    def model_version(self, control: Control | None) -> str:
+        name = (control.model if control and control.model else None) or self.model
+        floor = control.threshold if control and control.threshold is not None else self.min_confidence
+        parts = [f"verilabel:{name}"]
+        if self.weights and name == self.model:
+            parts.append(f"weights={Path(self.weights).name}")
+        if floor is not None:
+            parts.append(f"min={floor:g}")
+        return " ".join(parts)
+
+    def predict(self, body: dict[str, Any]) -> dict[str, Any]:
+        tasks = list(body.get("tasks") or [])
+        controls = parse_config(str(body.get("label_config") or "<View/>"))
+        project = str(body.get("project") or "").split(".")[0]
+        connection = self._connections.get(project, Connection())
+        results: list[list[dict[str, Any]]] = [[] for _ in tasks]
+        with tempfile.TemporaryDirectory(prefix="verilabel-ls-") as folder:
+            for data_key in sorted({c.data_key for c in controls}):
+                items = self._images(tasks, data_key, connection, Path(folder))
+                for control in (c for c in controls if c.data_key == data_key):
+                    for index, regions in self._run(control, items).items():
+                        results[index] += regions
+        version = self.model_version(controls[0] if len(controls) == 1 else None)
+        return {"results": [_prediction(regions, version) for regions in results]}
+
+    # -- the work
+    def _images(
+        self, tasks: list[dict[str, Any]], data_key: str, connection: Connection, folder: Path
+    ) -> dict[int, ImageItem]:
+        """The tasks' images, fetched and decoded in parallel; a task whose image fails is left out (logged)."""
+        from verilabel.datasets.images import decode_sized
+
+        def one(index: int) -> tuple[int, ImageItem | None]:
+            task = tasks[index]
+            reference = (task.get("data") or {}).get(data_key)
+            try:
+                if not isinstance(reference, str):
+                    raise VerilabelError(f"no image in its data field {data_key!r}")
+                path = folder / f"{index}{Path(urllib.parse.urlparse(reference).path).suffix or '.img'}"
+                path.write_bytes(fetch(reference, connection))
+                array, size = decode_sized(path)
+            except Exception as exc:  # one task's image: never the whole batch
+                log.warning("task %s: no prediction, its image cannot be read: %s", task.get("id"), exc)
+                return index, None
+            return index, ImageItem(int(task.get("id") or index), str(reference), array, full_size=size)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return {i: item for i, item in pool.map(one, range(len(tasks))) if item is not None}
+
+    def _model(self, name: str, classes: tuple[str, ...], task: Task) -> Model:
+        from verilabel.models import registry
+        from verilabel.models.interface import LoadRequest
+
+        key = (name, classes)
+        with self._lock:
+            if key not in self._models:
+                ref = registry.resolve(name, self.weights if name == self.model else None, self.options)
+                if task not in ref.tasks:
+                    raise ConfigError("model", f"{name!r} does {', '.join(ref.tasks)}, not {task}")
+                request = LoadRequest(
+                    weights=self.weights if name == self.model else None,
+                    device=self.device,
+                    classes=classes,
+                    min_confidence=self.min_confidence,
+                    options=self.options,
+                    runtime=self.runtime,
+                )
+                self._models[key] = registry.load(ref, request)
+            return self._models[key]
+
+    def _run(self, control: Control, items: dict[int, ImageItem]) -> dict[int, list[dict[str, Any]]]:
+        from verilabel.models import registry
+
+        name = control.model or self.model
+        ref = registry.resolve(name, self.weights if name == self.model else None, self.options)
+        mapping = label_map(control, ref.vocabulary, ref.zero_shot)
+        if not mapping or not items:
+            return {}
+        model = self._model(name, tuple(mapping), control.task)
+        floor = next(
+            (f for f in (control.threshold, self.min_confidence, ref.default_confidence) if f is not None), 0.0
+        )
+        context = PredictContext(control.task, tuple(mapping), floor)
+        order = sorted(items)
+        out: dict[int, list[dict[str, Any]]] = {}
+        size = max(1, model.spec.batch_size)
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            for index, labels in zip(chunk, model.predict([items[i] for i in chunk], context), strict=True):
+                item = items[index]
+                out[index] = [
+                    region
+                    for label in labels
+                    if label.label in mapping and (label.confidence is None or label.confidence >= floor)
+                    for region in [_region(control, label, mapping[label.label], item)]
+                    if region is not None
+                ]
+        return out
+
+
+def fetch(reference: str, connection: Connection) -> bytes:
+    """The bytes of a task's image: a relative URL against Label Studio's host, with its token; an absolute
+    http(s) URL as it is (with the token when it is Label Studio's)."""
+    base = (os.environ.get("LABEL_STUDIO_URL") or connection.hostname or "").rstrip("/")
+    token = connection.token or os.environ.get("LABEL_STUDIO_API_KEY")
+    url = reference
+    if reference.startswith("/"):
+        if not base:
+            raise VerilabelError(f"{reference} is relative and Label Studio's address is unknown: set LABEL_STUDIO_URL")
+        url = base + reference
+    if urllib.parse.urlparse(url).scheme not in ("http", "https"):
+        raise VerilabelError(f"{reference}: only http(s) and Label Studio's own URLs can be fetched")
+    headers = {"Authorization": f"Token {token}"} if token and base and url.startswith(base) else {}
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:
+        return bytes(response.read())
+
+
+def _percent(value: float) -> float:
+    return round(value * 100, 4)
+
+
+def _region(control: Control, label: Label, name: str, item: ImageItem) -> dict[str, Any] | None:
+    value: dict[str, Any]
+    if isinstance(label, Classification):
+        if control.kind != "choices":
+            return None
+        value = {"choices": [name]}
+    elif isinstance(label, Detection) and control.kind == "rectanglelabels":
+        box = label.box
+        value = {
+            "x": _percent(box.x),
+            "y": _percent(box.y),
+            "width": _percent(box.w),
+            "height": _percent(box.h),
+            "rotation": 0,
+            "rectanglelabels": [name],
+        }
+    elif isinstance(label, Detection) and control.kind == "polygonlabels":
+        points = outline(label)
+        if len(points) < 3:
+            return None
+        value = {"points": [[_percent(x), _percent(y)] for x, y in points], "closed": True, "polygonlabels": [name]}
+    else:
+        return None
+    region = {
+        "from_name": control.name,
+        "to_name": control.to_name,
+        "type": control.kind,
+        "value": value,
+        "original_width": item.full_width,
+        "original_height": item.full_height,
+        "image_rotation": 0,
+    }
+    if label.confidence is not None:
+        region["score"] = round(float(label.confidence), 4)
+    return region
+
+
+def _prediction(regions: list[dict[str, Any]], version: str) -> dict[str, Any]:
+    scores = [r["score"] for r in regions if "score" in r]
+    return {
+        "result": regions,
+        "score": round(sum(scores) / len(scores), 4) if scores else 0.0,
+        "model_version": version,
+    }
+
+
+def create_app(backend: Backend) -> Any:
+    """The HTTP server Label Studio connects to (Settings > Model > Connect Model: this server's URL)."""
+    from fastapi import Body, FastAPI
+
+    app = FastAPI(title="verilabel: Label Studio ML backend", docs_url=None, redoc_url=None)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "UP", "model_class": f"verilabel:{backend.model}"}
+
+    @app.post("/setup")
+    def setup(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        return backend.setup(body)
+
+    @app.post("/predict")
+    def predict(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        return backend.predict(body)
+
+    @app.post("/webhook")
+    def webhook(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        return {"status": "ok", "training": "not done by verilabel: review and approve in verilabel instead"}
+
+    return app

@@ -1,0 +1,159 @@
+"""The Label Studio ML backend over real HTTP: Label Studio's requests (as a real 1.23 server sends them, see
+shared/reference/label-studio-protocol.md) in, its accepted answers out, images fetched from a real HTTP server
+that, like Label Studio, wants the access token. ``tests/test_label_studio.py`` connects it to a real Label
+Studio."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.images import write_blob_images
+from verilabel.datasets.images import decode
+from verilabel.integrations.label_studio_backend import Backend, create_app, label_map, parse_config
+from verilabel.models import registry
+from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
+
+DETECTOR = "python:tests.support.blob_model:detector"  # red / green / blue rectangles, found exactly
+SEGMENTER = "python:tests.support.blob_model:segmenter"
+TOKEN = "ls-token"
+CONFIG = f"""<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="box" toName="image">
+    <Label value="Crimson" predicted_values="red"/>
+    <Label value="Blue"/>
+  </RectangleLabels>
+  <PolygonLabels name="outline" toName="image" model="{SEGMENTER}" model_score_threshold="0.3">
+    <Label value="green"/>
+  </PolygonLabels>
+  <Choices name="colour" toName="image">
+    <Choice value="red"/><Choice value="green"/><Choice value="blue"/>
+  </Choices>
+  <RectangleLabels name="ignored" toName="image" model_skip="true"><Label value="red"/></RectangleLabels>
+</View>"""
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> Iterator[tuple[str, list[Path]]]:
+    """Blob images behind an HTTP server that, like Label Studio, answers 401 without ``Token TOKEN``."""
+    paths = write_blob_images(tmp_path / "media", 4)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(tmp_path / "media"), **kwargs)
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/data/upload/") and self.headers.get("Authorization") != f"Token {TOKEN}":
+                self.send_error(401)
+                return
+            self.path = self.path.removeprefix("/data/upload/1")
+            super().do_GET()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", paths
+    server.shutdown()
+
+
+@pytest.fixture
+def client() -> Any:
+    from fastapi.testclient import TestClient
+
+    backend = Backend(DETECTOR)
+    with TestClient(create_app(backend)) as test_client:
+        test_client.backend = backend
+        yield test_client
+
+
+def expected(name: str, task: str, path: Path, classes: tuple[str, ...], floor: float) -> list[Any]:
+    model = registry.load(registry.resolve(name), LoadRequest(classes=classes))
+    return model.predict([ImageItem(0, str(path), decode(path))], PredictContext(task, classes, floor))[0]  # type: ignore[arg-type]
+
+
+def test_the_config_gives_controls_their_labels_models_and_floors():
+    box, outline_, colour = parse_config(CONFIG)  # model_skip leaves the last one out
+    assert (box.kind, box.task, box.data_key, box.labels) == (
+        "rectanglelabels",
+        "detection",
+        "image",
+        (("Crimson", ("red",)), ("Blue", ())),
+    )
+    assert (outline_.kind, outline_.model, outline_.threshold) == ("polygonlabels", SEGMENTER, 0.3)
+    assert label_map(box, ("red", "green", "blue"), zero_shot=False) == {"red": "Crimson", "blue": "Blue"}
+    assert label_map(colour, ("red", "green", "blue"), zero_shot=False) == {
+        "red": "red",
+        "green": "green",
+        "blue": "blue",
+    }
+    assert label_map(box, (), zero_shot=True) == {"red": "Crimson", "Blue": "Blue"}  # prompts
+
+
+def test_predict_answers_each_task_in_order_with_the_models_labels(client, media):
+    base, paths = media
+    assert client.get("/health").json()["status"] == "UP"
+    setup = {"project": "1.1795735253", "schema": CONFIG, "hostname": base, "access_token": TOKEN, "extra_params": None}
+    assert client.post("/setup", json=setup).json()["model_version"].startswith(f"verilabel:{DETECTOR}")
+    tasks = [
+        {"id": 11, "data": {"image": f"/data/upload/1/{paths[0].name}"}},  # relative: Label Studio's host, token
+        {"id": 12, "data": {"image": f"{base}/{paths[1].name}"}},  # absolute URL
+        {"id": 13, "data": {"image": "/data/upload/1/gone.png"}},  # no such file: an empty result, not a failure
+        {"id": 14, "data": {"image": f"/data/upload/1/{paths[3].name}"}},
+    ]
+    body = {"tasks": tasks, "project": "1.1795735253", "label_config": CONFIG, "params": {}}
+    results = client.post("/predict", json=body).json()["results"]
+    assert len(results) == 4 and results[2]["result"] == []
+
+    seen = {"box": 0, "outline": 0, "colour": 0}
+    for task, answer, path in zip(tasks, results, [paths[0], paths[1], None, paths[3]], strict=True):
+        if path is None:
+            continue
+        regions = answer["result"]
+        for region in regions:
+            seen[region["from_name"]] += 1
+        assert {r["from_name"] for r in regions} <= {"box", "outline", "colour"}  # the skipped control never
+        boxes = sorted(
+            (r["value"]["rectanglelabels"][0], r["value"]["x"], r["value"]["y"])
+            for r in regions
+            if r["from_name"] == "box"
+        )
+        theirs = expected(DETECTOR, "detection", path, ("red", "blue"), 0.1)
+        names = {"red": "Crimson", "blue": "Blue"}
+        assert boxes == sorted((names[d.label], round(d.box.x * 100, 4), round(d.box.y * 100, 4)) for d in theirs), task
+        width, height = decode(path).shape[1], decode(path).shape[0]
+        assert all((r["original_width"], r["original_height"]) == (width, height) for r in regions)
+
+        polygons = [r for r in regions if r["from_name"] == "outline"]
+        masks = expected(SEGMENTER, "segmentation", path, ("green",), 0.3)
+        assert len(polygons) == len(masks)
+        assert all(r["type"] == "polygonlabels" and len(r["value"]["points"]) >= 3 for r in polygons)
+
+        (choice,) = [r for r in regions if r["from_name"] == "colour"]
+        (best,) = expected(DETECTOR, "classification", path, ("red", "green", "blue"), 0.1)
+        assert choice["value"]["choices"] == [best.label] and choice["score"] == round(best.confidence, 4)
+        assert answer["score"] == pytest.approx(sum(r["score"] for r in regions) / len(regions), abs=1e-4)
+
+    assert min(seen.values()) >= 1, seen  # each control answered somewhere: the comparisons above are not empty
+    before = dict(client.backend._models)
+    client.post("/predict", json=body)
+    assert client.backend._models == before  # loaded once, kept
+
+
+def test_without_the_token_a_relative_image_gives_an_empty_result(client, media):
+    base, paths = media
+    client.post("/setup", json={"project": "2.1", "schema": CONFIG, "hostname": base, "access_token": None})
+    body = {
+        "tasks": [{"id": 1, "data": {"image": f"/data/upload/1/{paths[0].name}"}}],
+        "project": "2.1",
+        "label_config": CONFIG,
+    }
+    assert client.post("/predict", json=body).json()["results"] == [
+        {"result": [], "score": 0.0, "model_version": f"verilabel:{DETECTOR}"}
+    ]
