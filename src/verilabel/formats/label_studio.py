@@ -117,7 +117,8 @@ class ExportedTask:
 def read_export(path: Path) -> list[ExportedTask]:
     """The tasks of a Label Studio JSON export (``Export > JSON``: a list of tasks with ``data`` and
     ``annotations``). Per task, the annotation marked ground truth, else the latest one not cancelled; each label
-    carries who made it and when (attributes ``annotator``, ``annotated_at``, ``label_studio_task``)."""
+    carries who made it and when (attributes ``annotator``: the user's email where the export has it, else the
+    user id Label Studio 1.23 writes; ``annotated_at``; ``label_studio_task``)."""
     try:
         tasks = json.loads(Path(path).read_text())
     except FileNotFoundError:
