@@ -157,3 +157,37 @@ def test_without_the_token_a_relative_image_gives_an_empty_result(client, media)
     assert client.post("/predict", json=body).json()["results"] == [
         {"result": [], "score": 0.0, "model_version": f"verilabel:{DETECTOR}"}
     ]
+
+
+def test_the_cli_serves_the_backend_and_refuses_an_unknown_model(tmp_path: Path):
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "verilabel", "labelstudio", "backend", "--port", str(port), "--model"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    refused = subprocess.run([*command, "yolo-nonexistent"], capture_output=True, text=True, env=env, timeout=60)
+    assert refused.returncode != 0 and "unknown model 'yolo-nonexistent'" in refused.stderr
+    server = subprocess.Popen([*command, DETECTOR], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    assert json.loads(response.read()) == {"status": "UP", "model_class": f"verilabel:{DETECTOR}"}
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, (
+                    server.stderr.read() if server.stderr else ""
+                )
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(10)
