@@ -48,7 +48,8 @@ def _region(kind: str, value: dict[str, Any], label: Label, width: int, height: 
     return region
 
 
-def _percent(value: float) -> float:
+def percent(value: float) -> float:
+    """A relative coordinate as Label Studio's percentage, to 4 decimals."""
     return round(value * 100, 4)
 
 
@@ -63,7 +64,7 @@ def to_results(labels: list[Label], width: int, height: int) -> list[dict[str, A
         points = outline(label)
         if len(points) >= 3:
             value: dict[str, Any] = {
-                "points": [[_percent(x), _percent(y)] for x, y in points],
+                "points": [[percent(x), percent(y)] for x, y in points],
                 "closed": True,
                 "polygonlabels": [label.label],
             }
@@ -71,10 +72,10 @@ def to_results(labels: list[Label], width: int, height: int) -> list[dict[str, A
         else:
             box = label.box
             value = {
-                "x": _percent(box.x),
-                "y": _percent(box.y),
-                "width": _percent(box.w),
-                "height": _percent(box.h),
+                "x": percent(box.x),
+                "y": percent(box.y),
+                "width": percent(box.w),
+                "height": percent(box.h),
                 "rotation": 0,
                 "rectanglelabels": [label.label],
             }

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from verilabel.errors import ConfigError, VerilabelError
+from verilabel.formats.label_studio import percent
 from verilabel.formats.shapes import outline
 from verilabel.labels import Classification, Detection, Label
 from verilabel.models.interface import ImageItem, Model, PredictContext, Task
@@ -285,10 +286,6 @@ def fetch(reference: str, connection: Connection) -> bytes:
         return bytes(response.read())
 
 
-def _percent(value: float) -> float:
-    return round(value * 100, 4)
-
-
 def _region(control: Control, label: Label, name: str, item: ImageItem) -> dict[str, Any] | None:
     value: dict[str, Any]
     if isinstance(label, Classification):
@@ -298,10 +295,10 @@ def _region(control: Control, label: Label, name: str, item: ImageItem) -> dict[
     elif isinstance(label, Detection) and control.kind == "rectanglelabels":
         box = label.box
         value = {
-            "x": _percent(box.x),
-            "y": _percent(box.y),
-            "width": _percent(box.w),
-            "height": _percent(box.h),
+            "x": percent(box.x),
+            "y": percent(box.y),
+            "width": percent(box.w),
+            "height": percent(box.h),
             "rotation": 0,
             "rectanglelabels": [name],
         }
@@ -309,7 +306,7 @@ def _region(control: Control, label: Label, name: str, item: ImageItem) -> dict[
         points = outline(label)
         if len(points) < 3:
             return None
-        value = {"points": [[_percent(x), _percent(y)] for x, y in points], "closed": True, "polygonlabels": [name]}
+        value = {"points": [[percent(x), percent(y)] for x, y in points], "closed": True, "polygonlabels": [name]}
     else:
         return None
     region = {
