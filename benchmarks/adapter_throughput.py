@@ -140,6 +140,19 @@ def ceiling(
     return rates
 
 
+def worker_rates(info: Any) -> tuple[list[dict[str, Any]], float, float]:
+    """A finished run's per-worker timings, and its images/s over the pipeline's wall and after the first batch
+    (which pays the warm-up a long run amortises). Several workers run side by side: their rates add up."""
+    per_worker = [w.timings for w in info.workers if w.timings.get("wall")] or [info.timings]
+    pipeline = sum(float(t["images"]) / float(t["wall"]) for t in per_worker)
+    steady = sum(
+        (float(t["images"]) - float(t.get("first_batch_images", 0)))
+        / (float(t["wall"]) - float(t.get("first_batch", 0)))
+        for t in per_worker
+    )
+    return per_worker, pipeline, steady
+
+
 def engine(
     name: str, weights: str, images: Path, batch: int, device: str, classes: list[str], home: Path, workers: int = 1
 ) -> dict[str, Any]:
@@ -170,15 +183,7 @@ def engine(
     wall = time.perf_counter() - start
     if info.status != "in_review":
         raise RuntimeError(f"{name}: run ended {info.status}: {info.error}")
-    # Per worker process (several share one GPU with --workers): rates add up, since they run side by side.
-    per_worker = [w.timings for w in info.workers if w.timings.get("wall")] or [info.timings]
-    pipeline = sum(float(t["images"]) / float(t["wall"]) for t in per_worker)
-    # after the first batch, which pays the warm-up a long run amortises
-    steady = sum(
-        (float(t["images"]) - float(t.get("first_batch_images", 0)))
-        / (float(t["wall"]) - float(t.get("first_batch", 0)))
-        for t in per_worker
-    )
+    per_worker, pipeline, steady = worker_rates(info)
     return {
         "images": info.done,
         "labels": info.labels,

@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support builds the random models
 
-from benchmarks.adapter_throughput import ceiling
+from benchmarks.adapter_throughput import ceiling, worker_rates
 from benchmarks.engine_throughput import make_jpegs
 
 # catalogue name -> (builder of its random weights, task of the run)
@@ -137,14 +137,7 @@ def whole_run(
     wall = time.perf_counter() - start
     if info.status != "in_review":
         raise RuntimeError(f"{name} on {runtime}: the run ended {info.status}: {info.error}")
-    # several workers run side by side: their rates add up
-    per_worker = [w.timings for w in info.workers if w.timings.get("wall")] or [info.timings]
-    pipeline = sum(float(t["images"]) / float(t["wall"]) for t in per_worker)
-    steady = sum(
-        (float(t["images"]) - float(t.get("first_batch_images", 0)))
-        / (float(t["wall"]) - float(t.get("first_batch", 0)))
-        for t in per_worker
-    )
+    per_worker, pipeline, steady = worker_rates(info)
     timings = per_worker[0]
     return {
         "runtime": info.model_info.get("runtime"),

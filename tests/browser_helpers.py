@@ -30,14 +30,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(store: Store, home: Path) -> Iterator[tuple[str, ServerSettings]]:
+def serving(app: Any, port: int | None = None) -> Iterator[str]:
+    """An ASGI app served by uvicorn on a loopback port (a free one by default), in a thread, while the block
+    runs; yields its URL."""
     import uvicorn
 
-    port = free_port()
-    settings = ServerSettings(port=port)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, store, home), host="127.0.0.1", port=port, log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port or free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -46,10 +44,18 @@ def live_server(store: Store, home: Path) -> Iterator[tuple[str, ServerSettings]
             raise RuntimeError("the server did not start")
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", settings
+        yield f"http://127.0.0.1:{server.config.port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def live_server(store: Store, home: Path) -> Iterator[tuple[str, ServerSettings]]:
+    port = free_port()
+    settings = ServerSettings(port=port)
+    with serving(create_app(settings, store, home), port) as url:
+        yield url, settings
 
 
 @contextmanager

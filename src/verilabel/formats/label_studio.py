@@ -53,6 +53,23 @@ def percent(value: float) -> float:
     return round(value * 100, 4)
 
 
+def box_value(box: Box, name: str) -> dict[str, Any]:
+    """A ``rectanglelabels`` region's value: the box in percent from the top-left, labelled ``name``."""
+    return {
+        "x": percent(box.x),
+        "y": percent(box.y),
+        "width": percent(box.w),
+        "height": percent(box.h),
+        "rotation": 0,
+        "rectanglelabels": [name],
+    }
+
+
+def polygon_value(points: list[tuple[float, float]], name: str) -> dict[str, Any]:
+    """A ``polygonlabels`` region's value: relative points in percent, labelled ``name``."""
+    return {"points": [[percent(x), percent(y)] for x, y in points], "closed": True, "polygonlabels": [name]}
+
+
 def to_results(labels: list[Label], width: int, height: int) -> list[dict[str, Any]]:
     """The ``result`` list of one task's prediction or annotation."""
     results = []
@@ -63,23 +80,9 @@ def to_results(labels: list[Label], width: int, height: int) -> list[dict[str, A
         assert isinstance(label, Detection)
         points = outline(label)
         if len(points) >= 3:
-            value: dict[str, Any] = {
-                "points": [[percent(x), percent(y)] for x, y in points],
-                "closed": True,
-                "polygonlabels": [label.label],
-            }
-            results.append(_region("polygonlabels", value, label, width, height))
+            results.append(_region("polygonlabels", polygon_value(points, label.label), label, width, height))
         else:
-            box = label.box
-            value = {
-                "x": percent(box.x),
-                "y": percent(box.y),
-                "width": percent(box.w),
-                "height": percent(box.h),
-                "rotation": 0,
-                "rectanglelabels": [label.label],
-            }
-            results.append(_region("rectanglelabels", value, label, width, height))
+            results.append(_region("rectanglelabels", box_value(label.box, label.label), label, width, height))
     return results
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from verilabel.errors import ConfigError, VerilabelError
-from verilabel.formats.label_studio import percent
+from verilabel.formats.label_studio import box_value, polygon_value
 from verilabel.formats.shapes import outline
 from verilabel.labels import Classification, Detection, Label
 from verilabel.models.interface import ImageItem, Model, PredictContext, Task
@@ -293,20 +293,12 @@ def _region(control: Control, label: Label, name: str, item: ImageItem) -> dict[
             return None
         value = {"choices": [name]}
     elif isinstance(label, Detection) and control.kind == "rectanglelabels":
-        box = label.box
-        value = {
-            "x": percent(box.x),
-            "y": percent(box.y),
-            "width": percent(box.w),
-            "height": percent(box.h),
-            "rotation": 0,
-            "rectanglelabels": [name],
-        }
+        value = box_value(label.box, name)
     elif isinstance(label, Detection) and control.kind == "polygonlabels":
         points = outline(label)
         if len(points) < 3:
             return None
-        value = {"points": [[percent(x), percent(y)] for x, y in points], "closed": True, "polygonlabels": [name]}
+        value = polygon_value(points, name)
     else:
         return None
     region = {

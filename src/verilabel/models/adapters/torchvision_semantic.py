@@ -16,7 +16,7 @@ from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext, SplitPredict
 from verilabel.models.postprocess import mask_detection
 from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET, padded_batch, resize_shorter
-from verilabel.models.runtimes import Core, RuntimeChoice, accelerate
+from verilabel.models.runtimes import Core, RuntimeChoice, TorchCore, accelerate
 from verilabel.models.torch_support import (
     inference,
     is_asynchronous,
@@ -84,8 +84,11 @@ class TorchvisionSemantic(SplitPredict):
         runtime: RuntimeChoice | None = None,
     ) -> None:
         self.spec = entry.spec(batch_size=batch, input_size=size)
-        # the network (class logits alone: its answer is a dict), or its ONNX Runtime session (``runtimes``)
-        self._core = core or (lambda batch: (net(batch)["out"],))
+        if core is None:
+            from verilabel.models.adapters.network_parts import ClassLogits
+
+            core = TorchCore(ClassLogits(net))
+        self._core = core  # the network's class logits (its answer is a dict), or its ONNX Runtime session
         self.runtime = runtime or RuntimeChoice("torch")
         self._device = device
         self.asynchronous = is_asynchronous(device)
