@@ -159,6 +159,24 @@ def test_without_the_token_a_relative_image_gives_an_empty_result(client, media)
     ]
 
 
+def test_a_control_the_model_cannot_serve_is_refused_with_the_reason(client, media):
+    base, paths = media
+    config = f"""<View><Image name="image" value="$image"/>
+      <PolygonLabels name="outline" toName="image" model="{DETECTOR}"><Label value="red"/></PolygonLabels></View>"""
+    body = {
+        "tasks": [{"id": 1, "data": {"image": f"{base}/{paths[0].name}"}}],
+        "project": "3.1",
+        "label_config": config,
+    }
+    answer = client.post("/predict", json=body)
+    assert answer.status_code == 422
+    assert answer.json() == {"error": f"model: {DETECTOR!r} does classification, detection, not segmentation"}
+    broken = client.post("/predict", json={**body, "label_config": "<View"})
+    assert broken.status_code == 422 and broken.json()["error"].startswith(
+        "label_config: the labeling config is not XML"
+    )
+
+
 def test_the_cli_serves_the_backend_and_refuses_an_unknown_model(tmp_path: Path):
     import json
     import os

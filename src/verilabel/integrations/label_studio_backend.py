@@ -326,9 +326,16 @@ def _prediction(regions: list[dict[str, Any]], version: str) -> dict[str, Any]:
 
 def create_app(backend: Backend) -> Any:
     """The HTTP server Label Studio connects to (Settings > Model > Connect Model: this server's URL)."""
-    from fastapi import Body, FastAPI
+    from fastapi import Body, FastAPI, Request
+    from fastapi.responses import JSONResponse
 
     app = FastAPI(title="verilabel: Label Studio ML backend", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(VerilabelError)
+    def refused(request: Request, exc: VerilabelError) -> JSONResponse:
+        # a labeling config or model that cannot work: the reason, for Label Studio's log and its user
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"error": str(exc)}, status_code=422)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
