@@ -183,7 +183,14 @@ def test_label_studio_tasks_use_percent_regions_its_config_declares(store: Store
     assert declared == {
         ("RectangleLabels", "label", "image"): {"car", "dog"},
         ("PolygonLabels", "polygon", "image"): {"car", "dog"},
+        ("KeyPointLabels", "keypoint", "image"): {"0", "1"},  # unnamed points: by their index
     }
+    posed, *points = by_sample[ids[3]]["predictions"][0]["result"]  # a detection's keypoints follow its box
+    assert [(p["value"]["x"], p["value"]["y"], p["value"]["keypointlabels"], p["score"]) for p in points] == [
+        (25.0, 25.0, ["0"], 1.0),
+        (75.0, 75.0, ["1"], 0.5),
+    ]
+    assert {p["parentID"] for p in points} == {posed["id"]} and posed["type"] == "rectanglelabels"
 
 
 def test_label_studio_export_of_classifications_uses_choices(store: Store, tmp_path: Path):

@@ -137,14 +137,17 @@ def test_exported_tasks_import_into_label_studio_with_their_predictions_and_imag
     for task in stored:
         results = [r for p in label_studio.call("GET", f"/api/predictions?task={task['id']}") for r in p["result"]]
         regions[task["meta"]["verilabel_sample_id"]] = sorted(
-            (r["type"], r["from_name"], r["value"].get("rectanglelabels") or r["value"].get("polygonlabels"))
-            for r in results
+            (r["type"], r["from_name"], r["value"][r["type"]]) for r in results
         )
     assert regions == {
         ids[0]: [("polygonlabels", "polygon", ["dog"]), ("rectanglelabels", "label", ["car"])],
         ids[1]: [("polygonlabels", "polygon", ["dog"])],
         ids[2]: [],
-        ids[3]: [("rectanglelabels", "label", ["car"])],
+        ids[3]: [
+            ("keypointlabels", "keypoint", ["0"]),
+            ("keypointlabels", "keypoint", ["1"]),
+            ("rectanglelabels", "label", ["car"]),
+        ],
     }
     image = label_studio.call("GET", stored[0]["data"]["image"])  # served from the local files storage
     assert image[:4] == b"\x89PNG"
@@ -252,3 +255,119 @@ def test_label_studio_gets_predictions_from_the_verilabel_backend(label_studio: 
         assert [r["value"]["choices"] for r in prediction["result"] if r["type"] == "choices"] == [[best.label]]
         compared += len(got)
     assert len(stored) == 3 and compared >= 1
+
+
+def test_brush_rle_is_label_studios_own_both_ways(tmp_path: Path):
+    """Masks encoded by verilabel decode with Label Studio's SDK (its converter, in its virtualenv), and the SDK's
+    encoding decodes with verilabel: the same pixels."""
+    import numpy as np
+
+    from verilabel.formats import label_studio_rle
+
+    if not EXECUTABLE:
+        pytest.skip("set VERILABEL_TEST_LABEL_STUDIO to a label-studio executable (see .ci/run)")
+    rng = np.random.default_rng(7)
+    masks = [np.zeros((37, 53), dtype=bool), rng.random((120, 160)) > 0.7, np.ones((300, 400), dtype=bool)]
+    masks[0][5:20, 7:40] = True
+    np.savez(tmp_path / "masks.npz", *masks)
+    ours = [label_studio_rle.encode(mask) for mask in masks]
+    (tmp_path / "ours.json").write_text(json.dumps(ours))
+    script = """
+import json, sys
+import numpy as np
+from label_studio_sdk.converter.brush import decode_rle, mask2rle
+folder = sys.argv[1]
+masks = list(np.load(folder + "/masks.npz").values())
+ours = json.load(open(folder + "/ours.json"))
+decoded = [decode_rle(rle).reshape(m.shape[0], m.shape[1], 4)[:, :, 3] > 0 for rle, m in zip(ours, masks)]
+print(json.dumps({"equal": [bool((d == m).all()) for d, m in zip(decoded, masks)],
+                  "theirs": [mask2rle(m.astype(np.uint8) * 255) for m in masks]}))
+"""
+    python = Path(EXECUTABLE).with_name("python")
+    done = subprocess.run([python, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout)
+    assert answer["equal"] == [True, True, True]
+    for rle, mask in zip(answer["theirs"], masks, strict=True):
+        assert (label_studio_rle.decode(rle, mask.shape[1], mask.shape[0]) == mask).all()
+
+
+def test_label_studio_stores_brushes_keypoints_and_a_second_models_predictions(label_studio: LabelStudio, home: Path):
+    """Masks as brushes (decoded back to the model's mask), keypoints under their boxes, a task whose image is
+    gone (no prediction, the others made), then a second backend with another model on the same project: its
+    predictions are stored beside the first's, not skipped as already made."""
+    from tests.browser_helpers import serving
+    from tests.support.images import write_blob_images
+    from verilabel.datasets.images import decode
+    from verilabel.formats import label_studio_rle
+    from verilabel.formats.shapes import full_image_mask
+    from verilabel.integrations.label_studio_backend import Backend, create_app
+    from verilabel.models import registry
+    from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
+
+    segmenter, pose = "python:tests.support.blob_model:segmenter", "python:tests.support.blob_model:pose"
+    paths = write_blob_images(label_studio.media / "painted", 3)
+    config = """<View><Image name="image" value="$image"/>
+      <BrushLabels name="paint" toName="image"><Label value="red"/><Label value="green"/></BrushLabels>
+      <RectangleLabels name="body" toName="image" model_skip="true"><Label value="red"/></RectangleLabels>
+      <KeyPointLabels name="corner" toName="image" model_skip="true">
+        <Label value="TL" predicted_values="red" model_index="0"/>
+        <Label value="BR" predicted_values="red" model_index="2"/>
+      </KeyPointLabels>
+    </View>"""
+    project = label_studio.call("POST", "/api/projects", {"title": "painted", "label_config": config})["id"]
+    folder = label_studio.media / "painted"
+    label_studio.call("POST", "/api/storages/localfiles", {"project": project, "path": str(folder)})
+    tasks = [{"data": {"image": f"/data/local-files/?d=painted/{path.name}"}} for path in paths]
+    tasks.append({"data": {"image": "/data/local-files/?d=painted/gone.png"}})
+    label_studio.call("POST", f"/api/projects/{project}/import", tasks)
+    retrieve = f"/api/dm/actions?id=retrieve_tasks_predictions&project={project}"
+    everything = {"selectedItems": {"all": True, "excluded": []}}
+
+    with serving(create_app(Backend(segmenter))) as url:
+        first = label_studio.call("POST", "/api/ml", {"url": url, "project": project, "title": "masks"})
+        label_studio.call("POST", retrieve, everything)
+    # the second model answers the keypoint control: the config says so, as a user would edit it
+    second = config.replace(
+        'name="corner" toName="image" model_skip="true"', f'name="corner" toName="image" model="{pose}"'
+    )
+    second = second.replace('name="paint" toName="image"', 'name="paint" toName="image" model_skip="true"')
+    label_studio.call("PATCH", f"/api/projects/{project}", {"label_config": second})
+    label_studio.call("DELETE", f"/api/ml/{first['id']}")
+    with serving(create_app(Backend(pose))) as url:
+        label_studio.call("POST", "/api/ml", {"url": url, "project": project, "title": "points"})
+        label_studio.call("POST", retrieve, everything)
+
+    stored = label_studio.call("GET", f"/api/tasks?project={project}&fields=all")
+    stored = stored["tasks"] if isinstance(stored, dict) else stored
+    masks_model = registry.load(registry.resolve(segmenter), LoadRequest())
+    pose_model = registry.load(registry.resolve(pose), LoadRequest())
+    brushes = corners = 0
+    for task in stored:
+        predictions = {p["model_version"]: p for p in label_studio.call("GET", f"/api/predictions?task={task['id']}")}
+        name = task["data"]["image"].rsplit("=", 1)[1].rsplit("/", 1)[1]
+        if name == "gone.png":
+            assert predictions == {} or all(p["result"] == [] for p in predictions.values())
+            continue
+        assert sorted(predictions) == [f"verilabel:{pose}", f"verilabel:{segmenter}"]
+        path = folder / name
+        height, width = decode(path).shape[:2]
+        item = ImageItem(0, str(path), decode(path))
+        for mask in masks_model.predict([item], PredictContext("segmentation", ("red", "green"), 0.1))[0]:
+            (region,) = [
+                r for r in predictions[f"verilabel:{segmenter}"]["result"] if r["value"]["brushlabels"] == [mask.label]
+            ]
+            decoded = label_studio_rle.decode(region["value"]["rle"], width, height)
+            assert (decoded == full_image_mask(mask, width, height)).all()
+            brushes += 1
+        posed = pose_model.predict([item], PredictContext("keypoints", ("red",), 0.1))[0]
+        result = predictions[f"verilabel:{pose}"]["result"]
+        boxes = {r["id"]: r for r in result if r["type"] == "rectanglelabels"}
+        points = [r for r in result if r["type"] == "keypointlabels"]
+        assert len(boxes) == len(posed) and len(points) == 2 * len(posed)
+        assert all(p["parentID"] in boxes for p in points)
+        for detection in posed:
+            x, y = detection.keypoints.points[0]
+            assert any(p["value"]["x"] == round(x * 100, 4) and p["value"]["y"] == round(y * 100, 4) for p in points)
+        corners += len(points)
+    assert brushes and corners and len(stored) == 4

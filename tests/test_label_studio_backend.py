@@ -15,12 +15,15 @@ import pytest
 
 from tests.support.images import write_blob_images
 from verilabel.datasets.images import decode
-from verilabel.integrations.label_studio_backend import Backend, create_app, label_map, parse_config
+from verilabel.formats import label_studio_rle
+from verilabel.formats.shapes import full_image_mask
+from verilabel.integrations.label_studio_backend import Backend, ControlLabel, create_app, label_map, parse_config
 from verilabel.models import registry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 
 DETECTOR = "python:tests.support.blob_model:detector"  # red / green / blue rectangles, found exactly
 SEGMENTER = "python:tests.support.blob_model:segmenter"
+POSE = "python:tests.support.blob_model:pose"  # each blob's four corners, scored 1, 0.9, 0.5, 0.2
 TOKEN = "ls-token"
 CONFIG = f"""<View>
   <Image name="image" value="$image"/>
@@ -84,7 +87,7 @@ def test_the_config_gives_controls_their_labels_models_and_floors():
         "rectanglelabels",
         "detection",
         "image",
-        (("Crimson", ("red",)), ("Blue", ())),
+        (ControlLabel("Crimson", ("red",)), ControlLabel("Blue")),
     )
     assert (outline_.kind, outline_.model, outline_.threshold) == ("polygonlabels", SEGMENTER, 0.3)
     assert label_map(box, ("red", "green", "blue"), zero_shot=False) == {"red": "Crimson", "blue": "Blue"}
@@ -144,6 +147,55 @@ def test_predict_answers_each_task_in_order_with_the_models_labels(client, media
     before = dict(client.backend._models)
     client.post("/predict", json=body)
     assert client.backend._models == before  # loaded once, kept
+
+
+MASKS_AND_POINTS = f"""<View>
+  <Image name="image" value="$image"/>
+  <BrushLabels name="paint" toName="image" model="{SEGMENTER}"><Label value="red"/><Label value="Green"/></BrushLabels>
+  <RectangleLabels name="body" toName="image" model_skip="true"><Label value="Red blob" predicted_values="red"/>
+  </RectangleLabels>
+  <KeyPointLabels name="corner" toName="image" model="{POSE}" model_point_threshold="0.4" model_point_size="2">
+    <Label value="TL" predicted_values="red" model_index="0"/>
+    <View><Label value="top_right" predicted_values="red"/></View>
+    <Label value="BR" model_index="2"/>
+    <Label value="BL" model_index="3"/>
+  </KeyPointLabels>
+</View>"""
+
+
+def test_brushes_are_the_models_masks_and_keypoints_sit_under_their_box(client, media):
+    base, paths = media
+    tasks = [{"id": i, "data": {"image": f"{base}/{p.name}"}} for i, p in enumerate(paths)]
+    body = {"tasks": tasks, "project": "4.1", "label_config": MASKS_AND_POINTS}
+    results = client.post("/predict", json=body).json()["results"]
+    brushes = points = 0
+    for answer, path in zip(results, paths, strict=True):
+        height, width = decode(path).shape[:2]
+        regions = answer["result"]
+        painted = {r["value"]["brushlabels"][0]: r for r in regions if r["type"] == "brushlabels"}
+        masks = expected(SEGMENTER, "segmentation", path, ("red", "green"), 0.1)
+        assert sorted(painted) == sorted({"red": "red", "green": "Green"}[m.label] for m in masks)
+        for mask in masks:
+            region = painted[{"red": "red", "green": "Green"}[mask.label]]
+            decoded = label_studio_rle.decode(region["value"]["rle"], width, height)
+            assert (decoded == full_image_mask(mask, width, height)).all() and decoded.any()
+            brushes += 1
+
+        posed = [d for d in expected(POSE, "keypoints", path, ("red", "green", "blue"), 0.1) if d.label == "red"]
+        boxes = [r for r in regions if r["from_name"] == "body"]
+        corners = [r for r in regions if r["type"] == "keypointlabels"]
+        assert [b["value"]["rectanglelabels"] for b in boxes] == [["Red blob"]] * len(posed)
+        # TL (1.0), top_right by name (0.9), BR (0.5); BL scored 0.2 is under the floor of 0.4
+        names = sorted(c["value"]["keypointlabels"][0] for c in corners)
+        assert names == sorted(["TL", "top_right", "BR"] * len(posed))
+        for detection, box in zip(posed, boxes, strict=True):
+            mine = {c["value"]["keypointlabels"][0]: c for c in corners if c["parentID"] == box["id"]}
+            for name, index in (("TL", 0), ("top_right", 1), ("BR", 2)):
+                x, y = detection.keypoints.points[index]
+                assert (mine[name]["value"]["x"], mine[name]["value"]["y"]) == (round(x * 100, 4), round(y * 100, 4))
+                assert mine[name]["value"]["width"] == 2 and mine[name]["score"] == (1.0, 0.9, 0.5)[index]
+            points += len(mine)
+    assert brushes and points  # the comparisons above were not empty
 
 
 def test_without_the_token_a_relative_image_gives_an_empty_result(client, media):

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from verilabel import Box, Classification, Detection, ImageItem, LoadRequest, Mask, ModelSpec, PredictContext
-from verilabel.labels import Label
+from verilabel.labels import Keypoints, Label
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 
@@ -158,6 +158,31 @@ def masked_detector(request: LoadRequest) -> BlobModel:
     return BlobModel(masked_detector.spec, with_masks=True)
 
 
+CORNERS = ("top_left", "top_right", "bottom_right", "bottom_left")
+CORNER_SCORES = (1.0, 0.9, 0.5, 0.2)
+
+
+class PoseBlobModel(BlobModel):
+    """Each blob with its four corners as named keypoints, scored 1, 0.9, 0.5 and 0.2 in that order."""
+
+    def predict(self, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        results: list[list[Label]] = []
+        for found in super().predict(images, context):
+            posed: list[Label] = []
+            for blob in found:
+                assert isinstance(blob, Detection)
+                b = blob.box
+                corners = ((b.x, b.y), (b.x + b.w, b.y), (b.x + b.w, b.y + b.h), (b.x, b.y + b.h))
+                blob.keypoints = Keypoints(corners, CORNERS, CORNER_SCORES)
+                posed.append(blob)
+            results.append(posed)
+        return results
+
+
+def pose(request: LoadRequest) -> BlobModel:
+    return PoseBlobModel(pose.spec)
+
+
 def broken(request: LoadRequest) -> BlobModel:
     raise RuntimeError("weights file /nowhere/blob.pth is missing")
 
@@ -177,6 +202,7 @@ zero_shot.spec = _spec("blobs-zero-shot", ("classification", "detection"), zero_
 segmenter.spec = _spec("blobs-seg", ("segmentation",), zero_shot=False)  # type: ignore[attr-defined]
 draft_segmenter.spec = dataclasses.replace(_spec("blobs-draft", ("segmentation",), zero_shot=False), input_size=100)  # type: ignore[attr-defined]
 masked_detector.spec = _spec("blobs-masked", ("detection", "segmentation"), zero_shot=False)  # type: ignore[attr-defined]
+pose.spec = _spec("blobs-pose", ("detection", "keypoints"), zero_shot=False)  # type: ignore[attr-defined]
 broken.spec = _spec("blobs-broken", ("detection",), zero_shot=False)  # type: ignore[attr-defined]
 box_filler.spec = _spec("box-filler", ("segmentation",), zero_shot=True)  # type: ignore[attr-defined]
 liar.spec = _spec("blobs-liar", ("detection",), zero_shot=False)  # type: ignore[attr-defined]

@@ -306,6 +306,7 @@ def _export_label_studio(source: ExportSource, out: Path, options: ExportOptions
     # a subfolder of that root: the root is the images' common folder's parent.
     root = os.path.dirname(folder)
     kinds: set[str] = set()
+    points: list[str] = []  # keypoint names, in the order met
     labels_written = 0
     partial = out / "tasks.json.part"
     with partial.open("w") as file:
@@ -314,6 +315,9 @@ def _export_label_studio(source: ExportSource, out: Path, options: ExportOptions
             width, height = _size(sample)
             results = label_studio.to_results(sample.labels, width, height)
             kinds |= {r["type"] for r in results}
+            for region in results:
+                if region["type"] == "keypointlabels" and region["value"]["keypointlabels"][0] not in points:
+                    points.append(region["value"]["keypointlabels"][0])
             scores = [label.confidence for label in sample.labels if label.confidence is not None]
             prediction: dict[str, Any] = {"model_version": "verilabel", "result": results}
             if scores:
@@ -325,10 +329,11 @@ def _export_label_studio(source: ExportSource, out: Path, options: ExportOptions
                     "predictions": [prediction] if results else [],
                 }
             )
-            labels_written += len(results)
+            labels_written += len(sample.labels)
         tasks.close()
     os.replace(partial, out / "tasks.json")
-    (out / "label_config.xml").write_text(label_studio.label_config(source.classes, kinds or {"rectanglelabels"}))
+    config = label_studio.label_config(source.classes, kinds or {"rectanglelabels"}, points)
+    (out / "label_config.xml").write_text(config)
     next_step = (
         f"run Label Studio with LOCAL_FILES_SERVING_ENABLED=true and LOCAL_FILES_DOCUMENT_ROOT={root}, create a "
         f"project with {out / 'label_config.xml'}, add a Local files storage for {folder}, then import "

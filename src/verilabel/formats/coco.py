@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from verilabel.errors import DatasetImportError
-from verilabel.labels import Box, Detection, Keypoints, Label, Mask, Polygon, rle_decode, rle_encode
+from verilabel.formats.shapes import full_image_mask, mask_in_box
+from verilabel.labels import Box, Detection, Keypoints, Label, Polygon, rle_decode, rle_encode
 
 
 @dataclass
@@ -42,11 +43,6 @@ def decode_compressed_counts(counts: str) -> list[int]:
     return values
 
 
-def _mask_in_box(full: np.ndarray, box: Box, width: int, height: int) -> Mask:
-    x, y, w, h = box.to_pixels(width, height)
-    return Mask(rle=rle_encode(full[y : y + h, x : x + w]))
-
-
 def annotation_to_detection(ann: dict[str, Any], width: int, height: int, names: dict[int, str]) -> Detection:
     x, y, w, h = (float(v) for v in ann["bbox"])
     box = Box.from_xyxy_pixels(x, y, x + w, y + h, width, height)
@@ -66,7 +62,7 @@ def annotation_to_detection(ann: dict[str, Any], width: int, height: int, names:
             "size": segmentation["size"],
             "counts": decode_compressed_counts(counts) if isinstance(counts, str) else counts,
         }
-        mask = _mask_in_box(rle_decode(rle), box, width, height)
+        mask = mask_in_box(rle_decode(rle), box, width, height)
     keypoints = None
     if ann.get("keypoints"):
         flat = ann["keypoints"]
@@ -124,20 +120,6 @@ def read_coco(path: Path) -> list[CocoImage]:
     return list(images.values())
 
 
-def _full_image_mask(detection: Detection, width: int, height: int) -> np.ndarray:
-    """The box-sized mask pasted into an image-sized canvas (COCO masks cover the whole image)."""
-    assert detection.mask is not None
-    crop = detection.mask.load()
-    canvas = np.zeros((height, width), dtype=bool)
-    x, y, w, h = detection.box.to_pixels(width, height)
-    if crop.shape != (h, w):
-        from PIL import Image
-
-        crop = np.asarray(Image.fromarray(crop.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)) > 0
-    canvas[y : y + h, x : x + w] = crop
-    return canvas
-
-
 def _shoelace(points: list[tuple[float, float]]) -> float:
     """The area enclosed by a ring of pixel points."""
     xs, ys = np.array([p[0] for p in points]), np.array([p[1] for p in points])
@@ -163,7 +145,7 @@ def detection_to_annotation(
         ann["segmentation"] = [[round(v, 3) for point in ring for v in point] for ring in rings]
         ann["area"] = round(sum(_shoelace(ring) for ring in rings), 3)
     elif detection.mask is not None:
-        full = _full_image_mask(detection, width, height)
+        full = full_image_mask(detection, width, height)
         ann["segmentation"] = rle_encode(full)
         ann["area"] = int(full.sum())
     if detection.keypoints is not None:

@@ -2,10 +2,12 @@
 
 Coordinates are percentages of the image width and height from the top-left corner (Label Studio's convention).
 Boxes become ``rectanglelabels`` regions, polygons and masks ``polygonlabels`` (a mask by its largest outer
-contour), classifications ``choices``; each carries the label's confidence as ``score``. The control names below
+contour), classifications ``choices``, a detection's keypoints ``keypointlabels`` under its box; each carries
+the label's confidence as ``score``. The control names below
 are the ones the generated config declares, so a project made with that config shows every region.
 
-``read_export`` goes the other way: the annotations of a project's JSON export, people's corrections, as labels.
+``read_export`` goes the other way: the annotations of a project's JSON export, people's corrections, as labels
+(brushes too: ``label_studio_rle`` reads Label Studio's mask encoding).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from verilabel.errors import DatasetImportError
-from verilabel.formats.shapes import outline
-from verilabel.labels import Box, Classification, Detection, Label, Polygon
+from verilabel.formats import label_studio_rle
+from verilabel.formats.shapes import box_around, mask_in_box, outline
+from verilabel.labels import Box, Classification, Detection, Keypoints, Label, Polygon
 
 IMAGE = "image"
 # result type -> (control name, config tag of the control, config tag of its items)
@@ -29,6 +32,7 @@ CONTROLS = {
     "rectanglelabels": ("label", "RectangleLabels", "Label"),
     "polygonlabels": ("polygon", "PolygonLabels", "Label"),
     "choices": ("class", "Choices", "Choice"),
+    "keypointlabels": ("keypoint", "KeyPointLabels", "Label"),
 }
 
 
@@ -71,7 +75,8 @@ def polygon_value(points: list[tuple[float, float]], name: str) -> dict[str, Any
 
 
 def to_results(labels: list[Label], width: int, height: int) -> list[dict[str, Any]]:
-    """The ``result`` list of one task's prediction or annotation."""
+    """The ``result`` list of one task's prediction or annotation. A detection's keypoints follow its box, each a
+    ``keypointlabels`` region named after the point, with the box as its ``parentID``."""
     results = []
     for label in labels:
         if isinstance(label, Classification):
@@ -83,11 +88,29 @@ def to_results(labels: list[Label], width: int, height: int) -> list[dict[str, A
             results.append(_region("polygonlabels", polygon_value(points, label.label), label, width, height))
         else:
             results.append(_region("rectanglelabels", box_value(label.box, label.label), label, width, height))
+        results += _keypoint_regions(label, width, height)
     return results
 
 
-def label_config(classes: list[str], kinds: set[str]) -> str:
-    """A labeling config declaring the controls that ``kinds`` (result types) need, each listing ``classes``."""
+def _keypoint_regions(detection: Detection, width: int, height: int) -> list[dict[str, Any]]:
+    keypoints = detection.keypoints
+    if keypoints is None:
+        return []
+    regions = []
+    for index, (x, y) in enumerate(keypoints.points):
+        name = keypoints.names[index] if keypoints.names else str(index)
+        value = {"x": percent(x), "y": percent(y), "width": 1.0, "keypointlabels": [name]}
+        region = _region("keypointlabels", value, detection, width, height)
+        region |= {"id": f"{detection.id}-{index}", "parentID": detection.id}
+        if keypoints.visibility:
+            region["score"] = keypoints.visibility[index]
+        regions.append(region)
+    return regions
+
+
+def label_config(classes: list[str], kinds: set[str], keypoint_names: list[str] | None = None) -> str:
+    """A labeling config declaring the controls that ``kinds`` (result types) need, each listing ``classes`` (the
+    keypoint control: ``keypoint_names``)."""
     view = ET.Element("View")
     ET.SubElement(view, "Image", name=IMAGE, value=f"${IMAGE}")
     for kind, (name, control, item) in CONTROLS.items():
@@ -95,14 +118,14 @@ def label_config(classes: list[str], kinds: set[str]) -> str:
             continue
         attributes = {"name": name, "toName": IMAGE} | ({"choice": "single"} if kind == "choices" else {})
         node = ET.SubElement(view, control, attributes)
-        for label in classes:
+        for label in (keypoint_names or []) if kind == "keypointlabels" else classes:
             ET.SubElement(node, item, value=label)
     ET.indent(view)
     return ET.tostring(view, encoding="unicode") + "\n"
 
 
 # --- import: a Label Studio JSON export ---------------------------------------------------------------------
-IMPORTED_TYPES = ("rectanglelabels", "polygonlabels", "choices")
+IMPORTED_TYPES = ("rectanglelabels", "polygonlabels", "brushlabels", "choices")
 
 
 @dataclass
@@ -151,13 +174,24 @@ def _exported_task(task: dict[str, Any], path: Path) -> ExportedTask:
         provenance |= {"annotator": _annotator(annotation), "annotated_at": _when(annotation)}
     labels: list[Label] = []
     skipped: dict[str, int] = {}
+    by_region: dict[str, Detection] = {}  # region id -> its detection, for the keypoints under it
+    points: list[dict[str, Any]] = []
     for result in results:
         kind = result.get("type")
-        label = _label(result, dict(provenance)) if kind in IMPORTED_TYPES else None
+        if kind == "keypointlabels":
+            points.append(result)
+            continue
+        try:
+            label = _label(result, dict(provenance)) if kind in IMPORTED_TYPES else None
+        except ValueError as exc:
+            raise DatasetImportError(f"{path}: task {task.get('id')}: a {kind} region is malformed ({exc})") from None
         if label is None:
             skipped[str(kind)] = skipped.get(str(kind), 0) + 1
-        else:
-            labels.append(label)
+            continue
+        labels.append(label)
+        if isinstance(label, Detection) and result.get("id"):
+            by_region[str(result["id"])] = label
+    labels += _attach_keypoints(points, by_region, provenance)
     return ExportedTask(task.get("id"), image, width, height, labels, skipped)
 
 
@@ -190,6 +224,8 @@ def _label(result: dict[str, Any], attributes: dict[str, Any]) -> Label | None:
     name = str(names[0])
     if kind == "choices":
         return Classification(name, None, attributes=attributes)
+    if kind == "brushlabels":
+        return _brush(name, value, result, attributes)
     if kind == "polygonlabels":
         points = [(float(x) / 100, float(y) / 100) for x, y in value.get("points") or []]
         if len(points) < 3:
@@ -199,6 +235,48 @@ def _label(result: dict[str, Any], attributes: dict[str, Any]) -> Label | None:
         box = Box(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
         return Detection(name, box, None, polygon=Polygon((tuple(clipped),)), attributes=attributes)
     return _rectangle(name, value, result, attributes)
+
+
+def _brush(name: str, value: dict[str, Any], result: dict[str, Any], attributes: dict[str, Any]) -> Detection | None:
+    """A brush region (Label Studio's RLE over the whole image) as a detection with its mask; an empty one is
+    left out."""
+    width, height = result.get("original_width"), result.get("original_height")
+    if value.get("format") != "rle" or not width or not height:
+        raise ValueError("a brush needs format 'rle', original_width and original_height")
+    full = label_studio_rle.decode(value.get("rle") or [], int(width), int(height))
+    box = box_around(full)
+    if box is None:
+        return None
+    return Detection(name, box, None, mask=mask_in_box(full, box, int(width), int(height)), attributes=attributes)
+
+
+def _attach_keypoints(
+    points: list[dict[str, Any]], parents: dict[str, Detection], attributes: dict[str, Any]
+) -> list[Detection]:
+    """Keypoint regions as the keypoints of the detection they belong to (``parentID``), named after their
+    label. Points with no parent become one detection per control, labelled with the control's name, whose box
+    surrounds them. Returns those new detections."""
+    groups: dict[tuple[str, str], list[tuple[str, float, float]]] = {}
+    for result in points:
+        value = result.get("value") or {}
+        names = value.get("keypointlabels") or []
+        if not names or "x" not in value or "y" not in value:
+            continue
+        x = min(max(float(value["x"]) / 100, 0.0), 1.0)
+        y = min(max(float(value["y"]) / 100, 0.0), 1.0)
+        parent = str(result.get("parentID") or "")
+        key = (parent, "") if parent in parents else ("", str(result.get("from_name") or "keypoints"))
+        groups.setdefault(key, []).append((str(names[0]), x, y))
+    orphans = []
+    for (parent, control), found in groups.items():
+        keypoints = Keypoints(tuple((x, y) for _, x, y in found), tuple(name for name, _, _ in found))
+        if parent:
+            parents[parent].keypoints = keypoints
+            continue
+        xs, ys = [x for _, x, _ in found], [y for _, _, y in found]
+        box = Box(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+        orphans.append(Detection(control, box, None, keypoints=keypoints, attributes=dict(attributes)))
+    return orphans
 
 
 def _rectangle(name: str, value: dict[str, Any], result: dict[str, Any], attributes: dict[str, Any]) -> Detection:

@@ -4,8 +4,13 @@ The protocol is the one a real Label Studio 1.23 speaks (``GET /health``, ``POST
 ``POST /webhook``; ``{"results": [...]}`` back, one entry per task, in order). For each control of the project's
 labeling config that targets an image, the backend runs a model:
 
-- ``RectangleLabels``: boxes (the detection task); ``PolygonLabels``: the outlines of instance masks (the
-  segmentation task); ``Choices``: one class per image (classification).
+- ``RectangleLabels``: boxes (the detection task); ``PolygonLabels``: the outlines of instance masks and
+  ``BrushLabels``: the masks themselves, in Label Studio's brush RLE (the segmentation task); ``Choices``: one
+  class per image (classification); ``KeyPointLabels``: the points of a keypoint model (each ``<Label>`` names a
+  keypoint by ``model_index`` or by name; ``predicted_values`` there are the detection classes whose points it
+  takes), each point under the box of its detection, which goes to the config's ``RectangleLabels`` marked
+  ``model_skip`` (as in Label Studio's own example) unless ``model_add_bboxes="false"``;
+  ``model_point_threshold`` is the floor of a point's own score.
 - Labels follow the reference backends' conventions: ``predicted_values="a,b"`` on a ``<Label>`` / ``<Choice>``
   maps those model classes to it, otherwise the model class of the same name, then of the same name in another
   case. A zero-shot model is prompted with those values (or the label names).
@@ -34,8 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from verilabel.errors import ConfigError, VerilabelError
-from verilabel.formats.label_studio import box_value, polygon_value
-from verilabel.formats.shapes import outline
+from verilabel.formats.label_studio import box_value, percent, polygon_value
+from verilabel.formats.label_studio_rle import brush_value
+from verilabel.formats.shapes import full_image_mask, outline
 from verilabel.labels import Classification, Detection, Label
 from verilabel.models.interface import ImageItem, Model, PredictContext, Task
 
@@ -45,9 +51,20 @@ log = logging.getLogger("verilabel.label_studio")
 CONTROLS: dict[str, tuple[str, Task]] = {
     "RectangleLabels": ("rectanglelabels", "detection"),
     "PolygonLabels": ("polygonlabels", "segmentation"),
+    "BrushLabels": ("brushlabels", "segmentation"),
     "Choices": ("choices", "classification"),
+    "KeyPointLabels": ("keypointlabels", "keypoints"),
 }
 FETCH_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ControlLabel:
+    """One ``<Label>`` / ``<Choice>`` of a control."""
+
+    value: str
+    predicted: tuple[str, ...] = ()  # the model classes it stands for (``predicted_values``)
+    index: int | None = None  # KeyPointLabels: which point of the model's output (``model_index``)
 
 
 @dataclass(frozen=True)
@@ -59,9 +76,35 @@ class Control:
     task: Task
     to_name: str
     data_key: str  # the task data field of its image (``<Image value="$image">``)
-    labels: tuple[tuple[str, tuple[str, ...]], ...]  # (label, model classes it stands for via predicted_values)
+    labels: tuple[ControlLabel, ...]
     threshold: float | None = None
     model: str | None = None
+    point_threshold: float = 0.0  # KeyPointLabels: the floor of a point's own score
+    point_size: float = 1.0  # KeyPointLabels: the drawn size of a point
+    boxes: Control | None = None  # KeyPointLabels: the RectangleLabels control its detections' boxes go to
+
+
+def _labels(tag: ET.Element) -> tuple[ControlLabel, ...]:
+    return tuple(
+        ControlLabel(
+            item.get("value") or "",
+            tuple(v.strip() for v in (item.get("predicted_values") or "").split(",") if v.strip()),
+            int(index) if (index := item.get("model_index")) not in (None, "") else None,
+        )
+        for item in tag.iter()
+        if item.tag in ("Label", "Choice") and item.get("value")
+    )
+
+
+def _number(tag: ET.Element, attribute: str, default: float | None) -> float | None:
+    text = tag.get(attribute)
+    if text in (None, ""):
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        problem = f"{tag.tag} {tag.get('name')!r}: {attribute}={text!r} is not a number"
+        raise ConfigError("label_config", problem) from None
 
 
 def parse_config(config: str) -> list[Control]:
@@ -75,55 +118,69 @@ def parse_config(config: str) -> list[Control]:
         for tag in root.iter()
         if tag.tag == "Image" and tag.get("name")
     }
-    controls = []
-    for tag in root.iter():
-        if tag.tag not in CONTROLS or tag.get("toName") not in images or tag.get("model_skip", "").lower() == "true":
-            continue
+
+    def control(tag: ET.Element) -> Control:
         kind, task = CONTROLS[tag.tag]
-        labels = tuple(
-            (
-                item.get("value") or "",
-                tuple(v.strip() for v in (item.get("predicted_values") or "").split(",") if v.strip()),
+        to_name = tag.get("toName") or ""
+        boxes = None
+        if kind == "keypointlabels" and tag.get("model_add_bboxes", "true").lower() != "false":
+            # a RectangleLabels the model does not answer for itself (model_skip), else its boxes would be doubled
+            boxes = next(
+                (
+                    control(t)
+                    for t in root.iter()
+                    if t.tag == "RectangleLabels"
+                    and t.get("toName") == to_name
+                    and t.get("model_skip", "").lower() == "true"
+                ),
+                None,
             )
-            for item in tag
-            if item.tag in ("Label", "Choice") and item.get("value")
+        return Control(
+            name=tag.get("name") or kind,
+            kind=kind,
+            task=task,
+            to_name=to_name,
+            data_key=images[to_name],
+            labels=_labels(tag),
+            threshold=_number(tag, "model_score_threshold", None),
+            model=tag.get("model") or None,
+            point_threshold=_number(tag, "model_point_threshold", 0.0) or 0.0,
+            point_size=_number(tag, "model_point_size", 1.0) or 1.0,
+            boxes=boxes,
         )
-        threshold = tag.get("model_score_threshold")
-        controls.append(
-            Control(
-                name=tag.get("name") or kind,
-                kind=kind,
-                task=task,
-                to_name=tag.get("toName") or "",
-                data_key=images[tag.get("toName")],
-                labels=labels,
-                threshold=float(threshold) if threshold else None,
-                model=tag.get("model") or None,
-            )
-        )
-    return controls
+
+    return [
+        control(tag)
+        for tag in root.iter()
+        if tag.tag in CONTROLS and tag.get("toName") in images and tag.get("model_skip", "").lower() != "true"
+    ]
 
 
 def label_map(control: Control, vocabulary: Sequence[str], zero_shot: bool) -> dict[str, str]:
     """Model class (or prompt) -> the control's label: ``predicted_values`` first, then the same name, then the
-    same name in another case. A zero-shot model's classes are the prompts themselves."""
+    same name in another case. A zero-shot model's classes are the prompts themselves. For ``KeyPointLabels``,
+    whose labels name points: the classes whose points it takes (those its labels predict, else every class),
+    each to itself."""
+    if control.kind == "keypointlabels":
+        wanted = {v for label in control.labels for v in label.predicted}
+        return {name: name for name in (sorted(wanted) if zero_shot else vocabulary) if not wanted or name in wanted}
     mapping: dict[str, str] = {}
     if zero_shot:
-        for label, predicted in control.labels:
-            for prompt in predicted or (label,):
-                mapping.setdefault(prompt, label)
+        for label in control.labels:
+            for prompt in label.predicted or (label.value,):
+                mapping.setdefault(prompt, label.value)
         return mapping
     lower = {name.lower(): name for name in vocabulary}
-    for label, predicted in control.labels:
-        for value in predicted:
+    for label in control.labels:
+        for value in label.predicted:
             if value in vocabulary:
-                mapping.setdefault(value, label)
-    for label, predicted in control.labels:
-        if predicted:
+                mapping.setdefault(value, label.value)
+    for label in control.labels:
+        if label.predicted:
             continue
-        name = label if label in vocabulary else lower.get(label.lower())
+        name = label.value if label.value in vocabulary else lower.get(label.value.lower())
         if name is not None:
-            mapping.setdefault(name, label)
+            mapping.setdefault(name, label.value)
     return mapping
 
 
@@ -251,20 +308,16 @@ class Backend:
             (f for f in (control.threshold, self.min_confidence, ref.default_confidence) if f is not None), 0.0
         )
         context = PredictContext(control.task, tuple(mapping), floor)
+        boxes = label_map(control.boxes, ref.vocabulary, ref.zero_shot) if control.boxes else {}
+        write = _Regions(control, mapping, boxes)
         order = sorted(items)
         out: dict[int, list[dict[str, Any]]] = {}
         size = max(1, model.spec.batch_size)
         for start in range(0, len(order), size):
             chunk = order[start : start + size]
             for index, labels in zip(chunk, model.predict([items[i] for i in chunk], context), strict=True):
-                item = items[index]
-                out[index] = [
-                    region
-                    for label in labels
-                    if label.label in mapping and (label.confidence is None or label.confidence >= floor)
-                    for region in [_region(control, label, mapping[label.label], item)]
-                    if region is not None
-                ]
+                kept = [x for x in labels if x.label in mapping and (x.confidence is None or x.confidence >= floor)]
+                out[index] = [region for label in kept for region in write(label, items[index])]
         return out
 
 
@@ -286,33 +339,73 @@ def fetch(reference: str, connection: Connection) -> bytes:
         return bytes(response.read())
 
 
-def _region(control: Control, label: Label, name: str, item: ImageItem) -> dict[str, Any] | None:
-    value: dict[str, Any]
-    if isinstance(label, Classification):
-        if control.kind != "choices":
-            return None
-        value = {"choices": [name]}
-    elif isinstance(label, Detection) and control.kind == "rectanglelabels":
-        value = box_value(label.box, name)
-    elif isinstance(label, Detection) and control.kind == "polygonlabels":
-        points = outline(label)
-        if len(points) < 3:
-            return None
-        value = polygon_value(points, name)
-    else:
-        return None
-    region = {
-        "from_name": control.name,
-        "to_name": control.to_name,
-        "type": control.kind,
-        "value": value,
-        "original_width": item.full_width,
-        "original_height": item.full_height,
-        "image_rotation": 0,
-    }
-    if label.confidence is not None:
-        region["score"] = round(float(label.confidence), 4)
-    return region
+@dataclass(frozen=True)
+class _Regions:
+    """A model's label as the regions of one control (a keypoint control: its points, and their box)."""
+
+    control: Control
+    mapping: dict[str, str]  # model class -> the control's label
+    box_mapping: dict[str, str]  # model class -> the label of the boxes' RectangleLabels control
+
+    def __call__(self, label: Label, item: ImageItem) -> list[dict[str, Any]]:
+        name, kind = self.mapping[label.label], self.control.kind
+        if isinstance(label, Classification):
+            return [self._region(kind, {"choices": [name]}, label, item)] if kind == "choices" else []
+        if kind == "rectanglelabels":
+            return [self._region(kind, box_value(label.box, name), label, item)]
+        if kind == "brushlabels" and label.mask is not None:
+            mask = full_image_mask(label, item.full_width, item.full_height)
+            return [self._region(kind, brush_value(mask, name), label, item)] if mask.any() else []
+        if kind == "polygonlabels":
+            points = outline(label)
+            return [self._region(kind, polygon_value(points, name), label, item)] if len(points) >= 3 else []
+        if kind == "keypointlabels" and label.keypoints is not None:
+            return self._keypoints(label, item)
+        return []
+
+    def _keypoints(self, label: Detection, item: ImageItem) -> list[dict[str, Any]]:
+        keypoints = label.keypoints
+        assert keypoints is not None
+        box = self.control.boxes
+        regions = []
+        if box is not None:
+            value = box_value(label.box, self.box_mapping.get(label.label, label.label))
+            regions.append(self._region("rectanglelabels", value, label, item, control=box) | {"id": label.id})
+        lower = {name.lower(): i for i, name in enumerate(keypoints.names)}
+        for point in self.control.labels:
+            if point.predicted and label.label not in point.predicted:
+                continue
+            index = point.index if point.index is not None else lower.get(point.value.lower())
+            if index is None or not 0 <= index < len(keypoints.points):
+                continue
+            score = keypoints.visibility[index] if keypoints.visibility else label.confidence
+            if score is not None and score < self.control.point_threshold:
+                continue
+            x, y = keypoints.points[index]
+            value = {"x": percent(x), "y": percent(y), "width": self.control.point_size}
+            value["keypointlabels"] = [point.value]
+            region = self._region("keypointlabels", value, label, item) | {"id": f"{label.id}-{index}"}
+            if score is not None:
+                region["score"] = round(float(score), 4)
+            regions.append(region | ({"parentID": label.id} if box is not None else {}))
+        return regions
+
+    def _region(
+        self, kind: str, value: dict[str, Any], label: Label, item: ImageItem, control: Control | None = None
+    ) -> dict[str, Any]:
+        control = control or self.control
+        region = {
+            "from_name": control.name,
+            "to_name": control.to_name,
+            "type": kind,
+            "value": value,
+            "original_width": item.full_width,
+            "original_height": item.full_height,
+            "image_rotation": 0,
+        }
+        if label.confidence is not None:
+            region["score"] = round(float(label.confidence), 4)
+        return region
 
 
 def _prediction(regions: list[dict[str, Any]], version: str) -> dict[str, Any]:
