@@ -305,8 +305,8 @@ def import_label_studio(
     """A Label Studio project's JSON export: each task's image (under ``images_dir`` where
     ``label_studio.image_candidates`` says, else anywhere below it by its unique file name) with the boxes,
     polygons, brushes (masks), keypoints and choices of its chosen annotation, who made them and when as label
-    attributes. Regions of other types (ellipses, text...) are counted in ``skipped``. A task whose image cannot be found is an error
-    naming it: nothing is imported."""
+    attributes. Regions of other types (ellipses, text...) are counted in ``skipped``. A task whose image cannot
+    be found is an error naming it: nothing is imported."""
     root = Path(images_dir).expanduser().resolve()
     if not root.is_dir():
         raise DatasetImportError(f"images folder not found: {root}")
