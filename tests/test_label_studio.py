@@ -371,3 +371,139 @@ def test_label_studio_stores_brushes_keypoints_and_a_second_models_predictions(l
             assert any(p["value"]["x"] == round(x * 100, 4) and p["value"]["y"] == round(y * 100, 4) for p in points)
         corners += len(points)
     assert brushes and corners and len(stored) == 4
+
+
+def _tasks(label_studio: LabelStudio, project: int) -> list[dict[str, Any]]:
+    stored = label_studio.call("GET", f"/api/tasks?project={project}&page_size=1000")
+    return stored["tasks"] if isinstance(stored, dict) else stored
+
+
+def _predictions(label_studio: LabelStudio, task: int) -> list[dict[str, Any]]:
+    return list(label_studio.call("GET", f"/api/predictions?task={task}"))
+
+
+def test_push_sends_a_field_as_predictions_in_the_projects_controls_and_resumes_exactly(
+    label_studio: LabelStudio, home: Path
+):
+    """A field pushed to a project whose controls have their own names, in chunks; pushed again, nothing is
+    doubled; after a crash between sending a chunk and noting it, the chunk Label Studio took is not sent again
+    and the one it never got is sent."""
+    from verilabel.cli import main
+    from verilabel.datasets import service as ds
+    from verilabel.formats.label_studio import Layout, to_results
+    from verilabel.integrations import label_studio_sync as sync
+    from verilabel.integrations.label_studio_api import LabelStudioClient
+
+    store = Store.open()
+    ids = seeded(store, label_studio.media / "pushed")  # four images, three with labels
+    config = """<View><Image name="photo" value="$img"/>
+      <RectangleLabels name="boxes" toName="photo"><Label value="car"/><Label value="dog"/></RectangleLabels>
+      <PolygonLabels name="outlines" toName="photo"><Label value="car"/><Label value="dog"/></PolygonLabels>
+    </View>"""
+    project = label_studio.call("POST", "/api/projects", {"title": "pushed", "label_config": config})["id"]
+    paths = {s.id: Path(s.path) for s in ds.samples(store, "src")}
+    references = {i: f"/data/local-files/?d={p.relative_to(label_studio.media)}" for i, p in paths.items()}
+    label_studio.call("POST", f"/api/projects/{project}/import", [{"data": {"img": r}} for r in references.values()])
+    by_reference = {t["data"]["img"]: t["id"] for t in _tasks(label_studio, project)}
+    task_of = {sample: by_reference[reference] for sample, reference in references.items()}
+
+    args = ["labelstudio", "push", "src", "--field", "gt", "--url", label_studio.url, "--token", TOKEN]
+    assert main([*args, "--project", str(project), "--chunk", "2", "--json"]) == 0
+    version = "verilabel:src/gt"
+    layout = Layout({"rectanglelabels": "boxes", "polygonlabels": "outlines"}, "photo", "img")
+
+    for sample_id, task in task_of.items():
+        stored = _predictions(label_studio, task)
+        labels = ds.labels_of(store, "src", "gt", sample_id)
+        if not labels:
+            assert stored == []
+            continue
+        (prediction,) = stored
+        assert prediction["model_version"] == version
+        expected = to_results(labels, 160, 120, layout)
+        assert [(r["from_name"], r["to_name"], r["type"]) for r in prediction["result"]] == [
+            (r["from_name"], r["to_name"], r["type"]) for r in expected
+        ]
+        assert [r["value"] for r in prediction["result"]] == [r["value"] for r in expected]
+
+    client = LabelStudioClient(label_studio.url, TOKEN)
+    again = sync.push(store, client, project, *sync.push_source(store, dataset="src", field_name="gt"))
+    assert (again.predictions, again.already) == (0, 3)  # resumed: nothing doubled
+
+    # a crash: the journal notes chunks sent, then a chunk being sent, never noted as sent. Label Studio took
+    # part of it (``taken``) and not the rest (``lost``: its prediction deleted, as if the request never came).
+    labelled = [task_of[i] for i in ids if ds.labels_of(store, "src", "gt", i)]
+    taken, lost = labelled[-1], labelled[0]
+    for prediction in _predictions(label_studio, lost):
+        label_studio.call("DELETE", f"/api/predictions/{prediction['id']}")
+    others = sorted(set(labelled) - {taken, lost})
+    journal = Path(again.journal)
+    journal.write_text(json.dumps({"sent": others}) + "\n" + json.dumps({"sending": [lost, taken]}) + "\n")
+    resumed = sync.push(store, client, project, *sync.push_source(store, dataset="src", field_name="gt"))
+    assert resumed.predictions == 1
+    for task in task_of.values():
+        assert len(_predictions(label_studio, task)) <= 1  # never doubled
+    assert len(_predictions(label_studio, lost)) == 1  # never lost
+
+
+def test_a_run_under_review_goes_out_and_peoples_corrections_come_back(
+    label_studio: LabelStudio, home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """`labelstudio push RUN` sends every label of a run under review; annotators correct a task in Label
+    Studio; `labelstudio pull` brings the annotations into a new field of the dataset, with who and when."""
+    from tests.review_helpers import synthetic_run
+    from verilabel.cli import main
+    from verilabel.datasets import service as ds
+    from verilabel.formats.label_studio import label_config
+
+    store = Store.open()
+    run = synthetic_run(store, tmp_path, [(0, "red", 0.9), (0, "blue", 0.4), (2, "red", 0.7)], samples=3)
+    config = label_config(["red", "blue"], {"rectanglelabels"})
+    project = label_studio.call("POST", "/api/projects", {"title": "reviewed", "label_config": config})["id"]
+    images = [f"/data/local-files/?d=run/s{i}.png" for i in range(3)] + ["/data/local-files/?d=elsewhere/x.png"]
+    label_studio.call("POST", f"/api/projects/{project}/import", [{"data": {"image": r}} for r in images])
+    task_of = {t["data"]["image"]: t["id"] for t in _tasks(label_studio, project)}
+
+    connection = ["--url", label_studio.url, "--token", TOKEN, "--project", str(project)]
+    assert main(["labelstudio", "push", run, *connection]) == 0
+    assert "2 predictions created (3 regions)" in " ".join(capsys.readouterr().out.split())
+    (first,) = _predictions(label_studio, task_of[images[0]])
+    assert sorted((r["value"]["rectanglelabels"][0], r["score"]) for r in first["result"]) == [
+        ("blue", 0.4),
+        ("red", 0.9),
+    ]
+    assert _predictions(label_studio, task_of[images[1]]) == []  # no labels: no prediction
+
+    def annotate(reference: str, name: str, x: float) -> None:
+        value = {"x": x, "y": 10.0, "width": 20.0, "height": 30.0, "rotation": 0, "rectanglelabels": [name]}
+        region = {"from_name": "label", "to_name": "image", "type": "rectanglelabels", "value": value,
+                  "original_width": 100, "original_height": 100}  # fmt: skip
+        label_studio.call("POST", f"/api/tasks/{task_of[reference]}/annotations", {"result": [region]})
+
+    annotate(images[0], "red", 5.0)  # corrected: the blue one was wrong
+    annotate(images[2], "blue", 50.0)
+    annotate(images[3], "red", 1.0)  # a task whose image is not in the dataset
+    assert main(["labelstudio", "pull", "d", "--field", "corrected", *connection]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "2 labels pulled into field corrected" in out and "1 annotated task match no sample" in out
+    by_name = {Path(s.path).name: s.id for s in ds.samples(store, "d")}
+    (red,) = ds.labels_of(store, "d", "corrected", by_name["s0.png"])
+    assert red.label == "red" and (red.box.x, red.box.w) == pytest.approx((0.05, 0.20))
+    assert red.attributes["annotator"] == "1" and red.attributes["label_studio_task"] == task_of[images[0]]
+    assert [label.label for label in ds.labels_of(store, "d", "corrected", by_name["s2.png"])] == ["blue"]
+    assert main(["labelstudio", "pull", "d", "--field", "corrected", *connection]) == 1  # a field is never overwritten
+    assert "already has a label field 'corrected'" in capsys.readouterr().err
+
+
+def test_push_and_pull_say_what_to_fix(label_studio: LabelStudio, home: Path, capsys: pytest.CaptureFixture[str]):
+    from verilabel.cli import main
+
+    seeded(Store.open(), label_studio.media / "errors")
+    push = ["labelstudio", "push", "src", "--field", "gt", "--url", label_studio.url]
+    assert main([*push, "--token", "wrong", "--project", "1"]) == 2  # an invalid option
+    assert "Label Studio refused the token (401)" in capsys.readouterr().err
+    assert main([*push, "--token", TOKEN, "--project", "987654"]) == 2
+    assert "Label Studio has no project 987654" in capsys.readouterr().err
+    assert main(["labelstudio", "pull", "src", "--field", "x", "--url", label_studio.url, "--token", TOKEN,
+                 "--project", "987654"]) == 2  # fmt: skip
+    assert "Label Studio has no project 987654" in capsys.readouterr().err

@@ -261,3 +261,16 @@ def test_the_cli_serves_the_backend_and_refuses_an_unknown_model(tmp_path: Path)
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_push_to_an_unreachable_label_studio_names_the_address(tmp_path: Path, capsys):
+    from verilabel.cli import main
+
+    with __import__("socket").socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    args = ["labelstudio", "pull", "d", "--field", "f", "--url", f"http://127.0.0.1:{port}", "--token", "t"]
+    assert main([*args, "--project", "1"]) == 1
+    assert f"cannot reach Label Studio at http://127.0.0.1:{port}" in capsys.readouterr().err
+    assert main([*args[:5], "--url", "localhost:8080", "--token", "t", "--project", "1"]) == 2
+    assert "is not Label Studio's address: pass it as http(s)://HOST:PORT" in capsys.readouterr().err

@@ -29,7 +29,7 @@ from verilabel.formats import coco, label_studio, voc, yolo
 from verilabel.labels import Detection, Label
 from verilabel.store import Store
 from verilabel.store.convert import row_label
-from verilabel.store.schema import LabelFieldRow, LabelRow, RunRow, SampleRow, SampleTagRow
+from verilabel.store.schema import DatasetRow, LabelFieldRow, LabelRow, RunLabelRow, RunRow, SampleRow, SampleTagRow
 
 _PAGE = 1000
 
@@ -72,6 +72,7 @@ class ExportSource:
     field_id: int
     view: View
     classes: list[str]
+    run_id: str | None = None  # the labels of this run under review (all of them), instead of the field's
 
     def _pages(self) -> Iterator[list[int]]:
         """The view's sample ids, a page at a time (keyset pagination: each page is one indexed query)."""
@@ -104,11 +105,11 @@ class ExportSource:
             with self.store.read() as session:
                 rows = session.scalars(select(SampleRow).where(SampleRow.id.in_(page)).order_by(SampleRow.id))
                 by_sample: dict[int, list[Label]] = {}
-                for row in session.scalars(
-                    select(LabelRow)
-                    .where(LabelRow.field_id == self.field_id, LabelRow.sample_id.in_(page))
-                    .order_by(LabelRow.id)
-                ):
+                table: Any = RunLabelRow if self.run_id is not None else LabelRow
+                owner = (
+                    RunLabelRow.run_id == self.run_id if self.run_id is not None else LabelRow.field_id == self.field_id
+                )
+                for row in session.scalars(select(table).where(owner, table.sample_id.in_(page)).order_by(table.id)):
                     by_sample.setdefault(row.sample_id, []).append(row_label(row))
                 tags: dict[int, list[str]] = {}
                 for sample_id, tag in session.execute(
@@ -122,7 +123,8 @@ class ExportSource:
             yield from items
 
 
-def _source(store: Store, dataset: str, field: str, view: View | None) -> ExportSource:
+def field_source(store: Store, dataset: str, field: str, view: View | None = None) -> ExportSource:
+    """The labels of a dataset's field (a field whose run is still under review is refused, with the fix)."""
     with store.read() as session:
         dataset_id = dataset_row(session, dataset).id
         field_row = find_field(session, dataset_id, field)
@@ -133,6 +135,25 @@ def _source(store: Store, dataset: str, field: str, view: View | None) -> Export
             set(session.scalars(select(LabelRow.label).where(LabelRow.field_id == field_row.id).distinct()))
         )
         return ExportSource(store, dataset_id, field_row.id, view or View(), classes)
+
+
+def run_source(store: Store, run: str) -> ExportSource:
+    """The labels of a run (by id, name or field, as ``DATASET/NAME`` where ambiguous): under review, all of
+    them (review and promoted); approved, its field's."""
+    from verilabel.runs.service import run_row
+
+    with store.read() as session:
+        row = run_row(session, run)
+        dataset = session.get(DatasetRow, row.dataset_id)
+        assert dataset is not None
+        if row.status == "approved":
+            return field_source(store, dataset.name, row.field)
+        if row.status != "in_review":
+            raise ConflictError(f"run {row.name!r} is {row.status}: it has no labels to read until it is in review")
+        field_row = find_field(session, row.dataset_id, row.field)
+        assert field_row is not None  # a run reserves its field when it is created
+        classes = sorted(set(session.scalars(select(RunLabelRow.label).where(RunLabelRow.run_id == row.id).distinct())))
+        return ExportSource(store, row.dataset_id, field_row.id, View(), classes, run_id=row.id)
 
 
 def _check_approved(session: Session, field: LabelFieldRow) -> None:
@@ -169,7 +190,7 @@ def export_field(
         raise ConfigError("format", f"{fmt!r}: choose one of {', '.join(EXPORTERS)}")
     if with_scores and fmt != "yolo":
         raise ConfigError("with_scores", f"--with-scores is for YOLO exports; {fmt} exports keep scores anyway")
-    source = _source(store, dataset, field, view)
+    source = field_source(store, dataset, field, view)
     out_dir = Path(out).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     return exporter(source, out_dir, ExportOptions(with_scores=with_scores))

@@ -25,6 +25,7 @@ from verilabel.store.db import lock_row
 from verilabel.store.schema import DatasetRow, LabelFieldRow, LabelRow, RunRow, SampleRow, SampleTagRow
 
 if TYPE_CHECKING:  # labels and formats bring numpy: the read commands of the CLI do without them
+    from verilabel.formats.label_studio import ExportedTask
     from verilabel.labels import Label
 
     ImportItem = tuple[Path, int | None, int | None, Sequence[Label], Sequence[str]]  # path, size, labels, tags
@@ -85,9 +86,10 @@ class ImportSummary:
     labels: int = 0
     unreadable: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # regions of a kind the format import does not take
+    unmatched: list[str] = field(default_factory=list)  # labelled items that match no sample of the dataset
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "dataset": self.dataset,
             "added": self.added,
             "already_present": self.already_present,
@@ -95,6 +97,7 @@ class ImportSummary:
             "unreadable": self.unreadable,
             "skipped": self.skipped,
         }
+        return out | ({"unmatched": self.unmatched} if self.unmatched else {})
 
 
 def dataset_row(session: Session, name: str, *, lock: bool = False) -> DatasetRow:
@@ -349,6 +352,41 @@ def import_label_studio(
     summary = _import_labelled(store, name, field_name, items, create=create)
     summary.unreadable += unreadable
     summary.skipped = skipped
+    return summary
+
+
+def import_label_studio_tasks(store: Store, name: str, field_name: str, tasks: Sequence[ExportedTask]) -> ImportSummary:
+    """The labels of a Label Studio project's tasks (its JSON export, read by ``label_studio.read_export``) into a
+    new field of an existing dataset, each task matched to its sample by its image reference
+    (``label_studio.SampleMatcher``). Tasks that match no sample are listed in ``unmatched``; nothing is added
+    to the dataset but labels."""
+    from verilabel.formats import label_studio
+
+    with store.read() as session:
+        dataset_id = dataset_row(session, name).id
+        rows = session.execute(
+            select(SampleRow.id, SampleRow.path, SampleRow.width, SampleRow.height).where(
+                SampleRow.dataset_id == dataset_id
+            )
+        ).all()
+    matcher = label_studio.SampleMatcher({row.id: row.path for row in rows})
+    samples = {row.id: row for row in rows}
+    items: list[ImportItem] = []
+    unmatched: list[str] = []
+    skipped: dict[str, int] = {}
+    for task in tasks:
+        for kind, count in task.skipped.items():
+            skipped[kind] = skipped.get(kind, 0) + count
+        if not task.labels:
+            continue
+        sample = matcher.match(task.image)
+        if sample is None:
+            unmatched.append(task.image)
+            continue
+        row = samples[sample]
+        items.append((Path(row.path), row.width, row.height, task.labels, ()))
+    summary = _import_labelled(store, name, field_name, items)
+    summary.skipped, summary.unmatched = skipped, unmatched
     return summary
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from verilabel.errors import DatasetImportError
 from verilabel.formats import label_studio_rle
-from verilabel.formats.shapes import box_around, mask_in_box, outline
+from verilabel.formats.shapes import box_around, full_image_mask, mask_in_box, outline
 from verilabel.labels import Box, Classification, Detection, Keypoints, Label, Polygon
 
 IMAGE = "image"
@@ -36,11 +36,45 @@ CONTROLS = {
 }
 
 
-def _region(kind: str, value: dict[str, Any], label: Label, width: int, height: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Layout:
+    """Where a task's regions go in a project: the control (``from_name``) of each result type its labeling config
+    declares, the ``<Image>`` they target (``to_name``), and the task data field holding the image."""
+
+    controls: dict[str, str]  # result type -> control name
+    image: str = IMAGE
+    data_key: str = IMAGE
+
+
+DEFAULT_LAYOUT = Layout({kind: name for kind, (name, _, _) in CONTROLS.items()})
+
+
+def layout_of(config: str) -> Layout:
+    """The layout of a project's labeling config: its first ``<Image>`` and, per result type, the first control
+    targeting it."""
+    try:
+        root = ET.fromstring(config)
+    except ET.ParseError as exc:
+        raise DatasetImportError(f"the project's labeling config is not XML: {exc}") from None
+    image = next((tag for tag in root.iter() if tag.tag == "Image" and tag.get("name")), None)
+    if image is None:
+        raise DatasetImportError("the project's labeling config has no <Image>: verilabel's labels are image regions")
+    tags = {"RectangleLabels": "rectanglelabels", "PolygonLabels": "polygonlabels", "BrushLabels": "brushlabels"}
+    tags |= {"Choices": "choices", "KeyPointLabels": "keypointlabels"}
+    controls: dict[str, str] = {}
+    for tag in root.iter():
+        if tag.tag in tags and tag.get("toName") == image.get("name") and tag.get("name"):
+            controls.setdefault(tags[tag.tag], str(tag.get("name")))
+    return Layout(controls, str(image.get("name")), (image.get("value") or "").lstrip("$") or IMAGE)
+
+
+def _region(
+    kind: str, value: dict[str, Any], label: Label, width: int, height: int, layout: Layout = DEFAULT_LAYOUT
+) -> dict[str, Any]:
     region: dict[str, Any] = {
         "id": label.id,
-        "from_name": CONTROLS[kind][0],
-        "to_name": IMAGE,
+        "from_name": layout.controls[kind],
+        "to_name": layout.image,
         "type": kind,
         "value": value,
         "original_width": width,
@@ -74,25 +108,35 @@ def polygon_value(points: list[tuple[float, float]], name: str) -> dict[str, Any
     return {"points": [[percent(x), percent(y)] for x, y in points], "closed": True, "polygonlabels": [name]}
 
 
-def to_results(labels: list[Label], width: int, height: int) -> list[dict[str, Any]]:
-    """The ``result`` list of one task's prediction or annotation. A detection's keypoints follow its box, each a
-    ``keypointlabels`` region named after the point, with the box as its ``parentID``."""
+def to_results(labels: list[Label], width: int, height: int, layout: Layout = DEFAULT_LAYOUT) -> list[dict[str, Any]]:
+    """The ``result`` list of one task's prediction or annotation, in the controls ``layout`` has: a detection
+    with a shape as a polygon (else its mask as a brush), else as a box; a classification as a choice; a
+    detection's keypoints after it, each a ``keypointlabels`` region named after the point, with the detection's
+    region as its ``parentID``. Labels the layout has no control for are left out."""
     results = []
     for label in labels:
         if isinstance(label, Classification):
-            results.append(_region("choices", {"choices": [label.label]}, label, width, height))
+            if "choices" in layout.controls:
+                results.append(_region("choices", {"choices": [label.label]}, label, width, height, layout))
             continue
         assert isinstance(label, Detection)
-        points = outline(label)
+        points = outline(label) if "polygonlabels" in layout.controls else []
         if len(points) >= 3:
-            results.append(_region("polygonlabels", polygon_value(points, label.label), label, width, height))
+            value = polygon_value(points, label.label)
+            results.append(_region("polygonlabels", value, label, width, height, layout))
+        elif label.mask is not None and "brushlabels" in layout.controls:
+            value = label_studio_rle.brush_value(full_image_mask(label, width, height), label.label)
+            results.append(_region("brushlabels", value, label, width, height, layout))
+        elif "rectanglelabels" in layout.controls:
+            results.append(_region("rectanglelabels", box_value(label.box, label.label), label, width, height, layout))
         else:
-            results.append(_region("rectanglelabels", box_value(label.box, label.label), label, width, height))
-        results += _keypoint_regions(label, width, height)
+            continue
+        if "keypointlabels" in layout.controls:
+            results += _keypoint_regions(label, width, height, layout)
     return results
 
 
-def _keypoint_regions(detection: Detection, width: int, height: int) -> list[dict[str, Any]]:
+def _keypoint_regions(detection: Detection, width: int, height: int, layout: Layout) -> list[dict[str, Any]]:
     keypoints = detection.keypoints
     if keypoints is None:
         return []
@@ -100,7 +144,7 @@ def _keypoint_regions(detection: Detection, width: int, height: int) -> list[dic
     for index, (x, y) in enumerate(keypoints.points):
         name = keypoints.names[index] if keypoints.names else str(index)
         value = {"x": percent(x), "y": percent(y), "width": 1.0, "keypointlabels": [name]}
-        region = _region("keypointlabels", value, detection, width, height)
+        region = _region("keypointlabels", value, detection, width, height, layout)
         region |= {"id": f"{detection.id}-{index}", "parentID": detection.id}
         if keypoints.visibility:
             region["score"] = keypoints.visibility[index]
@@ -307,19 +351,55 @@ def _rectangle(name: str, value: dict[str, Any], result: dict[str, Any], attribu
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")  # Label Studio prefixes uploaded files with 8 hex digits
 
 
-def image_candidates(reference: str, images: Path) -> list[Path]:
-    """Where the file of a task's image reference may be under ``images``, most likely first: local-files
-    references (``/data/local-files/?d=REL``) relative to it (pass Label Studio's LOCAL_FILES_DOCUMENT_ROOT);
-    uploads (``/data/upload/N/abcd1234-name.png``) by their stored name, then their original one; URLs by their
-    file name; a plain path as it is, then by its name."""
+def reference_parts(reference: str) -> tuple[str | None, list[str]]:
+    """What a task's image reference says of its file: its path below Label Studio's document root (local files
+    ``/data/local-files/?d=REL``), and the file names it may have, most likely first (an upload
+    ``/data/upload/N/abcd1234-name.png`` by its stored name, then its original one; a URL or path by its name)."""
     parsed = urllib.parse.urlparse(reference)
     if parsed.path.endswith("/data/local-files/") or parsed.path == "/data/local-files":
         relative = urllib.parse.parse_qs(parsed.query).get("d", [""])[0]
-        return [images / relative, images / Path(relative).name]
+        return relative, [Path(relative).name]
     name = Path(urllib.parse.unquote(parsed.path)).name
-    found = [images / name]
-    if "/data/upload/" in parsed.path:
-        found.append(images / _UPLOAD_PREFIX.sub("", name))
+    names = [name]
+    if "/data/upload/" in parsed.path and _UPLOAD_PREFIX.match(name):
+        names.append(_UPLOAD_PREFIX.sub("", name))
+    return None, names
+
+
+def image_candidates(reference: str, images: Path) -> list[Path]:
+    """Where the file of a task's image reference may be under ``images``, most likely first: local-files
+    references relative to it (pass Label Studio's LOCAL_FILES_DOCUMENT_ROOT), then by name; uploads and URLs by
+    their file names; a plain path as it is, then by its name."""
+    relative, names = reference_parts(reference)
+    if relative is not None:
+        return [images / relative, images / names[0]]
+    found = [images / name for name in names]
+    parsed = urllib.parse.urlparse(reference)
     if not parsed.scheme and not parsed.netloc:
         found.insert(0, Path(reference).expanduser())
     return found
+
+
+class SampleMatcher:
+    """Finds the sample a task's image reference stands for, among a dataset's samples: by path (a plain path),
+    then by file name, where a local-files reference's relative path or a unique name settles it."""
+
+    def __init__(self, paths: dict[int, str]) -> None:
+        self.paths = paths
+        self.by_path = {path: sample for sample, path in paths.items()}
+        self.by_name: dict[str, list[int]] = {}
+        for sample, path in paths.items():
+            self.by_name.setdefault(Path(path).name, []).append(sample)
+
+    def match(self, reference: str) -> int | None:
+        if reference in self.by_path:
+            return self.by_path[reference]
+        relative, names = reference_parts(reference)
+        for name in names:
+            found = self.by_name.get(name, [])
+            if relative is not None and len(found) > 1:
+                suffix = "/" + relative.lstrip("/")
+                found = [s for s in found if self.paths[s].replace("\\", "/").endswith(suffix)]
+            if len(found) == 1:
+                return found[0]
+        return None
