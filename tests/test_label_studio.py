@@ -1,4 +1,5 @@
-"""The Label Studio export against a real Label Studio server (PyPI, its own virtualenv, offline on loopback).
+"""verilabel against a real Label Studio server (PyPI, its own virtualenv, offline on loopback): the export and
+import, the ML backend, bulk push and pull, and its own brush encoding.
 
 Skipped unless ``VERILABEL_TEST_LABEL_STUDIO`` names a ``label-studio`` executable (``.ci/run`` installs one).
 """
@@ -7,112 +8,31 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.error import HTTPError, URLError
 
 import pytest
 
+from tests.support.label_studio_server import TOKEN, LabelStudio, label_studio_server
 from tests.test_export import seeded
 from verilabel.datasets.export import export_field
 from verilabel.store import Store
 
 pytestmark = pytest.mark.slow
 EXECUTABLE = os.environ.get("VERILABEL_TEST_LABEL_STUDIO")
-TOKEN = "verilabel-test-token"
-
-
-@dataclass
-class LabelStudio:
-    url: str
-    media: Path  # its LOCAL_FILES_DOCUMENT_ROOT
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        request = urllib.request.Request(
-            self.url + path,
-            data=None if body is None else json.dumps(body).encode(),
-            method=method,
-            headers={"Authorization": f"Token {TOKEN}", "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                payload = response.read()
-        except HTTPError as exc:
-            raise AssertionError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from None
-        content_type = response.headers.get("Content-Type", "")
-        return json.loads(payload or b"null") if "json" in content_type else payload
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
     if not EXECUTABLE:
         pytest.skip("set VERILABEL_TEST_LABEL_STUDIO to a label-studio executable (see .ci/run)")
-    base = tmp_path_factory.mktemp("label-studio")
-    media = base / "media"
-    media.mkdir()
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "HOME": str(base / "home"),
-        "LABEL_STUDIO_BASE_DATA_DIR": str(base / "data"),
-        "LABEL_STUDIO_USERNAME": "admin@example.com",
-        "LABEL_STUDIO_PASSWORD": "verilabel-test-password",
-        "LABEL_STUDIO_USER_TOKEN": TOKEN,
-        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-        "SENTRY_DSN": "",
-        "FRONTEND_SENTRY_DSN": "",
-        "COLLECT_ANALYTICS": "false",
-        "LATEST_VERSION_CHECK": "false",
-        "LOCAL_FILES_SERVING_ENABLED": "true",
-        "LOCAL_FILES_DOCUMENT_ROOT": str(media),
-        # the ML backend under test listens on 127.0.0.1, which Label Studio refuses to call by default
-        "SSRF_PROTECTION_ENABLED": "false",
-        "ML_BLOCK_LOCAL_IP": "false",
-    }
-    env.pop("PYTHONPATH", None)  # its virtualenv, not ours
-    log = base / "label-studio.log"
-    command = [EXECUTABLE, "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port)]
-    command += ["--host", url, "--data-dir", str(base / "data")]
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            command,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     try:
-        deadline = time.monotonic() + 300  # first start: its migrations take about a minute on 2 cores
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=5):
-                    break
-            except (URLError, OSError):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"Label Studio did not start:\n{log.read_text(errors='replace')[-3000:]}")
-                time.sleep(2)
-        yield LabelStudio(url, media)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        with label_studio_server(EXECUTABLE, tmp_path_factory.mktemp("label-studio")) as server:
+            yield server
+    except RuntimeError as exc:  # it did not start: its log says why
+        pytest.fail(str(exc))
 
 
 def test_exported_tasks_import_into_label_studio_with_their_predictions_and_images(

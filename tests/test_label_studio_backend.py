@@ -70,7 +70,7 @@ def media(tmp_path: Path) -> Iterator[tuple[str, list[Path]]]:
 def client() -> Any:
     from fastapi.testclient import TestClient
 
-    backend = Backend(DETECTOR)
+    backend = Backend(DETECTOR, allowed=(SEGMENTER, POSE))
     with TestClient(create_app(backend)) as test_client:
         test_client.backend = backend
         yield test_client
@@ -223,6 +223,12 @@ def test_a_control_the_model_cannot_serve_is_refused_with_the_reason(client, med
     answer = client.post("/predict", json=body)
     assert answer.status_code == 422
     assert answer.json() == {"error": f"model: {DETECTOR!r} does classification, detection, not segmentation"}
+    foreign = config.replace(DETECTOR, "python:os:getcwd")  # code the backend's operator did not list
+    refused = client.post("/predict", json={**body, "label_config": foreign})
+    assert (
+        refused.status_code == 422
+        and "your own model must be the backend's --model or listed with --allow-model" in (refused.json()["error"])
+    )
     broken = client.post("/predict", json={**body, "label_config": "<View"})
     assert broken.status_code == 422 and broken.json()["error"].startswith(
         "label_config: the labeling config is not XML"

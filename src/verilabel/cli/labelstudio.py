@@ -32,6 +32,9 @@ def backend(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     runtime: str = typer.Option("auto", "--runtime", help="auto, torch or onnx (see `run create --help`)."),
     model_option: list[str] = typer.Option([], "--model-option", help="KEY=VALUE passed to the model; repeatable."),
+    allow_model: list[str] = typer.Option(
+        [], "--allow-model", help="A python:pkg.mod:factory model a control's model= may name; repeatable."
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (Label Studio must reach it)."),
     port: int = typer.Option(9090, "--port", help="Port to listen on."),
 ) -> None:
@@ -49,6 +52,7 @@ def backend(
         min_confidence=min_confidence,
         options=_model_options(model_option),
         runtime=runtime,
+        allowed=allow_model,
     )
     typer.echo(
         f"Label Studio ML backend for {model} at http://{host}:{port} (connect it in the project's Settings > Model)"

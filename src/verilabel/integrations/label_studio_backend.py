@@ -15,7 +15,9 @@ labeling config that targets an image, the backend runs a model:
   maps those model classes to it, otherwise the model class of the same name, then of the same name in another
   case. A zero-shot model is prompted with those values (or the label names).
 - On the control: ``model_score_threshold`` (the confidence floor), ``model_skip="true"``, and ``model="NAME"``
-  (a catalogue name or ``python:pkg.mod:factory``) to run another model than the backend's default for it.
+  (a catalogue name, or a ``python:pkg.mod:factory`` the backend was started with) to run another model than
+  the backend's default for it. Weights come from the command line only: nothing in a labeling config reaches
+  the filesystem or imports code.
 - Models are loaded once and kept (per model and classes); a task's image is fetched the way Label Studio serves
   it (relative URLs against the host from ``/setup`` or ``LABEL_STUDIO_URL``, with the access token or
   ``LABEL_STUDIO_API_KEY``); a task whose image cannot be fetched gets an empty result, and the reason is logged.
@@ -204,6 +206,7 @@ class Backend:
         min_confidence: float | None = None,
         options: dict[str, Any] | None = None,
         runtime: str = "auto",
+        allowed: Sequence[str] = (),
     ) -> None:
         from verilabel.models import registry
 
@@ -213,6 +216,8 @@ class Backend:
         self.min_confidence = min_confidence
         self.options = dict(options or {})
         self.runtime = runtime
+        # python: models a control's model= may name: a labeling config never imports code the operator did not list
+        self.allowed = {model, *allowed}
         registry.resolve(model, weights, self.options)  # an unknown model fails now, not on the first request
         self._models: dict[tuple[str, tuple[str, ...]], Model] = {}
         self._lock = threading.Lock()
@@ -299,6 +304,12 @@ class Backend:
         from verilabel.models import registry
 
         name = control.model or self.model
+        if "python:" in name and name not in self.allowed:
+            raise ConfigError(
+                "model",
+                f"control {control.name!r} names {name!r}: a control may name a catalogue model; your own model must "
+                "be the backend's --model or listed with --allow-model",
+            )
         ref = registry.resolve(name, self.weights if name == self.model else None, self.options)
         mapping = label_map(control, ref.vocabulary, ref.zero_shot)
         if not mapping or not items:
