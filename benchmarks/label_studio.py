@@ -215,7 +215,7 @@ def main() -> None:
     push = commands.add_parser("push")
     push.add_argument("--label-studio", required=True, help="the label-studio executable (its own virtualenv)")
     push.add_argument("--predictions", type=int, default=100_000)
-    push.add_argument("--chunk", type=int, default=500)
+    push.add_argument("--chunk", type=int, default=5000)
     args = parser.parse_args()
     if args.command == "predict":
         result = bench_predict(args.tasks, args.rounds)

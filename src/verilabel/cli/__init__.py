@@ -20,6 +20,7 @@ COMMANDS = {
     "users": ("verilabel.cli.serve", "users_app"),
     "cache": ("verilabel.cli.cache", "app"),
     "labelstudio": ("verilabel.cli.labelstudio", "app"),
+    "cvat": ("verilabel.cli.cvat", "app"),
 }
 
 

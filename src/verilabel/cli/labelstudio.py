@@ -70,7 +70,7 @@ def push(
     model_version: str | None = typer.Option(
         None, "--model-version", help="Name of the predictions in Label Studio (default: the model and run)."
     ),
-    chunk: int = typer.Option(500, "--chunk", min=1, help="Predictions per request."),
+    chunk: int = typer.Option(5000, "--chunk", min=1, help="Predictions per request."),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Upload labels as predictions of the project's tasks (matched by image file), in chunks. A run under

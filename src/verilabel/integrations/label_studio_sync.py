@@ -34,7 +34,7 @@ from verilabel.settings import Settings
 from verilabel.store import Store
 from verilabel.store.schema import DatasetRow, SampleRow
 
-CHUNK = 500
+CHUNK = 5000  # Label Studio does work proportional to the project per request: few large ones (docs/performance.md)
 Progress = Callable[[int, int], None]  # (samples done, samples in all)
 
 

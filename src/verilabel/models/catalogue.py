@@ -51,6 +51,7 @@ class CatalogueEntry:
     prompted: bool = False  # needs boxes as prompts: used as DETECTOR+THIS (see verilabel.models.two_stage)
     options: dict[str, Any] = field(default_factory=dict)  # adapter-specific (architecture, input size...)
     onnx: bool = False  # its adapter can hand the network to ONNX Runtime (``verilabel.models.runtimes``)
+    keypoints: str = ""  # the names of its keypoints, in order ("inline:a,b" or "file:NAME"), for keypoint models
 
     @property
     def runtimes(self) -> tuple[str, ...]:
@@ -60,12 +61,12 @@ class CatalogueEntry:
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
-        kind, _, value = self.vocabulary_source.partition(":")
-        if kind == "inline":
-            return tuple(value.split(","))
-        if kind == "file":
-            return tuple(c for c in vocabulary_file(value) if c not in _PLACEHOLDERS)
-        return ()
+        return _names(self.vocabulary_source)
+
+    @property
+    def keypoint_names(self) -> tuple[str, ...]:
+        """The keypoints its detections carry, in order (a CVAT skeleton's points); empty if it has none."""
+        return _names(self.keypoints)
 
     def spec(self, *, batch_size: int, input_size: int | None = None) -> ModelSpec:
         """The spec of a model built from this entry; the adapter knows its batch and input sizes."""
@@ -108,6 +109,15 @@ class CatalogueEntry:
         if vocabulary:
             row["vocabulary"] = list(self.vocabulary)
         return row
+
+
+def _names(source: str) -> tuple[str, ...]:
+    kind, _, value = source.partition(":")
+    if kind == "inline":
+        return tuple(value.split(","))
+    if kind == "file":
+        return tuple(c for c in vocabulary_file(value) if c not in _PLACEHOLDERS)
+    return ()
 
 
 def _entry(data: dict[str, Any], source: str) -> CatalogueEntry:

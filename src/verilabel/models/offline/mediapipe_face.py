@@ -10,14 +10,13 @@ from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext
 from verilabel.models.runtimes import RuntimeChoice
 
-KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion", "left_ear_tragion")
-
 
 class MediapipeFace:
     def __init__(self, entry: CatalogueEntry, min_confidence: float) -> None:
         import mediapipe as mp
 
         self.spec = entry.spec(batch_size=8)
+        self.keypoint_names = entry.keypoint_names
         self.runtime = RuntimeChoice("mediapipe", device="cpu")
         # model_selection=1 is the full-range model (faces up to ~5 m), better for photos than selfies' 0
         self._detector: Any = mp.solutions.face_detection.FaceDetection(
@@ -37,7 +36,7 @@ class MediapipeFace:
                 points = tuple(
                     (min(max(k.x, 0.0), 1.0), min(max(k.y, 0.0), 1.0)) for k in det.location_data.relative_keypoints
                 )
-                keypoints = Keypoints(points, KEYPOINT_NAMES[: len(points)]) if points else None
+                keypoints = Keypoints(points, self.keypoint_names[: len(points)]) if points else None
                 labels.append(Detection("face", box, float(det.score[0]), keypoints=keypoints))
             results.append(labels)
         return results
