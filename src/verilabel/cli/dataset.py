@@ -56,11 +56,15 @@ def create(
     images: Path | None = typer.Option(
         None,
         "--images",
-        help="Image folder of --from-coco or --from-label-studio (for local files: its document root).",
+        help="Image folder of --from-coco, --from-cvat or --from-label-studio (Label Studio's local files: its "
+        "document root).",
     ),
     from_yolo: Path | None = typer.Option(None, "--from-yolo", help="YOLO dataset root (data.yaml, images/, labels/)."),
     from_voc: Path | None = typer.Option(
         None, "--from-voc", help="Pascal VOC root (Annotations/, JPEGImages/), or a folder of XML files beside images."
+    ),
+    from_cvat: Path | None = typer.Option(
+        None, "--from-cvat", help="CVAT for images 1.1 XML (annotations.xml); image names relative to --images."
     ),
     field: str = typer.Option("ground_truth", "--field", help="Label field for the imported labels."),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="Add to the dataset if it already exists."),
@@ -71,13 +75,16 @@ def create(
     from verilabel.errors import ConfigError
     from verilabel.store import Store
 
-    sources = [s for s in (from_dir, from_coco, from_yolo, from_voc, from_label_studio) if s is not None]
+    sources = [s for s in (from_dir, from_coco, from_yolo, from_voc, from_label_studio, from_cvat) if s is not None]
     if len(sources) > 1:
         raise ConfigError(
-            "source", "pass only one of --from-dir, --from-coco, --from-yolo, --from-voc, --from-label-studio"
+            "source",
+            "pass only one of --from-dir, --from-coco, --from-yolo, --from-voc, --from-label-studio, --from-cvat",
         )
     if from_coco is not None and images is None:
         raise ConfigError("images", "--from-coco needs --images DIR (the folder its file_name values are in)")
+    if from_cvat is not None and images is None:
+        raise ConfigError("images", "--from-cvat needs --images DIR (the folder its image names are relative to)")
     if from_label_studio is not None and images is None:
         raise ConfigError("images", "--from-label-studio needs --images DIR (the folder that holds the task images)")
     store = Store.open()
@@ -107,6 +114,9 @@ def create(
     elif from_label_studio is not None:
         assert images is not None
         summary = service.import_label_studio(store, name, from_label_studio, images, field_name=field, create=create)
+    elif from_cvat is not None:
+        assert images is not None
+        summary = service.import_cvat(store, name, from_cvat, images, field_name=field, create=create)
     elif from_yolo is not None:
         summary = _with_progress(
             "probing images",

@@ -48,7 +48,7 @@ def remove(
 def export(
     dataset: str = typer.Argument(...),
     field: str = typer.Option(..., "--field", help="Label field to export."),
-    fmt: str = typer.Option(..., "--format", help="coco, yolo, voc or label-studio."),
+    fmt: str = typer.Option(..., "--format", help="coco, yolo, voc, label-studio or cvat."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
     view: str | None = typer.Option(None, "--view", help="Only samples matching this view expression."),
     with_scores: bool = typer.Option(

@@ -1,5 +1,5 @@
-"""Export a label field (approved or any) of a dataset, or of a view of it, to COCO, YOLO, Pascal VOC or
-Label Studio.
+"""Export a label field (approved or any) of a dataset, or of a view of it, to COCO, YOLO, Pascal VOC, Label
+Studio or CVAT for images 1.1.
 
 Media are never copied: COCO ``file_name`` values are relative to the samples' common folder (recorded as
 ``info.images_root``); a YOLO export links each image into ``images/`` beside its ``labels/`` file, a VOC
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from verilabel.datasets.service import dataset_row, find_field
 from verilabel.datasets.views import View
 from verilabel.errors import ConfigError, ConflictError
-from verilabel.formats import coco, label_studio, voc, yolo
+from verilabel.formats import coco, cvat_xml, label_studio, voc, yolo
 from verilabel.labels import Detection, Label
 from verilabel.store import Store
 from verilabel.store.convert import row_label
@@ -363,10 +363,32 @@ def _export_label_studio(source: ExportSource, out: Path, options: ExportOptions
     return ExportSummary("label-studio", tasks.count, labels_written, str(out / "tasks.json"), next_step)
 
 
+def _export_cvat(source: ExportSource, out: Path, options: ExportOptions) -> ExportSummary:
+    """``annotations.xml`` in CVAT for images 1.1, streamed; image names relative to the samples' common folder
+    (CVAT matches them to a task's files by name)."""
+    root = source.common_folder()
+    counted = {"labels": 0}
+
+    def images() -> Iterator[tuple[str, int, int, list[Label]]]:
+        for sample in source.samples():
+            width, height = _size(sample)
+            counted["labels"] += len(sample.labels)
+            yield os.path.relpath(sample.path, root), width, height, sample.labels
+
+    path = out / "annotations.xml"
+    partial = out / "annotations.xml.part"
+    with partial.open("w") as file:
+        count = cvat_xml.write(file, images(), source.classes, "verilabel export")
+    os.replace(partial, path)
+    next_step = f"in CVAT: a task with the images of {root}, then Actions > Upload annotations > CVAT 1.1: {path}"
+    return ExportSummary("cvat", count, counted["labels"], str(path), next_step)
+
+
 Exporter = Callable[[ExportSource, Path, ExportOptions], ExportSummary]
 EXPORTERS: dict[str, Exporter] = {
     "coco": _export_coco,
     "yolo": _export_yolo,
     "voc": _export_voc,
     "label-studio": _export_label_studio,
+    "cvat": _export_cvat,
 }

@@ -447,6 +447,31 @@ def import_voc(
     return _import_labelled(store, name, field_name, items, create=create)
 
 
+def import_cvat(
+    store: Store,
+    name: str,
+    xml_file: str | Path,
+    images_dir: str | Path,
+    *,
+    field_name: str = "ground_truth",
+    create: bool = False,
+) -> ImportSummary:
+    """A CVAT for images 1.1 XML file: each ``<image>`` (its name relative to ``images_dir``) with its boxes,
+    polygons, masks, points, skeletons and tags; other elements are counted in ``skipped``."""
+    root = Path(images_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise DatasetImportError(f"images folder not found: {root}")
+    from verilabel.formats import cvat_xml
+
+    annotations = cvat_xml.read(Path(xml_file))
+    items: list[ImportItem] = [
+        ((root / image.name).resolve(), image.width, image.height, image.labels, ()) for image in annotations.images
+    ]
+    summary = _import_labelled(store, name, field_name, items, create=create)
+    summary.skipped = annotations.skipped
+    return summary
+
+
 def _info(session: Session, row: DatasetRow) -> DatasetInfo:
     samples = session.scalar(select(func.count()).select_from(SampleRow).where(SampleRow.dataset_id == row.id))
     fields = {}

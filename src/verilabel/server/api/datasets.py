@@ -118,11 +118,13 @@ def export(
     who: Viewer,
     store: StoreDep,
     field: str,
-    format: str = Query("coco", description="coco or label-studio (YOLO and VOC folders link images: use the CLI)"),
+    format: str = Query(
+        "coco", description="coco, label-studio or cvat (YOLO and VOC folders link images: use the CLI)"
+    ),
     view: str | None = None,
 ) -> FileResponse:
-    """A label field as a file to download: COCO JSON, or Label Studio tasks. Written to a temporary folder on the
-    server (never to a path the client names), streamed, then removed."""
+    """A label field as a file to download: COCO JSON, Label Studio tasks or CVAT XML. Written to a temporary
+    folder on the server (never to a path the client names), streamed, then removed."""
     import shutil
     import tempfile
 
@@ -130,9 +132,10 @@ def export(
 
     from verilabel.datasets.export import export_field
 
-    if format not in ("coco", "label-studio"):
+    files = {"coco": "coco.json", "label-studio": "label-studio-tasks.json", "cvat": "cvat-annotations.xml"}
+    if format not in files:
         raise ConfigError(
-            "format", f"{format!r}: the app downloads coco or label-studio; YOLO and VOC come from the CLI"
+            "format", f"{format!r}: the app downloads coco, label-studio or cvat; YOLO and VOC come from the CLI"
         )
     folder = tempfile.mkdtemp(prefix="verilabel-export-")
     try:
@@ -140,10 +143,10 @@ def export(
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    filename = f"{name}-{field}-{'coco.json' if format == 'coco' else 'label-studio-tasks.json'}"
+    filename = f"{name}-{field}-{files[format]}"
     return FileResponse(
         summary.path,
-        media_type="application/json",
+        media_type="application/xml" if format == "cvat" else "application/json",
         filename=filename,
         background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
     )

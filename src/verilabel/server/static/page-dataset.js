@@ -55,6 +55,7 @@ export async function render(main, [name], { me, crumbs }) {
         approved.flatMap(([field]) => [
           h("a", { href: `/api/v1/datasets/${encodeURIComponent(name)}/export?field=${encodeURIComponent(field)}&format=coco`, download: "" }, `${field} (COCO)`),
           h("a", { href: `/api/v1/datasets/${encodeURIComponent(name)}/export?field=${encodeURIComponent(field)}&format=label-studio`, download: "" }, `${field} (Label Studio)`),
+          h("a", { href: `/api/v1/datasets/${encodeURIComponent(name)}/export?field=${encodeURIComponent(field)}&format=cvat`, download: "" }, `${field} (CVAT)`),
         ]),
       )
     : null;
