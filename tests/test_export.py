@@ -221,3 +221,13 @@ def test_export_of_a_view_and_errors(store: Store, tmp_path: Path):
         export_field(store, "src", "nope", "coco", tmp_path / "x")
     with pytest.raises(ConfigError, match="coco, yolo, voc, label-studio"):
         export_field(store, "src", "gt", "pascal", tmp_path / "x")
+
+
+def test_fiftyone_without_the_package_says_how_to_install_it(store: Store, tmp_path: Path):
+    import importlib.util
+
+    if importlib.util.find_spec("fiftyone") is not None:
+        pytest.skip("FiftyOne is installed here: tests/test_fiftyone.py exports for real")
+    seeded(store, tmp_path)
+    with pytest.raises(ConfigError, match=r"FiftyOne is not installed: pip install 'verilabel\[fiftyone\]'"):
+        export_field(store, "src", "gt", "fiftyone", "name")

@@ -66,6 +66,12 @@ def create(
     from_cvat: Path | None = typer.Option(
         None, "--from-cvat", help="CVAT for images 1.1 XML (annotations.xml); image names relative to --images."
     ),
+    from_fiftyone: str | None = typer.Option(
+        None, "--from-fiftyone", help="A FiftyOne dataset's name (needs `pip install 'verilabel[fiftyone]'`)."
+    ),
+    fiftyone_field: str = typer.Option(
+        "ground_truth", "--fiftyone-field", help="The label field of --from-fiftyone to import."
+    ),
     field: str = typer.Option("ground_truth", "--field", help="Label field for the imported labels."),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="Add to the dataset if it already exists."),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
@@ -75,11 +81,16 @@ def create(
     from verilabel.errors import ConfigError
     from verilabel.store import Store
 
-    sources = [s for s in (from_dir, from_coco, from_yolo, from_voc, from_label_studio, from_cvat) if s is not None]
+    sources = [
+        s
+        for s in (from_dir, from_coco, from_yolo, from_voc, from_label_studio, from_cvat, from_fiftyone)
+        if s is not None
+    ]
     if len(sources) > 1:
         raise ConfigError(
             "source",
-            "pass only one of --from-dir, --from-coco, --from-yolo, --from-voc, --from-label-studio, --from-cvat",
+            "pass only one of --from-dir, --from-coco, --from-yolo, --from-voc, --from-label-studio, --from-cvat, "
+            "--from-fiftyone",
         )
     if from_coco is not None and images is None:
         raise ConfigError("images", "--from-coco needs --images DIR (the folder its file_name values are in)")
@@ -114,6 +125,8 @@ def create(
     elif from_label_studio is not None:
         assert images is not None
         summary = service.import_label_studio(store, name, from_label_studio, images, field_name=field, create=create)
+    elif from_fiftyone is not None:
+        summary = service.import_fiftyone(store, name, from_fiftyone, fiftyone_field, field_name=field, create=create)
     elif from_cvat is not None:
         assert images is not None
         summary = service.import_cvat(store, name, from_cvat, images, field_name=field, create=create)

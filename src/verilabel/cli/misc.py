@@ -48,22 +48,25 @@ def remove(
 def export(
     dataset: str = typer.Argument(...),
     field: str = typer.Option(..., "--field", help="Label field to export."),
-    fmt: str = typer.Option(..., "--format", help="coco, yolo, voc, label-studio or cvat."),
-    out: Path = typer.Option(..., "--out", help="Output folder."),
+    fmt: str = typer.Option(..., "--format", help="coco, yolo, voc, label-studio, cvat or fiftyone."),
+    out: Path = typer.Option(..., "--out", help="Output folder (fiftyone: the name of the FiftyOne dataset)."),
     view: str | None = typer.Option(None, "--view", help="Only samples matching this view expression."),
     with_scores: bool = typer.Option(
         False, "--with-scores", help="YOLO: end each label line with its confidence (not trainable as is)."
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="fiftyone: replace a FiftyOne dataset of that name."),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
-    """Export a label field to COCO JSON, a YOLO folder, a Pascal VOC folder or Label Studio tasks (media are
-    never copied)."""
+    """Export a label field to COCO JSON, a YOLO folder, a Pascal VOC folder, Label Studio tasks, CVAT XML or a
+    FiftyOne dataset (media are never copied)."""
     from verilabel.datasets.export import export_field
     from verilabel.datasets.views import parse_view
     from verilabel.store import Store
 
     parsed = parse_view(view) if view else None
-    summary = export_field(Store.open(), dataset, field, fmt, out, view=parsed, with_scores=with_scores)
+    summary = export_field(
+        Store.open(), dataset, field, fmt, out, view=parsed, with_scores=with_scores, overwrite=overwrite
+    )
     if as_json:
         print_json(summary.to_json())
     else:

@@ -182,18 +182,36 @@ def export_field(
     *,
     view: View | None = None,
     with_scores: bool = False,
+    overwrite: bool = False,
 ) -> ExportSummary:
     """Write ``field`` of the dataset (or of a view of it) in format ``fmt`` under ``out``. ``with_scores``: YOLO
-    label lines end with the confidence (prediction format; for training, leave it off)."""
+    label lines end with the confidence (prediction format; for training, leave it off). ``fiftyone``: ``out`` is
+    the name of the FiftyOne dataset to create (see ``export_to_fiftyone``)."""
+    if fmt == "fiftyone":
+        return export_to_fiftyone(store, dataset, field, str(out), view=view, overwrite=overwrite)
     exporter = EXPORTERS.get(fmt)
     if exporter is None:
-        raise ConfigError("format", f"{fmt!r}: choose one of {', '.join(EXPORTERS)}")
+        raise ConfigError("format", f"{fmt!r}: choose one of {', '.join([*EXPORTERS, 'fiftyone'])}")
+    if overwrite:
+        raise ConfigError("overwrite", "--overwrite is for FiftyOne datasets; files of other formats are replaced")
     if with_scores and fmt != "yolo":
         raise ConfigError("with_scores", f"--with-scores is for YOLO exports; {fmt} exports keep scores anyway")
     source = field_source(store, dataset, field, view)
     out_dir = Path(out).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     return exporter(source, out_dir, ExportOptions(with_scores=with_scores))
+
+
+def export_to_fiftyone(
+    store: Store, dataset: str, field: str, name: str, *, view: View | None = None, overwrite: bool = False
+) -> ExportSummary:
+    """``field`` of the dataset (or of a view) as a new persistent FiftyOne dataset ``name`` (in the FiftyOne
+    database of this environment; ``overwrite`` replaces one of that name). See ``verilabel.formats.fiftyone``."""
+    from verilabel.formats import fiftyone
+
+    source = field_source(store, dataset, field, view)
+    images, labels = fiftyone.export(source.samples(), field, name, overwrite=overwrite)
+    return ExportSummary("fiftyone", images, labels, name, f"in Python: fiftyone.load_dataset({name!r})")
 
 
 def _size(sample: ExportItem) -> tuple[int, int]:

@@ -472,6 +472,35 @@ def import_cvat(
     return summary
 
 
+def import_fiftyone(
+    store: Store,
+    name: str,
+    fiftyone_dataset: str,
+    fiftyone_field: str,
+    *,
+    field_name: str = "ground_truth",
+    create: bool = False,
+) -> ImportSummary:
+    """A FiftyOne dataset's samples (their files where they are, their tags) with the labels of one of its fields;
+    see ``verilabel.formats.fiftyone``."""
+    from verilabel.formats import fiftyone
+
+    read = fiftyone.read(fiftyone_dataset, fiftyone_field)
+    items: list[ImportItem] = []
+    for sample in read.samples:
+        path, width, height = Path(sample.path), sample.width, sample.height
+        if width is None or height is None:
+            try:
+                header = probe(path)
+                width, height = header.width, header.height
+            except SampleError:
+                pass  # kept, reported unreadable
+        items.append((path, width, height, sample.labels, tuple(sample.tags)))
+    summary = _import_labelled(store, name, field_name, items, create=create)
+    summary.skipped = read.skipped
+    return summary
+
+
 def _info(session: Session, row: DatasetRow) -> DatasetInfo:
     samples = session.scalar(select(func.count()).select_from(SampleRow).where(SampleRow.dataset_id == row.id))
     fields = {}
