@@ -18,14 +18,12 @@ included) and the pushing process's peak memory above its start. Label Studio st
 from __future__ import annotations
 
 import argparse
-import http.server
 import json
 import os
 import resource
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,29 +38,20 @@ CONFIG = """<View><Image name="image" value="$image"/>
   </RectangleLabels></View>"""
 
 
-def _serve(folder: Path) -> tuple[str, http.server.ThreadingHTTPServer]:
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(folder), **kwargs)
-
-        def do_GET(self) -> None:
-            if self.headers.get("Authorization") != f"Token {TOKEN}":
-                self.send_error(401)
-                return
-            self.path = self.path.removeprefix("/data/upload/1")
-            super().do_GET()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}", server
-
-
 def bench_predict(tasks: int, rounds: int) -> dict[str, Any]:
     from tests.support import random_models_torchvision
+    from tests.support.label_studio_server import media_server
 
+    folder = Path(tempfile.mkdtemp(prefix="vl-ls-bench-"))
+    images = make_jpegs(folder / "images", tasks)
+    model_name, weights = random_models_torchvision.save("detection", folder / "model", "tiny", calibrated=True)
+    with media_server(folder / "images", TOKEN) as base:
+        return _rounds(base, folder, images, model_name, str(weights), tasks, rounds)
+
+
+def _rounds(
+    base: str, folder: Path, images: list[Path], model_name: str, weights: str, tasks: int, rounds: int
+) -> dict[str, Any]:
     from verilabel.datasets.images import decode_sized
     from verilabel.integrations.label_studio_backend import (
         Backend,
@@ -75,10 +64,6 @@ def bench_predict(tasks: int, rounds: int) -> dict[str, Any]:
     from verilabel.models import registry
     from verilabel.models.interface import ImageItem, PredictContext
 
-    folder = Path(tempfile.mkdtemp(prefix="vl-ls-bench-"))
-    images = make_jpegs(folder / "images", tasks)
-    model_name, weights = random_models_torchvision.save("detection", folder / "model", "tiny", calibrated=True)
-    base, server = _serve(folder / "images")
     # a low floor: random weights score low, and the regions' making is part of the work measured
     backend = Backend(model_name, weights=str(weights), device="cpu", min_confidence=0.05)
     backend.setup({"project": "1.1", "schema": CONFIG, "hostname": base, "access_token": TOKEN})
@@ -120,7 +105,6 @@ def bench_predict(tasks: int, rounds: int) -> dict[str, Any]:
             start = time.perf_counter()
             found[name] = work()
             timings[name].append(time.perf_counter() - start)
-    server.shutdown()
     best = {name: min(values) for name, values in timings.items()}
     return {
         "tasks": tasks,

@@ -5,8 +5,6 @@ Studio."""
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support.images import write_blob_images
+from tests.support.label_studio_server import media_server
 from verilabel.datasets.images import decode
 from verilabel.formats import label_studio_rle
 from verilabel.formats.shapes import full_image_mask
@@ -45,25 +44,8 @@ CONFIG = f"""<View>
 def media(tmp_path: Path) -> Iterator[tuple[str, list[Path]]]:
     """Blob images behind an HTTP server that, like Label Studio, answers 401 without ``Token TOKEN``."""
     paths = write_blob_images(tmp_path / "media", 4)
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(tmp_path / "media"), **kwargs)
-
-        def do_GET(self) -> None:
-            if self.path.startswith("/data/upload/") and self.headers.get("Authorization") != f"Token {TOKEN}":
-                self.send_error(401)
-                return
-            self.path = self.path.removeprefix("/data/upload/1")
-            super().do_GET()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", paths
-    server.shutdown()
+    with media_server(tmp_path / "media", TOKEN) as url:
+        yield url, paths
 
 
 @pytest.fixture
@@ -97,6 +79,13 @@ def test_the_config_gives_controls_their_labels_models_and_floors():
         "blue": "blue",
     }
     assert label_map(box, (), zero_shot=True) == {"red": "Crimson", "Blue": "Blue"}  # prompts
+    # the backend's --alias for a label without predicted_values, and --classes keeping some model classes only
+    assert label_map(box, ("red", "green", "blue"), False, {"Blue": ["green", "blue"]}) == {
+        "red": "Crimson",
+        "green": "Blue",
+        "blue": "Blue",
+    }
+    assert label_map(box, ("red", "green", "blue"), False, only=("red",)) == {"red": "Crimson"}
 
 
 def test_predict_answers_each_task_in_order_with_the_models_labels(client, media):

@@ -96,3 +96,32 @@ def label_studio_server(executable: str, base: Path) -> Iterator[LabelStudio]:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+@contextmanager
+def media_server(folder: Path, token: str) -> Iterator[str]:
+    """Files of ``folder`` over HTTP as Label Studio serves uploads: ``/data/upload/1/NAME`` wants ``Token
+    TOKEN`` (401 without), other paths are open. Yields the server's URL."""
+    import http.server
+    import threading
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/data/upload/") and self.headers.get("Authorization") != f"Token {token}":
+                self.send_error(401)
+                return
+            self.path = self.path.removeprefix("/data/upload/1")
+            super().do_GET()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()

@@ -25,6 +25,12 @@ def backend(
     model: str = typer.Option(
         ..., "--model", help="Catalogue name or python:pkg.mod:factory (a control's `model=` attribute picks another)."
     ),
+    classes: str = typer.Option(
+        "", "--classes", help="Comma-separated model classes it may answer with (default: all the labels match)."
+    ),
+    alias: list[str] = typer.Option(
+        [], "--alias", help="LABEL=MODEL_CLASS[,...] for labels without predicted_values; repeatable."
+    ),
     weights: str | None = typer.Option(None, "--weights", help="Local weights file/folder or another hub id."),
     min_confidence: float | None = typer.Option(
         None, "--min-confidence", help="Floor of the predictions (a control's model_score_threshold overrides it)."
@@ -44,6 +50,7 @@ def backend(
 
     from verilabel.cli.run import _model_options
     from verilabel.integrations.label_studio_backend import Backend, create_app
+    from verilabel.models.mapping import parse_aliases
 
     served = Backend(
         model,
@@ -53,6 +60,8 @@ def backend(
         options=_model_options(model_option),
         runtime=runtime,
         allowed=allow_model,
+        classes=[c.strip() for c in classes.split(",") if c.strip()],
+        aliases=parse_aliases(alias),
     )
     typer.echo(
         f"Label Studio ML backend for {model} at http://{host}:{port} (connect it in the project's Settings > Model)"

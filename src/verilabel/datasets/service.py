@@ -277,6 +277,13 @@ def _import_labelled(
     return summary
 
 
+def _images_root(images_dir: str | Path) -> Path:
+    root = Path(images_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise DatasetImportError(f"images folder not found: {root}: pass --images the folder that holds them")
+    return root
+
+
 def import_coco(
     store: Store,
     name: str,
@@ -286,9 +293,7 @@ def import_coco(
     field_name: str = "ground_truth",
     create: bool = False,
 ) -> ImportSummary:
-    root = Path(images_dir).expanduser().resolve()
-    if not root.is_dir():
-        raise DatasetImportError(f"images folder not found: {root}")
+    root = _images_root(images_dir)
     from verilabel.formats import coco
 
     images = coco.read_coco(Path(coco_file))
@@ -310,9 +315,7 @@ def import_label_studio(
     polygons, brushes (masks), keypoints and choices of its chosen annotation, who made them and when as label
     attributes. Regions of other types (ellipses, text...) are counted in ``skipped``. A task whose image cannot
     be found is an error naming it: nothing is imported."""
-    root = Path(images_dir).expanduser().resolve()
-    if not root.is_dir():
-        raise DatasetImportError(f"images folder not found: {root}")
+    root = _images_root(images_dir)
     from verilabel.formats import label_studio
 
     tasks = label_studio.read_export(Path(export_file))
@@ -457,16 +460,21 @@ def import_cvat(
     create: bool = False,
 ) -> ImportSummary:
     """A CVAT for images 1.1 XML file: each ``<image>`` (its name relative to ``images_dir``) with its boxes,
-    polygons, masks, points, skeletons and tags; other elements are counted in ``skipped``."""
-    root = Path(images_dir).expanduser().resolve()
-    if not root.is_dir():
-        raise DatasetImportError(f"images folder not found: {root}")
+    polygons, masks, points, skeletons and tags; polylines, cuboids and ellipses are counted in ``skipped``. An
+    image not found is an error naming it: nothing is imported."""
+    root = _images_root(images_dir)
     from verilabel.formats import cvat_xml
 
     annotations = cvat_xml.read(Path(xml_file))
     items: list[ImportItem] = [
         ((root / image.name).resolve(), image.width, image.height, image.labels, ()) for image in annotations.images
     ]
+    missing = [image.name for image, item in zip(annotations.images, items, strict=True) if not item[0].is_file()]
+    if missing:
+        raise DatasetImportError(
+            f"{len(missing)} images of {xml_file} not found under {root}, e.g. {', '.join(missing[:3])}: pass "
+            "--images the folder the <image name=...> values are relative to (the task's data, as uploaded to CVAT)"
+        )
     summary = _import_labelled(store, name, field_name, items, create=create)
     summary.skipped = annotations.skipped
     return summary

@@ -27,6 +27,7 @@ labeling config that targets an image, the backend runs a model:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -34,7 +35,7 @@ import threading
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,11 +159,34 @@ def parse_config(config: str) -> list[Control]:
     ]
 
 
-def label_map(control: Control, vocabulary: Sequence[str], zero_shot: bool) -> dict[str, str]:
-    """Model class (or prompt) -> the control's label: ``predicted_values`` first, then the same name, then the
-    same name in another case. A zero-shot model's classes are the prompts themselves. For ``KeyPointLabels``,
-    whose labels name points: the classes whose points it takes (those its labels predict, else every class),
-    each to itself."""
+def label_map(
+    control: Control,
+    vocabulary: Sequence[str],
+    zero_shot: bool,
+    aliases: Mapping[str, Sequence[str]] | None = None,
+    only: Sequence[str] = (),
+) -> dict[str, str]:
+    """Model class (or prompt) -> the control's label: ``predicted_values`` (else the backend's ``--alias`` for
+    that label) first, then the same name, then the same name in another case. A zero-shot model's classes are
+    the prompts themselves. ``only`` (the backend's ``--classes``) keeps those model classes alone. For
+    ``KeyPointLabels``, whose labels name points: the classes whose points it takes (those its labels predict,
+    else every class), each to itself."""
+    aliases = aliases or {}
+    if aliases:
+        control = dataclasses.replace(
+            control,
+            labels=tuple(
+                dataclasses.replace(label, predicted=tuple(aliases.get(label.value, ())))
+                if not label.predicted
+                else label
+                for label in control.labels
+            ),
+        )
+    mapping = _label_map(control, vocabulary, zero_shot)
+    return {k: v for k, v in mapping.items() if k in only} if only else mapping
+
+
+def _label_map(control: Control, vocabulary: Sequence[str], zero_shot: bool) -> dict[str, str]:
     if control.kind == "keypointlabels":
         wanted = {v for label in control.labels for v in label.predicted}
         return {name: name for name in (sorted(wanted) if zero_shot else vocabulary) if not wanted or name in wanted}
@@ -207,6 +231,8 @@ class Backend:
         options: dict[str, Any] | None = None,
         runtime: str = "auto",
         allowed: Sequence[str] = (),
+        classes: Sequence[str] = (),
+        aliases: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         from verilabel.models import registry
 
@@ -218,6 +244,8 @@ class Backend:
         self.runtime = runtime
         # python: models a control's model= may name: a labeling config never imports code the operator did not list
         self.allowed = {model, *allowed}
+        self.classes = tuple(classes)  # --classes: the model classes it may answer with (all, when empty)
+        self.aliases = {k: tuple(v) for k, v in (aliases or {}).items()}  # --alias LABEL=CLASS,...
         registry.resolve(model, weights, self.options)  # an unknown model fails now, not on the first request
         self._models: dict[tuple[str, tuple[str, ...]], Model] = {}
         self._lock = threading.Lock()
@@ -311,7 +339,7 @@ class Backend:
                 "be the backend's --model or listed with --allow-model",
             )
         ref = registry.resolve(name, self.weights if name == self.model else None, self.options)
-        mapping = label_map(control, ref.vocabulary, ref.zero_shot)
+        mapping = label_map(control, ref.vocabulary, ref.zero_shot, self.aliases, self.classes)
         if not mapping or not items:
             return {}
         model = self._model(name, tuple(mapping), control.task)
