@@ -2,17 +2,21 @@
 
 One ``<image id name width height>`` per sample, holding its labels:
 
-- a box: ``<box label xtl ytl xbr ybr>``; a polygon: ``<polygon points="x,y;x,y;...">`` (its outer ring);
+- a box: ``<box label xtl ytl xbr ybr>``; a polygon: one ``<polygon points="x,y;x,y;...">`` per ring, the
+  rings of one label sharing a ``group_id`` (the import joins them again);
 - a mask: ``<mask rle left top width height>``, CVAT's run lengths over the mask's own box, row by row,
   starting with a run of background;
 - keypoints: a ``<skeleton>`` whose ``<points label=NAME>`` are the named points (``outside="1"`` for one not
   seen); with a box, the two share a ``group_id`` so that they come back as one label;
 - a classification: ``<tag label>``.
 
-Each carries ``source`` (``auto`` for a label with a confidence, else ``manual``), ``occluded`` and its
-attributes as ``<attribute name>value</attribute>``; the confidence is the attribute ``score``. Reading takes
-the same, plus a standalone ``<points>`` (keypoints without names); polylines, cuboids and ellipses are counted
-as skipped.
+Each carries ``source`` (the label's attribute ``source`` where it is one of CVAT's, else ``auto`` for a label
+with a confidence and ``manual`` without), ``occluded`` and its scalar attributes as
+``<attribute name>value</attribute>`` (CVAT's values are text: numbers come back as strings); the confidence is
+the attribute ``score``. Label tags, sample tags and attributes that are lists or mappings have no place in the
+format and are not written. Reading takes the same (``source`` and ``occluded`` become attributes), plus a
+standalone ``<points>`` (keypoints without names); polylines, cuboids and ellipses are counted as skipped, any
+other element is an error.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from verilabel.errors import DatasetImportError
-from verilabel.formats.shapes import full_image_mask, mask_in_box, outline
+from verilabel.formats.shapes import full_image_mask, mask_in_box
 from verilabel.labels import Box, Classification, Detection, Keypoints, Label, Polygon
 
 SCORE = "score"
+SOURCES = ("manual", "auto", "semi-auto", "file", "consensus")  # CVAT's values of ``source``
 
 
 # --- writing ---------------------------------------------------------------------------------------------------
@@ -60,13 +65,19 @@ def _f(value: float) -> str:
 
 
 def _common(label: Label) -> str:
-    source = "auto" if label.confidence is not None else "manual"
+    source = label.attributes.get("source")
+    if source not in SOURCES:
+        source = "auto" if label.confidence is not None else "manual"
     occluded = "1" if label.attributes.get("occluded") in (True, 1, "1", "true") else "0"
     return f'label={quoteattr(label.label)} source="{source}" occluded="{occluded}"'
 
 
 def _attributes(label: Label) -> str:
-    values = {k: v for k, v in label.attributes.items() if k != "occluded" and isinstance(v, str | int | float | bool)}
+    values = {
+        k: v
+        for k, v in label.attributes.items()
+        if k not in ("occluded", "source") and isinstance(v, str | int | float | bool)
+    }
     if label.confidence is not None:
         values[SCORE] = round(label.confidence, 6)
     return "".join(f"<attribute name={quoteattr(str(k))}>{escape(str(v))}</attribute>" for k, v in values.items())
@@ -80,7 +91,8 @@ def _element(tag: str, attributes: str, label: Label) -> str:
 def _elements(label: Label, width: int, height: int, group: int) -> list[str]:
     if isinstance(label, Classification):
         return [_element("tag", _common(label), label)]
-    grouped = f' group_id="{group}"' if label.keypoints is not None else ""
+    rings = label.polygon.rings if label.polygon is not None and label.mask is None else ()
+    grouped = f' group_id="{group}"' if label.keypoints is not None or len(rings) > 1 else ""
     out = []
     if label.mask is not None:
         x, y, w, h = label.box.to_pixels(width, height)
@@ -88,9 +100,10 @@ def _elements(label: Label, width: int, height: int, group: int) -> list[str]:
         rle = ", ".join(str(n) for n in _runs(bitmap))
         place = f'rle="{rle}" left="{x}" top="{y}" width="{w}" height="{h}"'
         out.append(_element("mask", f'{_common(label)} {place} z_order="0"{grouped}', label))
-    elif label.polygon is not None:
-        points = ";".join(f"{_f(px * width)},{_f(py * height)}" for px, py in outline(label))
-        out.append(_element("polygon", f'{_common(label)} points="{points}" z_order="0"{grouped}', label))
+    elif rings:
+        for ring in rings:
+            points = ";".join(f"{_f(px * width)},{_f(py * height)}" for px, py in ring)
+            out.append(_element("polygon", f'{_common(label)} points="{points}" z_order="0"{grouped}', label))
     else:
         b = label.box
         corners = f'xtl="{_f(b.x * width)}" ytl="{_f(b.y * height)}" xbr="{_f((b.x + b.w) * width)}" '
@@ -136,7 +149,8 @@ class CvatAnnotations:
     skipped: dict[str, int]  # elements of kinds verilabel does not take, by tag
 
 
-SKIPPED = ("polyline", "cuboid", "ellipse", "mask3d")
+SKIPPED = ("polyline", "cuboid", "ellipse")  # CVAT's shapes verilabel has no label for
+READ = ("box", "polygon", "points", "mask", "tag", "skeleton")
 
 
 def read(path: Path) -> CvatAnnotations:
@@ -169,8 +183,8 @@ def _number(element: ET.Element, name: str, path: Path) -> float:
         return float(element.attrib[name])
     except (KeyError, ValueError):
         raise DatasetImportError(
-            f"{path}: a <{element.tag}> has no valid {name}={element.get(name)!r} (line of image "
-            f"{element.get('name', '?')}); fix the element or export again"
+            f"{path}: image {element.get('name', '?')!r} has no valid {name}={element.get(name)!r}: fix it, or "
+            "export the task from CVAT again as CVAT for images 1.1"
         ) from None
 
 
@@ -183,21 +197,34 @@ def _image(element: ET.Element, path: Path, skipped: dict[str, int]) -> CvatImag
     groups: dict[str, Detection] = {}
     skeletons: list[tuple[ET.Element, Detection]] = []
     for child in element:
+        where = f"{path}: image {name}: <{child.tag} label={child.get('label')!r}>"
+        if child.tag in SKIPPED:
+            skipped[child.tag] = skipped.get(child.tag, 0) + 1
+            continue
+        if child.tag not in READ:
+            raise DatasetImportError(
+                f"{where} is not an element of CVAT for images 1.1 (an image holds {', '.join(READ + SKIPPED)}): "
+                "remove it, or export the task from CVAT again as CVAT for images 1.1"
+            )
         try:
             label = _label(child, width, height)
-        except (KeyError, ValueError) as exc:
-            raise DatasetImportError(f"{path}: image {name}: a <{child.tag}> is malformed ({exc})") from None
-        if label is None:
-            if child.tag in SKIPPED:
-                skipped[child.tag] = skipped.get(child.tag, 0) + 1
+        except KeyError as exc:
+            raise DatasetImportError(f"{where} has no {exc.args[0]}=: add it, or export the task again") from None
+        except ValueError as exc:
+            raise DatasetImportError(f"{where} is malformed ({exc}): fix it, or export the task again") from None
+        if label is None:  # a skeleton without points
             continue
+        group = child.get("group_id") if child.get("group_id") not in (None, "", "0") else None
         if child.tag == "skeleton":
             assert isinstance(label, Detection)
             skeletons.append((child, label))
             continue
+        owner = groups.get(group) if group is not None else None
+        if child.tag == "polygon" and owner is not None and _join_ring(owner, label):
+            continue
         image.labels.append(label)
-        if isinstance(label, Detection) and child.get("group_id") not in (None, "", "0"):
-            groups.setdefault(str(child.get("group_id")), label)
+        if isinstance(label, Detection) and group is not None:
+            groups.setdefault(group, label)
     for child, skeleton in skeletons:
         owner = groups.get(str(child.get("group_id")))
         if owner is not None and owner.keypoints is None and owner.label == skeleton.label:
@@ -207,10 +234,22 @@ def _image(element: ET.Element, path: Path, skipped: dict[str, int]) -> CvatImag
     return image
 
 
+def _join_ring(owner: Detection, ring: Label) -> bool:
+    """Add a polygon to the polygon of its group and label (a shape in parts, as an export writes one with
+    several rings); False where the group's first shape is something else."""
+    if not isinstance(ring, Detection) or ring.polygon is None or owner.polygon is None or owner.label != ring.label:
+        return False
+    owner.polygon = Polygon(owner.polygon.rings + ring.polygon.rings)
+    owner.box = _around([point for part in owner.polygon.rings for point in part])
+    return True
+
+
 def _values(child: ET.Element) -> tuple[dict[str, Any], float | None]:
     attributes: dict[str, Any] = {a.get("name", ""): a.text or "" for a in child.findall("attribute")}
     if child.get("occluded") == "1":
         attributes["occluded"] = True
+    if child.get("source"):
+        attributes["source"] = child.get("source")
     score = attributes.pop(SCORE, None)
     confidence = min(max(float(score), 0.0), 1.0) if score not in (None, "") else None
     return attributes, confidence
@@ -235,8 +274,6 @@ def _around(points: list[tuple[float, float]]) -> Box:
 
 def _label(child: ET.Element, width: int, height: int) -> Label | None:
     kind = child.tag
-    if kind not in ("box", "polygon", "points", "mask", "tag", "skeleton"):
-        return None
     name = child.attrib["label"]
     attributes, confidence = _values(child)
     if kind == "tag":
@@ -262,6 +299,8 @@ def _label(child: ET.Element, width: int, height: int) -> Label | None:
         values = np.repeat(np.arange(len(runs)) % 2 == 1, runs)
         if values.size != w * h:
             raise ValueError(f"its runs cover {values.size} pixels, its {w}x{h} box has {w * h}")
+        if not (0 <= left < width and 0 <= top < height):
+            raise ValueError(f"its corner left={left} top={top} lies outside the {width}x{height} image")
         full = np.zeros((height, width), dtype=bool)
         full[top : top + h, left : left + w] = values.reshape(h, w)[: height - top, : width - left]
         box = Box.from_xyxy_pixels(left, top, left + w, top + h, width, height)
