@@ -28,16 +28,21 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def fo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """FiftyOne with its database (and config) in a folder of this module's own."""
+def fiftyone_module(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """FiftyOne with its database (and config) in a folder of this module's own (it starts once)."""
     folder = tmp_path_factory.mktemp("fiftyone")
     os.environ["FIFTYONE_DATABASE_DIR"] = str(folder / "db")
     os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
     os.environ["FIFTYONE_CONFIG_PATH"] = str(folder / "config.json")
-    fiftyone = pytest.importorskip("fiftyone", reason="FiftyOne is not installed here (see .ci/run)")
-    yield fiftyone
-    for name in fiftyone.list_datasets():
-        fiftyone.delete_dataset(name)
+    return pytest.importorskip("fiftyone", reason="FiftyOne is not installed here (see .ci/run)")
+
+
+@pytest.fixture
+def fo(fiftyone_module: Any) -> Iterator[Any]:
+    """FiftyOne, its datasets deleted after each test (tests run once per store kind)."""
+    yield fiftyone_module
+    for name in fiftyone_module.list_datasets():
+        fiftyone_module.delete_dataset(name)
 
 
 def test_a_field_becomes_a_fiftyone_dataset(fo: Any, store: Store, tmp_path: Path):
