@@ -231,3 +231,25 @@ def test_fiftyone_without_the_package_says_how_to_install_it(store: Store, tmp_p
     seeded(store, tmp_path)
     with pytest.raises(ConfigError, match=r"FiftyOne is not installed: pip install 'verilabel\[fiftyone\]'"):
         export_field(store, "src", "gt", "fiftyone", "name")
+
+
+def test_an_unreadable_sample_without_labels_is_left_out_and_a_failed_export_leaves_no_part(
+    store: Store, tmp_path: Path
+):
+    """The demo's dataset holds a file no decoder reads (no size): exports leave it out. With labels it cannot be
+    exported: the error names it, and no partial file stays behind."""
+    ids = seeded(store, tmp_path)
+    (tmp_path / "imgs" / "broken.png").write_bytes(b"not an image")
+    ds.add_images(store, "src", tmp_path / "imgs")
+    for fmt in ("coco", "cvat", "label-studio", "voc"):
+        assert export_field(store, "src", "gt", fmt, tmp_path / fmt).images == len(ids), fmt
+    broken = next(s.id for s in ds.samples(store, "src") if s.path.endswith("broken.png"))
+    with store.write() as session:
+        field = ds.ensure_field(session, ds.dataset_row(session, "src").id, "gt", "detection")
+        session.add(
+            LabelRow(**label_columns(Detection("car", Box(0, 0, 0.5, 0.5), 0.5)), sample_id=broken, field_id=field.id)
+        )
+    for fmt in ("coco", "cvat", "label-studio"):
+        with pytest.raises(ConfigError, match=r"broken\.png\) has labels but no known size"):
+            export_field(store, "src", "gt", fmt, tmp_path / f"{fmt}-2")
+        assert list((tmp_path / f"{fmt}-2").iterdir()) == [], fmt  # neither the file nor its part

@@ -9,6 +9,7 @@ file serving.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -99,6 +100,20 @@ class ExportSource:
             folder = os.path.dirname(path)
             common = folder if common is None else os.path.commonpath([common, folder])
         return common or ""
+
+    def sized_samples(self) -> Iterator[tuple[ExportItem, int, int]]:
+        """The samples with their width and height. A sample unreadable at import has no size: without labels it
+        is left out (nothing to export, and the formats need a size); with labels it is an error naming it."""
+        for sample in self.samples():
+            if sample.width is None or sample.height is None:
+                if sample.labels:
+                    raise ConfigError(
+                        "dataset",
+                        f"sample {sample.sample_id} ({sample.path}) has labels but no known size (unreadable at "
+                        "import); fix or remove the file, then re-add the folder",
+                    )
+                continue
+            yield sample, sample.width, sample.height
 
     def samples(self) -> Iterator[ExportItem]:
         for page in self._pages():
@@ -214,14 +229,17 @@ def export_to_fiftyone(
     return ExportSummary("fiftyone", images, labels, name, f"in Python: fiftyone.load_dataset({name!r})")
 
 
-def _size(sample: ExportItem) -> tuple[int, int]:
-    if sample.width is None or sample.height is None:
-        raise ConfigError(
-            "dataset",
-            f"sample {sample.sample_id} ({sample.path}) has no known size (unreadable at import); "
-            "fix or remove the file, then re-add the folder",
-        )
-    return sample.width, sample.height
+@contextlib.contextmanager
+def _whole_file(path: Path) -> Iterator[IO[str]]:
+    """A file written beside ``path`` and renamed to it once complete: a failed export leaves neither a truncated
+    file nor its part behind."""
+    partial = path.with_name(path.name + ".part")
+    try:
+        with partial.open("w") as file:
+            yield file
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 class _JsonArray:
@@ -244,14 +262,12 @@ def _export_coco(source: ExportSource, out: Path, options: ExportOptions) -> Exp
     root = source.common_folder()
     category_ids = {name: index for index, name in enumerate(source.classes, 1)}
     path = out / "labels.json"
-    partial = out / "labels.json.part"
-    with partial.open("w") as document, tempfile.TemporaryFile("w+") as spool:
+    with _whole_file(path) as document, tempfile.TemporaryFile("w+") as spool:
         info = {"description": "exported by verilabel", "images_root": root}
         categories = [{"id": i, "name": name} for name, i in category_ids.items()]
         document.write(f'{{"info": {json.dumps(info)}, "categories": {json.dumps(categories)}, "images": ')
         images, annotations = _JsonArray(document), _JsonArray(spool)
-        for sample in source.samples():
-            width, height = _size(sample)
+        for sample, width, height in source.sized_samples():
             image_id = images.count + 1
             images.add(coco.image_record(image_id, os.path.relpath(sample.path, root), width, height, sample.tags))
             for label in sample.labels:
@@ -273,7 +289,6 @@ def _export_coco(source: ExportSource, out: Path, options: ExportOptions) -> Exp
         spool.seek(0)
         shutil.copyfileobj(spool, document)
         document.write("}")
-    os.replace(partial, path)  # a failed export never leaves a truncated labels.json
     return ExportSummary("coco", images.count, annotations.count, str(path))
 
 
@@ -308,9 +323,8 @@ def _export_voc(source: ExportSource, out: Path, options: ExportOptions) -> Expo
         (out / folder).mkdir(parents=True, exist_ok=True)
     stems = []
     labels_written = 0
-    for sample in source.samples():
+    for sample, width, height in source.sized_samples():
         labels = _detections(sample, "VOC")
-        width, height = _size(sample)
         name = _link_image(sample, out / "JPEGImages")
         stem = Path(name).stem
         (out / "Annotations" / f"{stem}.xml").write_bytes(voc.build_xml(name, width, height, labels, path=sample.path))
@@ -347,11 +361,9 @@ def _export_label_studio(source: ExportSource, out: Path, options: ExportOptions
     kinds: set[str] = set()
     points: list[str] = []  # keypoint names, in the order met
     labels_written = 0
-    partial = out / "tasks.json.part"
-    with partial.open("w") as file:
+    with _whole_file(out / "tasks.json") as file:
         tasks = _JsonArray(file)
-        for sample in source.samples():
-            width, height = _size(sample)
+        for sample, width, height in source.sized_samples():
             results = label_studio.to_results(sample.labels, width, height)
             kinds |= {r["type"] for r in results}
             for region in results:
@@ -370,7 +382,6 @@ def _export_label_studio(source: ExportSource, out: Path, options: ExportOptions
             )
             labels_written += len(sample.labels)
         tasks.close()
-    os.replace(partial, out / "tasks.json")
     config = label_studio.label_config(source.classes, kinds or {"rectanglelabels"}, points)
     (out / "label_config.xml").write_text(config)
     next_step = (
@@ -388,16 +399,13 @@ def _export_cvat(source: ExportSource, out: Path, options: ExportOptions) -> Exp
     counted = {"labels": 0}
 
     def images() -> Iterator[tuple[str, int, int, list[Label]]]:
-        for sample in source.samples():
-            width, height = _size(sample)
+        for sample, width, height in source.sized_samples():
             counted["labels"] += len(sample.labels)
             yield os.path.relpath(sample.path, root), width, height, sample.labels
 
     path = out / "annotations.xml"
-    partial = out / "annotations.xml.part"
-    with partial.open("w") as file:
+    with _whole_file(path) as file:
         count = cvat_xml.write(file, images(), source.classes, "verilabel export")
-    os.replace(partial, path)
     next_step = f"in CVAT: a task with the images of {root}, then Actions > Upload annotations > CVAT 1.1: {path}"
     return ExportSummary("cvat", count, counted["labels"], str(path), next_step)
 
