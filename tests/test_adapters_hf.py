@@ -57,6 +57,7 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "owlvit": lambda path: random_models_hf.save_owl(path, "owlvit"),
         "owlv2": lambda path: random_models_hf.save_owl(path, "owlv2"),
         "grounding-dino": random_models_hf.save_grounding_dino,
+        "mm-grounding-dino": lambda path: random_models_hf.save_grounding_dino(path, mm=True),
         "omdet": random_models_hf.save_omdet,
     }
 
@@ -399,6 +400,42 @@ def test_grounding_dino_maps_tokens_to_the_class_they_spell(weights):
     assert theirs["text_labels"] == ["dog", "light"]  # fragments: why verilabel maps tokens itself
     assert theirs["scores"].tolist() == pytest.approx([hot_dog.confidence, traffic_light.confidence])
     assert theirs["boxes"][0].tolist() == pytest.approx([20.0, 20.0, 30.0, 30.0], abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["mm-grounding-dino-tiny", "llmdet-large"])
+def test_mm_grounding_dino_and_llmdet_agree_with_transformers_post_processing(weights, name):
+    """MM-Grounding-DINO and LLMDet checkpoints are MMGroundingDinoForObjectDetection: the Grounding DINO
+    adapter loads and runs them, and reads their outputs as transformers' own post-processing does."""
+    model = load(name, weights["mm-grounding-dino"])
+    assert type(model._net).__name__ == "MMGroundingDinoForObjectDetection"
+    image = items((60, 90))[0]
+    classes = ("cat", "dog")
+    assert all(predict_checked(model, [image], PredictContext("detection", classes, 0.0)))
+    processor = transformers.AutoProcessor.from_pretrained(weights["mm-grounding-dino"])
+    inputs = processor(images=image.array, text="cat. dog.", return_tensors="pt")
+    (prompt,) = model.prompts(classes)
+    assert list(prompt.input_ids) == inputs["input_ids"][0].tolist()
+    with torch.no_grad():
+        outputs = model._net(**inputs)
+    # verilabel scores a box over its class tokens only (see the test above): silence the separators for both
+    separators = torch.tensor([owner < 0 for owner in prompt.token_class])
+    outputs.logits[..., : len(separators)][..., separators] = -1e4
+    (ours,) = model.postprocess(
+        [(prompt, outputs.logits, outputs.pred_boxes)], [image], PredictContext("detection", classes, 0.0)
+    )
+    (theirs,) = processor.post_process_grounded_object_detection(
+        outputs, inputs["input_ids"], threshold=0.0, text_threshold=0.0, target_sizes=[(60, 90)]
+    )
+    assert len(ours) == len(theirs["scores"]) == 20  # every query, no NMS by default
+    order = theirs["scores"].argsort(descending=True).tolist()
+    assert [d.confidence for d in ours] == pytest.approx([theirs["scores"][i].item() for i in order], abs=1e-5)
+    best_token = outputs.logits[0, :, : len(separators)].argmax(-1)  # each query's most probable word
+    words = [processor.tokenizer.decode([prompt.input_ids[best_token[i]]]) for i in order]
+    assert [d.label for d in ours] == words
+    for detection, index in zip(ours, order, strict=True):
+        x0, y0, x1, y1 = theirs["boxes"][index].tolist()
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, 90), min(y1, 60)
+        assert detection.box.as_tuple() == pytest.approx((x0 / 90, y0 / 60, (x1 - x0) / 90, (y1 - y0) / 60), abs=1e-4)
 
 
 def test_grounding_dino_pads_a_batch_and_masks_the_padding():

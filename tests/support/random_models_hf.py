@@ -228,24 +228,28 @@ def save_owl(folder: Path, version: str = "owlv2", size: str = "tiny", *, seed: 
     return _save(folder, model_class(config), processor)
 
 
-def save_grounding_dino(folder: Path, size: str = "tiny", *, seed: int = 0) -> Path:
+def save_grounding_dino(folder: Path, size: str = "tiny", *, seed: int = 0, mm: bool = False) -> Path:
     """Grounding DINO with a Swin-T backbone and BERT-base text encoder (full, the grounding-dino-tiny
-    architecture) or a one-layer one (tiny). The box heads are not shared across decoder layers (the released
-    checkpoints share them): shared ones failed to build in some transformers 5.x releases."""
+    architecture) or a one-layer one (tiny); ``mm``: MM-Grounding-DINO (the architecture of MM-Grounding-DINO and
+    LLMDet checkpoints: the same inputs and outputs). The box heads are not shared across decoder layers (the
+    released checkpoints share them): shared ones failed to build in some transformers 5.x releases."""
     _check_size(size)
     import transformers as T
 
+    config_class = T.MMGroundingDinoConfig if mm else T.GroundingDinoConfig
+    model_class = T.MMGroundingDinoForObjectDetection if mm else T.GroundingDinoForObjectDetection
+    unshared = {"decoder_bbox_embed_share": False} | ({"decoder_cls_embed_share": False} if mm else {})
     _seeded(seed)
     if size == "full":
         tokenizer = bert_tokenizer(30522)
-        config = T.GroundingDinoConfig(decoder_bbox_embed_share=False)
+        config = config_class(**unshared)
         image_processor = T.GroundingDinoImageProcessor()
     else:
         tokenizer = bert_tokenizer()
         swin = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "out_indices": [2, 3, 4]}
         text = {"model_type": "bert", "vocab_size": len(tokenizer), "max_position_embeddings": 64, **TINY_TOWER}
-        config = T.GroundingDinoConfig(
-            decoder_bbox_embed_share=False,
+        config = config_class(
+            **unshared,
             backbone_config={"model_type": "swin", "window_size": 7, **swin},
             text_config=text,
             d_model=32,
@@ -262,7 +266,7 @@ def save_grounding_dino(folder: Path, size: str = "tiny", *, seed: int = 0) -> P
         )
         image_processor = T.GroundingDinoImageProcessor(size={"shortest_edge": 96, "longest_edge": 160})
     processor = T.GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer)
-    return _save(folder, T.GroundingDinoForObjectDetection(config), processor)
+    return _save(folder, model_class(config), processor)
 
 
 def save_omdet(folder: Path, size: str = "tiny", *, seed: int = 0) -> Path:

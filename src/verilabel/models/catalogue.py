@@ -24,6 +24,8 @@ def vocabulary_file(name: str) -> tuple[str, ...]:
     return tuple(text.splitlines())
 
 
+SCORE_KINDS = ("model", "token-probability")
+
 # Index placeholders in class-id-aligned vocabularies (torchvision's COCO-91 gaps, VOC's background).
 _PLACEHOLDERS = frozenset({"__background__", "N/A"})
 
@@ -52,6 +54,13 @@ class CatalogueEntry:
     options: dict[str, Any] = field(default_factory=dict)  # adapter-specific (architecture, input size...)
     onnx: bool = False  # its adapter can hand the network to ONNX Runtime (``verilabel.models.runtimes``)
     keypoints: str = ""  # the names of its keypoints, in order ("inline:a,b" or "file:NAME"), for keypoint models
+    # What a label's confidence is: "model" (the network's own score for that label) or "token-probability" (a
+    # generative model that gives no score: the probability it gave the tokens spelling that label, a proxy).
+    score: str = "model"
+
+    def __post_init__(self) -> None:
+        if self.score not in SCORE_KINDS:
+            raise ValueError(f"catalogue entry {self.name!r}: score must be one of {SCORE_KINDS}, got {self.score!r}")
 
     @property
     def runtimes(self) -> tuple[str, ...]:
@@ -103,6 +112,7 @@ class CatalogueEntry:
             "prompted": self.prompted,
             "vocabulary_size": len(self.vocabulary),
             "runtimes": list(self.runtimes),
+            "score": self.score,
         }
         if available is not None:
             row["available"] = available

@@ -1,5 +1,8 @@
 """Grounding DINO zero-shot detection (transformers): the classes asked for become one prompt, ``cat. dog. hot dog.``
 
+MM-Grounding-DINO and LLMDet checkpoints (``MMGroundingDinoForObjectDetection``) take the same inputs and give the
+same outputs, so this adapter runs them too.
+
 The model scores every query box against every prompt token. transformers' post-processing decodes the tokens
 above a threshold back into text, which can be a fragment (``hot``), two classes run together, or a separator.
 Here each token is mapped to the class it was tokenized from (the prompt is built from each class's own token
