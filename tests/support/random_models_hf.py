@@ -355,3 +355,50 @@ def save_open_clip(
     (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
     return folder
+
+
+# --- RF-DETR --------------------------------------------------------------------------------------------------
+def save_rf_detr(
+    folder: Path,
+    *,
+    segmentation: bool = False,
+    names: tuple[str, ...] | None = None,
+    square: bool = True,
+    seed: int = 0,
+) -> Path:
+    """A tiny RF-DETR (two-layer DINOv2 backbone, one decoder layer, 10 queries) at 64 px, with the COCO-91 ids
+    of Roboflow's checkpoints or ``names``; ``square``: a fixed 64 x 64 resize as Roboflow's processors have,
+    else shorter side 64 / longer 96 (batches then pad)."""
+    import transformers as T
+
+    from verilabel.models.catalogue import vocabulary_file
+
+    _seeded(seed)
+    labels = names or vocabulary_file("coco-91")
+    config = T.RfDetrConfig(
+        backbone_config={
+            "model_type": "rf_detr_dinov2",
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 64,
+            "patch_size": 8,
+            "out_indices": [1, 2],
+            "num_windows": 1,
+        },
+        d_model=32,
+        decoder_ffn_dim=64,
+        decoder_layers=1,
+        decoder_self_attention_heads=2,
+        decoder_cross_attention_heads=2,
+        decoder_n_points=2,
+        num_queries=10,
+        group_detr=1,
+        intermediate_size=32,
+        c2f_num_blocks=1,
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+    )
+    model_class = T.RfDetrForInstanceSegmentation if segmentation else T.RfDetrForObjectDetection
+    size = {"height": 64, "width": 64} if square else {"shortest_edge": 64, "longest_edge": 96}
+    return _save(folder, model_class(config), T.RfDetrImageProcessor(size=size))

@@ -42,20 +42,27 @@ def templates_option(entry: CatalogueEntry, request: LoadRequest, default: Seque
     return tuple(templates)
 
 
-def load_transformers(entry: CatalogueEntry, request: LoadRequest, auto_class: str) -> tuple[Any, Any, Any]:
-    """(network in eval mode on its device, processor, device) from the weights of ``entry`` or ``--weights``."""
+def load_transformers(
+    entry: CatalogueEntry, request: LoadRequest, auto_class: str, *, text: bool = True
+) -> tuple[Any, Any, Any]:
+    """(network in eval mode on its device, processor, device) from the weights of ``entry`` or ``--weights``.
+    ``text``: the model reads prompts (an image processor and a tokenizer); else only an image processor."""
     directory = hf_snapshot(hf_repo(entry.weights, request.weights, name=entry.name), name=entry.name, files=HF_FILES)
     import transformers
 
+    processor_class = transformers.AutoProcessor if text else transformers.AutoImageProcessor
     try:
-        processor = transformers.AutoProcessor.from_pretrained(directory, local_files_only=True)  # type: ignore[no-untyped-call]
+        processor = processor_class.from_pretrained(directory, local_files_only=True)  # type: ignore[no-untyped-call]
         net = getattr(transformers, auto_class).from_pretrained(directory, local_files_only=True)
     except Exception as exc:
         raise ModelLoadError(
             f"cannot load {entry.name!r} from {directory} ({type(exc).__name__}: {_first_line(exc)}). --weights "
             "takes a directory written by save_pretrained(), holding the model and its processor."
         ) from None
-    if getattr(processor, "image_processor", None) is None or getattr(processor, "tokenizer", None) is None:
+    if not text:
+        if not hasattr(processor, "image_mean"):
+            raise ModelLoadError(f"{directory} has no image processor for {entry.name!r} (save the image processor)")
+    elif getattr(processor, "image_processor", None) is None or getattr(processor, "tokenizer", None) is None:
         raise ModelLoadError(
             f"{directory} has no image processor and tokenizer for {entry.name!r} (save the processor)"
         )
@@ -134,6 +141,22 @@ def prepare_image(image: np.ndarray, config: ImageConfig) -> np.ndarray:
         out_h, out_w = height, width
     resized = resize_antialiased(image, out_w, out_h, cubic=config.cubic, gaussian=config.gaussian)
     return center_crop_or_pad(resized, *config.crop, fill=config.fill) if config.crop else resized
+
+
+def pad_batch(images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Images padded at the bottom and right to the largest height and width, and the mask of real pixels."""
+    height, width = max(i.shape[0] for i in images), max(i.shape[1] for i in images)
+    mask = np.zeros((len(images), height, width), dtype=bool)
+    padded = []
+    for n, image in enumerate(images):
+        h, w = image.shape[:2]
+        mask[n, :h, :w] = True
+        if (h, w) != (height, width):
+            canvas = np.zeros((height, width, 3), dtype=np.uint8)
+            canvas[:h, :w] = image
+            image = canvas
+        padded.append(image)
+    return padded, mask
 
 
 # --- text -----------------------------------------------------------------------------------------------------

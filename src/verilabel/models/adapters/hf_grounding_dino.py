@@ -32,6 +32,7 @@ from verilabel.models.adapters.hf_common import (
     load_transformers,
     nms_option,
     option,
+    pad_batch,
     prepare_image,
     prompt_name,
 )
@@ -80,22 +81,6 @@ def build_prompts(tokenizer: Any, classes: Sequence[str], max_tokens: int) -> li
     if len(ids) > 1:
         prompts.append(Prompt((*ids, sep_id), (*owners, -1)))
     return prompts
-
-
-def pad_batch(images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
-    """Images padded at the bottom and right to the largest height and width, and the mask of real pixels."""
-    height, width = max(i.shape[0] for i in images), max(i.shape[1] for i in images)
-    mask = np.zeros((len(images), height, width), dtype=bool)
-    padded = []
-    for n, image in enumerate(images):
-        h, w = image.shape[:2]
-        mask[n, :h, :w] = True
-        if (h, w) != (height, width):
-            canvas = np.zeros((height, width, 3), dtype=np.uint8)
-            canvas[:h, :w] = image
-            image = canvas
-        padded.append(image)
-    return padded, mask
 
 
 class GroundingDinoDetector(ZeroShotDetector):
