@@ -258,7 +258,7 @@ def test_missing_or_unusable_weights_fail_with_the_fix(tmp_path: Path):
         registry.load(registry.resolve("sam2.1-hiera-tiny"), LoadRequest(weights=str(tmp_path / "original")))
     (tmp_path / "vit").mkdir()
     (tmp_path / "vit" / "config.json").write_text(json.dumps({"model_type": "vit"}))
-    with pytest.raises(ModelLoadError, match=r"'vit' model.*SAM or SAM 2"):
+    with pytest.raises(ModelLoadError, match=r"'vit' model.*SAM, SAM 2 or SAM 3"):
         registry.load(registry.resolve("sam-vit-base"), LoadRequest(weights=str(tmp_path / "vit")))
 
 

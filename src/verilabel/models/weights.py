@@ -137,8 +137,17 @@ def hf_snapshot(repo: str | Path, *, name: str, files: tuple[str, ...] = ()) -> 
         if not _complete(folder) and "*.safetensors" in files:  # an older repo: PyTorch pickles only
             folder = Path(snapshot_download(repo, allow_patterns=[*files, "*.bin"]))
     except Exception as exc:
-        raise ModelLoadError(_hf_missing(repo, name, f"the download failed ({_reason(exc)})")) from None
+        why = gated(repo) if type(exc).__name__ == "GatedRepoError" else f"the download failed ({_reason(exc)})"
+        raise ModelLoadError(_hf_missing(repo, name, why)) from None
     return folder
+
+
+def gated(repo: str) -> str:
+    """Why a gated repo cannot be downloaded, and how to get access (SAM 3 and others ask for a licence)."""
+    return (
+        f"{repo} is gated: request access on https://huggingface.co/{repo} (accept its licence), then log in "
+        "with `hf auth login` or set HF_TOKEN"
+    )
 
 
 def _hf_missing(repo: str, name: str, why: str) -> str:
@@ -304,7 +313,7 @@ def _hub_unreachable(repo: str) -> str | None:
     try:
         get_hf_file_metadata(hf_hub_url(repo, "config.json"), timeout=PROBE_TIMEOUT_S)
     except GatedRepoError:
-        return f"{repo} is gated: accept its licence on huggingface.co and log in with `hf auth login`"
+        return gated(repo)
     except RepositoryNotFoundError:
         return f"no repository {repo} on the hub (or it is private: log in with `hf auth login`)"
     except Exception as exc:

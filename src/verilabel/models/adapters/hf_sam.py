@@ -1,8 +1,8 @@
-"""SAM and SAM 2 / 2.1 (transformers) as promptable segmenters: a mask for each box a detector or a label field
-gives (``--model DETECTOR+SAM``, ``--model field:FIELD+SAM``; see ``verilabel.models.two_stage``).
+"""SAM, SAM 2 / 2.1 and SAM 3's tracker (transformers) as promptable segmenters: a mask for each box a detector or
+a label field gives (``--model DETECTOR+SAM``, ``--model field:FIELD+SAM``; see ``verilabel.models.two_stage``).
 
 Geometry, as the reference predictors do it: SAM resizes the longest side to the model's input size and pads
-the bottom and right (with zeros after normalisation); SAM 2 stretches the image to the square input. Box prompts
+the bottom and right (with zeros after normalisation); SAM 2 and 3 stretch the image to the square input. Box prompts
 go into that input frame; the low-resolution mask logits cover the whole (padded) input, and each detection's mask
 is sampled from them at the centres of the original image's pixels under its box."""
 
@@ -28,8 +28,23 @@ from verilabel.models.preprocess import (
 from verilabel.models.torch_support import inference, resolve_device
 from verilabel.models.weights import hf_repo, hf_snapshot
 
-# config.model_type -> (transformers class, default batch size)
-MODEL_TYPES: dict[str, tuple[str, int]] = {"sam": ("SamModel", 4), "sam2": ("Sam2Model", 8)}
+
+class ModelType(NamedTuple):
+    model_class: str  # in transformers
+    batch_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+HALF = (0.5, 0.5, 0.5)
+# config.model_type -> how to run it. A SAM 3 checkpoint (``sam3``) holds the concept segmenter and the tracker:
+# its tracker segments boxes.
+MODEL_TYPES: dict[str, ModelType] = {
+    "sam": ModelType("SamModel", 4, RGB_MEAN_IMAGENET, RGB_STD_IMAGENET),
+    "sam2": ModelType("Sam2Model", 8, RGB_MEAN_IMAGENET, RGB_STD_IMAGENET),
+    "sam3": ModelType("Sam3TrackerModel", 4, HALF, HALF),
+    "sam3_tracker": ModelType("Sam3TrackerModel", 4, HALF, HALF),
+}
 MASK_THRESHOLD = 0.0  # on logits
 SAMPLES_PER_CHUNK = 1 << 25  # logits sampled at once when masking: 128 MiB of float32
 
@@ -47,11 +62,12 @@ class SamSegmenter:
     def __init__(
         self, entry: CatalogueEntry, net: Any, device: Any, *, model_type: str, input_size: int, multimask: bool
     ) -> None:
-        self.spec = entry.spec(batch_size=MODEL_TYPES[model_type][1])
+        self.spec = entry.spec(batch_size=MODEL_TYPES[model_type].batch_size)
+        self._mean, self._std = MODEL_TYPES[model_type].mean, MODEL_TYPES[model_type].std
         self._net = net
         self._device = device
         self._size = input_size
-        self._letterbox = model_type == "sam"  # SAM keeps the aspect ratio and pads; SAM 2 stretches
+        self._letterbox = model_type == "sam"  # SAM keeps the aspect ratio and pads; SAM 2 and 3 stretch
         self._multimask = multimask
 
     def prepare(self, image: np.ndarray) -> SamInput:
@@ -78,7 +94,7 @@ class SamSegmenter:
         # Images with fewer boxes repeat their last one; those extra masks are ignored.
         padded = np.stack([np.concatenate([b, np.repeat(b[-1:], most - len(b), axis=0)]) for b in boxes])
         with inference(self._device):
-            pixels = to_batch([p.pixels for p in prepared], self._device, mean=RGB_MEAN_IMAGENET, std=RGB_STD_IMAGENET)
+            pixels = to_batch([p.pixels for p in prepared], self._device, mean=self._mean, std=self._std)
             if self._letterbox:  # SAM pads with zeros after normalising
                 pixels = zero_padding(pixels, [(p.height, p.width) for p in prepared])
             prompts = torch.from_numpy(padded.astype(np.float32)).to(self._device)
@@ -194,16 +210,17 @@ def load(request: LoadRequest, entry: CatalogueEntry) -> SamSegmenter:
     if not (folder / "config.json").is_file():
         raise ModelLoadError(
             f"{folder} has no config.json: {entry.name!r} loads transformers checkpoints (saved with "
-            "save_pretrained), not the original SAM / SAM 2 .pt files"
+            "save_pretrained), not the original SAM / SAM 2 / SAM 3 .pt files"
         )
     config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
     if config.model_type not in MODEL_TYPES:
         raise ModelLoadError(
-            f"{folder} holds a {config.model_type!r} model; {entry.name!r} needs SAM or SAM 2 weights "
+            f"{folder} holds a {config.model_type!r} model; {entry.name!r} needs SAM, SAM 2 or SAM 3 weights "
             f"({', '.join(MODEL_TYPES)})"
         )
-    model_class = getattr(transformers, MODEL_TYPES[config.model_type][0])
+    model_class = getattr(transformers, MODEL_TYPES[config.model_type].model_class)
     net = model_class.from_pretrained(folder, local_files_only=True)
+    config = net.config  # a SAM 3 checkpoint's tracker reads its own config out of it
     device = resolve_device(request.device)
     net.eval().to(device)
     options = entry.options | request.options
