@@ -242,6 +242,42 @@ def test_classification_and_zero_shot_runs(store: Store, tmp_path: Path):
     assert "primary" in {row[1] for row in label_snapshot(store, zs.id)}
 
 
+def test_synonyms_merge_into_one_box_and_negatives_suppress_look_alikes(store: Store, tmp_path: Path):
+    """--alias red=red,crimson,scarlet prompts three words that each find every red blob: one label per blob
+    stays, the surest. --negative 'painted blue' finds the blue blobs more surely than 'blue' does: none stay."""
+    blob_dataset(store, tmp_path / "imgs", 6)
+    words = "python:tests.support.blob_model:colour_words"
+    plain = runs.create_run(store, request("plain", model=words, classes=["red", "blue"], min_confidence=0.0))
+    merged = runs.create_run(
+        store,
+        request(
+            "merged",
+            model=words,
+            classes=["blue", "green"],
+            aliases=["red=red,crimson,scarlet"],
+            negatives=["painted blue"],
+            min_confidence=0.0,
+        ),
+    )
+    plain, merged = runs.wait_run(store, plain.id, timeout=60), runs.wait_run(store, merged.id, timeout=60)
+    assert plain.status == merged.status == "in_review"
+    before, after = label_snapshot(store, plain.id), label_snapshot(store, merged.id)
+    assert {row[1] for row in after} <= {"red", "green"}  # blue all suppressed; the negative never stored
+    assert [row for row in after if row[1] == "red"] == [row for row in before if row[1] == "red"]
+    assert any(row[1] == "blue" for row in before) and any(row[1] == "red" for row in after)
+    stored = runs.get_run(store, merged.id).config
+    assert stored["negative_classes"] == ["painted blue"] and "painted blue" in stored["model_classes"]
+
+
+def test_a_negative_that_is_also_a_class_is_refused(store: Store, tmp_path: Path):
+    blob_dataset(store, tmp_path / "imgs", 1)
+    with pytest.raises(ConfigError, match="both as a class and as a negative") as caught:
+        runs.create_run(
+            store, request("x", model="python:tests.support.blob_model:zero_shot", classes=["red"], negatives=["red"])
+        )
+    assert caught.value.field == "negatives"
+
+
 def test_min_confidence_drops_weaker_labels(store: Store, tmp_path: Path):
     blob_dataset(store, tmp_path / "imgs", 10)
     low = runs.wait_run(store, runs.create_run(store, request("low", min_confidence=0.0)).id, timeout=60)

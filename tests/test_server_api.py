@@ -99,6 +99,17 @@ def test_errors_are_one_json_body_naming_the_problem(served: Served):
         "/api/v1/datasets/d/runs", json={"task": "detection", "model": "m", "field": "f", "mask_dir": "/"}
     )
     assert unknown.status_code == 422  # no path comes from a client
+    both = client.post(
+        "/api/v1/datasets/d/runs",
+        json={
+            "task": "detection",
+            "model": "opencv-haar-face",
+            "field": "f",
+            "classes": ["face"],
+            "negatives": ["face"],
+        },
+    )
+    assert both.status_code == 422 and both.json()["error"]["field"] == "negatives"
 
 
 def test_samples_come_by_id_with_their_labels_and_media_never_by_path(served: Served, tmp_path: Path):

@@ -199,7 +199,15 @@ def create(
     field: str = typer.Option(..., "--field", help="New label field for the generated labels."),
     weights: str | None = typer.Option(None, "--weights", help="Local weights file/folder or another hub id."),
     classes: str | None = typer.Option(None, "--classes", help="Comma-separated classes (required for zero-shot)."),
-    alias: list[str] = typer.Option([], "--alias", help="DATASET_CLASS=MODEL_CLASS[,...]; repeatable."),
+    alias: list[str] = typer.Option(
+        [], "--alias", help="DATASET_CLASS=MODEL_CLASS[,...]; repeatable. Synonyms: --alias dog=dog,puppy."
+    ),
+    negative: list[str] = typer.Option(
+        [],
+        "--negative",
+        help="Look-alikes to suppress, comma-separated or repeated (--negative 'toy dog'): asked for, never "
+        "stored; a box they find and outscore is dropped.",
+    ),
     min_confidence: float | None = typer.Option(None, "--min-confidence", help="Drop labels below this (0..1)."),
     name: str | None = typer.Option(None, "--name", help="Run name (generated if absent)."),
     target: str = typer.Option("all", "--target", help="all | view:EXPR | ids:FILE"),
@@ -238,6 +246,7 @@ def create(
         field=field,
         classes=_split(classes),
         aliases=alias,
+        negatives=negative,
         min_confidence=min_confidence,
         weights=weights,
         mask_dir=mask_dir,

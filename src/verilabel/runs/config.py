@@ -21,7 +21,7 @@ from verilabel.datasets.views import View, parse_view
 from verilabel.errors import ConfigError, DatasetImportError, NotFoundError
 from verilabel.models import registry
 from verilabel.models.interface import TASKS, Task
-from verilabel.models.mapping import ClassMapping, map_classes, parse_aliases
+from verilabel.models.mapping import ClassMapping, map_classes, parse_aliases, parse_negatives
 from verilabel.models.runtimes import check_runtime
 from verilabel.store import Store
 from verilabel.store.schema import LabelRow, RunRow
@@ -41,6 +41,7 @@ class RunRequest:
     field: str
     classes: list[str] = dataclasses.field(default_factory=list)
     aliases: list[str] = dataclasses.field(default_factory=list)
+    negatives: list[str] = dataclasses.field(default_factory=list)  # look-alikes to suppress (never stored)
     min_confidence: float | None = None
     weights: str | None = None
     mask_dir: str | None = None
@@ -82,6 +83,7 @@ class ValidatedRun:
             "min_confidence": self.min_confidence,
             "model_classes": list(self.mapping.model_classes),
             "to_dataset": dict(self.mapping.to_dataset),
+            "negative_classes": list(self.mapping.negatives),
         }
 
 
@@ -159,6 +161,7 @@ def validate(store: Store, request: RunRequest) -> ValidatedRun:
         vocabulary=model.vocabulary,
         classes=request.classes,
         aliases=parse_aliases(request.aliases),
+        negatives=parse_negatives(request.negatives),
     )
     if request.min_confidence is not None and not 0.0 <= request.min_confidence <= 1.0:
         raise ConfigError("min_confidence", f"{request.min_confidence} is outside [0, 1]")

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from verilabel.datasets.images import decode_sized
@@ -25,6 +25,7 @@ from verilabel.errors import SampleError
 from verilabel.labels import Label
 from verilabel.models.checks import check_predictions, full_resolution_masks
 from verilabel.models.interface import ImageItem, Model, PredictContext
+from verilabel.models.mapping import ClassMapping, to_dataset_labels
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class PipelineOptions:
     min_confidence: float
     to_dataset: Mapping[str, str]
     max_labels: int | None = None
+    negatives: tuple[str, ...] = ()  # model classes asked for to suppress look-alikes, never stored
 
 
 class _Stage(threading.Thread):
@@ -170,6 +172,8 @@ class Pipeline:
         on_written: Callable[[int], None] = lambda n: None,
     ) -> None:
         self.model, self.context, self.options = model, context, options
+        model_classes = (*options.to_dataset, *options.negatives)
+        self._mapping = ClassMapping(model_classes, options.to_dataset, options.negatives)
         self.timer, self.stop = timer, stop
         self.on_written = on_written
         self.batch_size = options.batch_size
@@ -259,16 +263,13 @@ class Pipeline:
             writer.put(outcomes)
 
     def _finish(self, labels: list[Label]) -> list[Label]:
-        """Keep labels above the confidence floor (the ``max_labels`` most confident), renamed to their dataset
-        classes."""
-        floor, names = self.options.min_confidence, self.options.to_dataset
-        kept = [label for label in labels if label.label in names and (label.confidence or 0.0) >= floor]
+        """Keep labels above the confidence floor (the ``max_labels`` most confident), as the dataset stores them
+        (``verilabel.models.mapping.to_dataset_labels``: dataset classes, synonyms merged, negatives applied)."""
+        floor = self.options.min_confidence
+        kept = to_dataset_labels([label for label in labels if (label.confidence or 0.0) >= floor], self._mapping)
         if self.options.max_labels is not None and len(kept) > self.options.max_labels:
             kept = sorted(kept, key=lambda label: -(label.confidence or 0.0))[: self.options.max_labels]
-        # Most classes keep their name: no copy then (``replace`` re-validates every field of every label).
-        return [
-            label if names[label.label] == label.label else replace(label, label=names[label.label]) for label in kept
-        ]
+        return kept
 
     def run(self, items: Iterable[WorkItem], sink: Sink) -> None:
         self._started = time.perf_counter()

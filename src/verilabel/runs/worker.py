@@ -309,6 +309,7 @@ class Worker:
                 min_confidence=float(self.config["min_confidence"]),
                 to_dataset=self.config["to_dataset"],
                 max_labels=self.config.get("max_labels"),
+                negatives=tuple(self.config.get("negative_classes", ())),
             )
             start = time.perf_counter()
             Pipeline(model, context, options, self.timer, self.stop, self._count).run(self.pending_items(), self.write)

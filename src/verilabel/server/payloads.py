@@ -80,6 +80,7 @@ class RunCreate(BaseModel):
     field: str
     classes: list[str] = []
     aliases: list[str] = []
+    negatives: list[str] = []
     min_confidence: float | None = None
     name: str | None = None
     view: str | None = None  # the samples to label: a view expression (none: all)

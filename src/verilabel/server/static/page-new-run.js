@@ -31,7 +31,8 @@ export async function render(main, [dataset], { crumbs }) {
   const card = h("div.model-card");
   const classes = h("input", { id: "classes", placeholder: "cat, dog (free text for zero-shot models)", list: "vocabulary" });
   const vocabulary = h("datalist", { id: "vocabulary" });
-  const aliases = h("input", { id: "aliases", placeholder: "vehicle=car,truck; person=man" });
+  const aliases = h("input", { id: "aliases", placeholder: "vehicle=car,truck; dog=dog,puppy" });
+  const negatives = h("input", { id: "negatives", placeholder: "toy dog, statue (zero-shot look-alikes)" });
   const minConfidence = h("input", { id: "min_confidence", type: "number", min: 0, max: 1, step: 0.01, placeholder: "model default" });
   // the dataset page's filter, when the form was opened from it
   const target = h("input", { id: "view", placeholder: "all samples, or a view: tags=a; has=FIELD", value: sessionStorage.getItem("verilabel:view") || "" });
@@ -93,7 +94,8 @@ export async function render(main, [dataset], { crumbs }) {
     segmenterRow,
     sourceRow,
     row("classes", "Classes", h("div", {}, classes, vocabulary), "comma-separated"),
-    row("aliases", "Aliases", aliases, "DATASET_CLASS=MODEL_CLASS[,...]; separated by ;"),
+    row("aliases", "Aliases", aliases, "DATASET_CLASS=MODEL_CLASS[,...]; separated by ; (synonyms merge into one box)"),
+    row("negatives", "Negatives", negatives, "comma-separated; asked for, never kept: a box they outscore is dropped"),
     row("min_confidence", "Minimum confidence", minConfidence, "labels below are not kept; generate low, accept high in review"),
     row("view", "Samples", target, "leave empty for every sample"),
     row("field", "Field", field),
@@ -115,6 +117,7 @@ export async function render(main, [dataset], { crumbs }) {
       field: field.value.trim(),
       classes: classes.value.split(",").map((c) => c.trim()).filter(Boolean),
       aliases: aliases.value.split(";").map((a) => a.trim()).filter(Boolean),
+      negatives: negatives.value.split(",").map((n) => n.trim()).filter(Boolean),
       min_confidence: minConfidence.value === "" ? null : Number(minConfidence.value),
       view: target.value.trim() || null,
       name: name.value.trim() || null,
