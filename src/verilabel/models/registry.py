@@ -121,6 +121,14 @@ def _spec_of(factory: Any, reference: str) -> ModelSpec:
     return model.spec  # type: ignore[no-any-return]
 
 
+def score_kind(name: str) -> str:
+    """What a run's confidences are (``CatalogueEntry.score``): ``model`` unless its model (the detector of
+    DETECTOR+SEGMENTER) is a catalogue entry whose scores are a proxy."""
+    first = name.partition("+")[0]
+    entry = next((e for e in catalogue() if e.name == first), None)
+    return entry.score if entry is not None else "model"
+
+
 def resolve(name: str, weights: str | None = None, options: dict[str, Any] | None = None) -> ModelRef:
     """Look a model up by catalogue name, or import ``python:package.module:factory``.
 

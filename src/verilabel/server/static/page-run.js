@@ -178,6 +178,18 @@ function filterText(filter) {
   return ` (${parts.join("; ")})`;
 }
 
+// A generative model (Florence-2, Qwen-VL) gives no score: say what its confidence is before anyone filters by it.
+function scoreNote(info) {
+  if (info.score !== "token-probability") return null;
+  return h(
+    "p.score-note",
+    { role: "note" },
+    h("strong", {}, "Confidence is a proxy. "),
+    `${info.model} gives no score of its own: each label's confidence is the probability it gave the words and `,
+    "coordinates naming that object. It ranks labels; it is not a calibrated probability.",
+  );
+}
+
 async function reviewPanel(container, info, canEdit, reload) {
   const state = { approval: false, lo: 0, hi: BINS, classes: new Set(), offset: 0, selected: new Set(), focus: 0 };
   let histogram = null;
@@ -192,7 +204,7 @@ async function reviewPanel(container, info, canEdit, reload) {
   clear(
     container,
     tabs,
-    h("div.review", {}, h("section.filters", {}, sliderBox, table), h("section.main", {}, h("div.titlebar", {}, summary, h("span.grow"), actions), grid, pager)),
+    h("div.review", {}, h("section.filters", {}, scoreNote(info), sliderBox, table), h("section.main", {}, h("div.titlebar", {}, summary, h("span.grow"), actions), grid, pager)),
   );
 
   const filter = () => ({
