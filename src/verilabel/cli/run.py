@@ -230,6 +230,19 @@ def create(
         "otherwise), torch, or onnx.",
     ),
     model_option: list[str] = typer.Option([], "--model-option", help="KEY=VALUE passed to the model; repeatable."),
+    executor: str = typer.Option(
+        "local", "--executor", help="local (worker processes on this machine) or ray (actors on a Ray cluster)."
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray: auto (the cluster this machine joined), ray://HOST:10001, or none (local)."
+    ),
+    gpus_per_worker: float | None = typer.Option(
+        None, "--gpus-per-worker", help="Ray: GPUs per worker (default 1 where the cluster has GPUs, else 0)."
+    ),
+    cpus_per_worker: float | None = typer.Option(None, "--cpus-per-worker", help="Ray: CPUs per worker (1)."),
+    shards: int | None = typer.Option(
+        None, "--shards", help="Ray: pieces the samples are cut into, handed to workers as they free up (8 each)."
+    ),
     wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish, with a progress bar."),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
@@ -258,6 +271,11 @@ def create(
         device=device,
         runtime=runtime,
         model_options=_model_options(model_option),
+        executor=executor,
+        ray_address=ray_address,
+        gpus_per_worker=gpus_per_worker,
+        cpus_per_worker=cpus_per_worker,
+        shards=shards,
     )
     info = create_run(store, request)
     if wait:

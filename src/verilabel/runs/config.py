@@ -57,6 +57,11 @@ class RunRequest:
     decode_threads: int | None = None
     max_labels: int | None = None  # per image: keep the most confident ones
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # passed to the model's loader
+    executor: str = "local"  # local: worker processes on this machine; ray: actors on a Ray cluster
+    ray_address: str | None = None  # auto, ray://HOST:PORT, or none (a one-machine Ray)
+    gpus_per_worker: float | None = None  # Ray: none means 1 where the cluster has GPUs, else 0
+    cpus_per_worker: float | None = None  # Ray: 1 unless said
+    shards: int | None = None  # Ray: how many pieces the samples are cut into (8 per worker unless said)
 
 
 @dataclass
@@ -185,6 +190,7 @@ def validate(store: Store, request: RunRequest) -> ValidatedRun:
         raise ConfigError("max_image_pixels", "must be a positive number of pixels")
     if request.weights and not request.weights.strip():
         raise ConfigError("weights", "empty weights source")
+    _check_executor(store, request)
     view = _target_view(request)
     with store.read() as session:
         try:
@@ -197,6 +203,30 @@ def validate(store: Store, request: RunRequest) -> ValidatedRun:
         if session.scalar(view.sample_ids_query(dataset_id).limit(1)) is None:
             raise ConfigError("target", f"{request.target!r} selects no samples of {request.dataset!r}")
     return ValidatedRun(request, dataset_id, name, task, model, mapping, min_confidence, view)
+
+
+def _check_executor(store: Store, request: RunRequest) -> None:
+    """The executor and its options; ``request.shards`` is set to the run's shard count."""
+    if request.executor == "local":
+        ray_only = {"ray_address": request.ray_address, "gpus_per_worker": request.gpus_per_worker}
+        ray_only |= {"cpus_per_worker": request.cpus_per_worker, "shards": request.shards}
+        given = [name for name, value in ray_only.items() if value is not None]
+        if given:
+            raise ConfigError(given[0], f"--{given[0].replace('_', '-')} goes with --executor ray")
+        request.shards = request.workers  # one worker process per shard
+        return
+    if request.executor != "ray":
+        raise ConfigError("executor", f"{request.executor!r}: use local (this machine's processes) or ray")
+    from verilabel.runs import ray_executor
+
+    for option in ("gpus_per_worker", "cpus_per_worker"):
+        value = getattr(request, option)
+        if value is not None and not 0 <= value <= 64:
+            raise ConfigError(option, f"{value} is outside 0..64")
+    if request.shards is not None and not 1 <= request.shards <= 100_000:
+        raise ConfigError("shards", f"{request.shards} is outside 1..100000")
+    request.shards = ray_executor.shard_count(request.workers, request.shards)
+    ray_executor.check_cluster(store.url, request.ray_address)
 
 
 def unique_run_name(session: Session, dataset_id: int, base: str) -> str:

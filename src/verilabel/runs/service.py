@@ -439,7 +439,7 @@ def _insert_run(session: Session, validated: ValidatedRun, run_id: str) -> None:
     session.execute(
         insert(RunSampleRow).from_select(
             ["run_id", "sample_id", "shard", "state"],
-            select(literal(run_id), ids.c.id, ids.c.id % request.workers, literal("pending")),
+            select(literal(run_id), ids.c.id, ids.c.id % (request.shards or request.workers), literal("pending")),
         )
     )
     total = session.scalar(select(func.count()).select_from(RunSampleRow).where(RunSampleRow.run_id == run_id))
@@ -453,13 +453,22 @@ def logs_dir() -> Path:
 
 
 def start_workers(store: Store, run_id: str, shards: range) -> list[int]:
-    """Start one detached worker process per shard; they outlive this process."""
+    """Start the run's executor in the background: one detached worker process per shard (local), or the Ray
+    driver (``verilabel.runs.ray_executor``). They outlive this process."""
+    with store.read() as session:
+        row = session.get(RunRow, run_id)
+        executor = "local" if row is None else row.config.get("executor", "local")
+    commands = (
+        [(["verilabel.runs.ray_executor", run_id], f"{run_id}-ray.log")]
+        if executor == "ray"
+        else [(["verilabel.runs.worker", run_id, str(shard)], f"{run_id}-{shard}.log") for shard in shards]
+    )
     env = {**os.environ, "VERILABEL_DATABASE_URL": store.url}
     pids = []
-    for shard in shards:
-        with open(logs_dir() / f"{run_id}-{shard}.log", "ab") as log:
+    for command, log_name in commands:
+        with open(logs_dir() / log_name, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "verilabel.runs.worker", run_id, str(shard)],
+                [sys.executable, "-m", *command],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -521,10 +530,16 @@ def resume_run(
         if not 1 <= count <= 64:
             raise ConflictError(f"workers must be in 1..64, got {count}")
         states = ("pending", "failed") if retry_failed else ("pending",)
+        shards = count
+        if row.config.get("executor") == "ray":  # many shards per worker: as before unless the workers changed
+            from verilabel.runs.ray_executor import shard_count
+
+            shards = (row.config.get("shards") or count) if count == row.workers else shard_count(count)
+            row.config = {**row.config, "workers": count, "shards": shards}
         session.execute(
             update(RunSampleRow)
             .where(RunSampleRow.run_id == row.id, RunSampleRow.state.in_(states))
-            .values(state="pending", error=None, shard=RunSampleRow.sample_id % count)
+            .values(state="pending", error=None, shard=RunSampleRow.sample_id % shards)
         )
         session.execute(delete(RunWorkerRow).where(RunWorkerRow.run_id == row.id))
         progress.recount(session, row.id)  # shards changed, failed samples may be pending again

@@ -49,6 +49,9 @@ class Worker:
         self.stop = threading.Event()
         self.stop_reason = ""
         self.processed = 0
+        self.failed = False
+        self.data_shard = shard  # the shard being labelled: the local executor's own, or the one Ray handed over
+        self.log_hint = f"verilabel home logs/{run_id}-{shard}.log"
         self._lock = threading.Lock()
         with store.read() as session:
             run = session.get(RunRow, run_id)
@@ -88,6 +91,10 @@ class Worker:
                 run.status = "generating"
             run.started_at = run.started_at or stamp
         return True
+
+    def start_heartbeat(self) -> None:
+        self._heart = threading.Thread(target=self.heartbeat, name="verilabel-heartbeat", daemon=True)
+        self._heart.start()
 
     def heartbeat(self) -> None:
         while not self.stop.wait(HEARTBEAT_SECONDS):
@@ -152,8 +159,8 @@ class Worker:
             run.timings = self.timer.snapshot()
 
     # --- work ------------------------------------------------------------------------------------------
-    def pending_items(self) -> Iterator[WorkItem]:
-        """This shard's pending samples in id order, a page at a time (keyset pagination)."""
+    def pending_items(self, shard: int) -> Iterator[WorkItem]:
+        """A shard's pending samples in id order, a page at a time (keyset pagination)."""
         last = -1
         while not self.stop.is_set():
             with self.store.read() as session:
@@ -162,7 +169,7 @@ class Worker:
                     .join(SampleRow, SampleRow.id == RunSampleRow.sample_id)
                     .where(
                         RunSampleRow.run_id == self.run_id,
-                        RunSampleRow.shard == self.shard,
+                        RunSampleRow.shard == shard,
                         RunSampleRow.state == "pending",
                         RunSampleRow.sample_id > last,
                     )
@@ -237,7 +244,7 @@ class Worker:
                     ],
                 )
                 failed = sum(1 for o in settled if o.error)
-                progress.add(session, self.run_id, self.shard, len(settled) - failed, failed)
+                progress.add(session, self.run_id, self.data_shard, len(settled) - failed, failed)
         for outcome, labels in prepared:
             if outcome.sample_id not in still_pending:
                 _remove_mask_files(labels)
@@ -287,51 +294,79 @@ class Worker:
         return int(self.config.get("batch_size") or model.spec.batch_size)
 
     def run(self) -> int:
-        if not self.register():
-            return 0
-        beat = threading.Thread(target=self.heartbeat, name="verilabel-heartbeat", daemon=True)
-        beat.start()
+        """The local executor: this process labels its own shard, then settles."""
         signal.signal(signal.SIGTERM, self._on_sigterm)
+        if not self.start():
+            return 1 if self.failed else 0
+        if self.label(self.shard):
+            self.end()
+        return 1 if self.failed else 0
+
+    def start(self) -> bool:
+        """Claim the worker's slot, start its heartbeat and load the model. False when the run is no longer
+        active, or the model failed to load (the run is then in error)."""
+        if not self.register():
+            return False
+        self.start_heartbeat()
         try:
-            model = self.load_model()
+            self.model = self.load_model()
             _share_cores(self.config.get("device", "auto"), int(self.config.get("workers", 1)))
-            context = PredictContext(
-                task=cast(Task, self.task),
-                classes=tuple(self.config["model_classes"]),
-                min_confidence=float(self.config["min_confidence"]),
-            )
-            threads = self.config.get("decode_threads") or _default_decode_threads(self.config.get("device", "auto"))
-            options = PipelineOptions(
-                batch_size=self._batch_size(model),
-                decode_threads=threads,
-                max_pixels=int(self.config["max_image_pixels"]),
-                draft_size=model.spec.input_size,
-                min_confidence=float(self.config["min_confidence"]),
-                to_dataset=self.config["to_dataset"],
-                max_labels=self.config.get("max_labels"),
-                negatives=tuple(self.config.get("negative_classes", ())),
-            )
-            start = time.perf_counter()
-            Pipeline(model, context, options, self.timer, self.stop, self._count).run(self.pending_items(), self.write)
-            self.timer.add("wall", time.perf_counter() - start)
-        except (ModelLoadError, VerilabelError) as exc:
-            self.stop.set()
-            self.finish("failed", error=str(exc))
-            return 1
         except Exception as exc:
-            self.stop.set()
-            traceback.print_exc()
-            self.finish(
-                "failed",
-                error=f"worker {self.shard} crashed: {type(exc).__name__}: {exc} "
-                f"(log: verilabel home logs/{self.run_id}-{self.shard}.log)",
+            self._fail(exc)
+            return False
+        return True
+
+    def label(self, shard: int) -> bool:
+        """Label the pending samples of a data shard (the local executor: its own; Ray: each one it is handed).
+        False when the worker failed and settled; True otherwise, ``stop`` set if it must not go on."""
+        model = self.model
+        context = PredictContext(
+            task=cast(Task, self.task),
+            classes=tuple(self.config["model_classes"]),
+            min_confidence=float(self.config["min_confidence"]),
+        )
+        threads = self.config.get("decode_threads") or _default_decode_threads(self.config.get("device", "auto"))
+        options = PipelineOptions(
+            batch_size=self._batch_size(model),
+            decode_threads=threads,
+            max_pixels=int(self.config["max_image_pixels"]),
+            draft_size=model.spec.input_size,
+            min_confidence=float(self.config["min_confidence"]),
+            to_dataset=self.config["to_dataset"],
+            max_labels=self.config.get("max_labels"),
+            negatives=tuple(self.config.get("negative_classes", ())),
+        )
+        self.data_shard = shard
+        try:
+            start = time.perf_counter()
+            Pipeline(model, context, options, self.timer, self.stop, self._count).run(
+                self.pending_items(shard), self.write
             )
-            return 1
+            self.timer.add("wall", time.perf_counter() - start)
+        except Exception as exc:
+            self._fail(exc)
+            return False
+        return True
+
+    def end(self) -> None:
+        """Stop the heartbeat and settle: this worker's end, and the run's status if it is the last one."""
         interrupted = self.stop.is_set() and self.stop_reason == "signal"
         self.stop.set()
-        beat.join(timeout=5)
+        self._heart.join(timeout=5)
         self.finish("stopped" if interrupted else "finished")
-        return 0
+
+    def _fail(self, exc: BaseException) -> None:
+        """Settle as failed: a verilabel error says what to fix; anything else is a crash, its trace in the log."""
+        self.stop.set()
+        self.failed = True
+        if isinstance(exc, ModelLoadError | VerilabelError):
+            self.finish("failed", error=str(exc))
+            return
+        traceback.print_exc()
+        self.finish(
+            "failed",
+            error=f"worker {self.shard} crashed: {type(exc).__name__}: {exc} (log: {self.log_hint})",
+        )
 
     def _on_sigterm(self, signum: int, frame: object) -> None:
         self.stop_reason = "signal"
@@ -385,7 +420,7 @@ def _gpu_for_shard(shard: int, device: str) -> str:
     return f"cuda:{shard % count}" if count > 1 else device
 
 
-def _single_threaded_opencv() -> None:
+def single_threaded_opencv() -> None:
     """The decode pool is the parallelism: OpenCV's own pool inside each decode thread would oversubscribe."""
     if importlib.util.find_spec("cv2") is not None:
         import cv2
@@ -401,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.enable()  # a native crash (segfault in a decoder or model) still leaves a trace in the log
     # A worker that seems stuck: `kill -USR1 PID` writes every thread's stack to its log, and it goes on.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    _single_threaded_opencv()
+    single_threaded_opencv()
     store = Store.open()
     return Worker(store, args[0], int(args[1])).run()
 

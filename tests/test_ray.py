@@ -1,0 +1,163 @@
+"""The Ray executor on a real local Ray cluster: a head and a second node started with ``ray start`` on loopback
+(one logical CPU each), a run across both; one node killed with SIGKILL mid-run; the driver killed and the run
+resumed. Labels must equal a local run's exactly, none doubled. The store is PostgreSQL (SQLite is refused once
+the cluster has two nodes)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+psutil = pytest.importorskip("psutil")
+
+from tests.runs_helpers import BLOBS, blob_dataset, duplicate_ids, label_snapshot, request  # noqa: E402
+from verilabel.errors import ConfigError  # noqa: E402
+from verilabel.runs import service as runs  # noqa: E402
+from verilabel.store import Store  # noqa: E402
+
+pytestmark = [pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[1]
+PORT = 6391
+ADDRESS = f"127.0.0.1:{PORT}"
+SLOW = "0.25"  # seconds per batch of the blob model: long enough to kill something mid-run
+
+
+def ray_cli() -> str:
+    return str(Path(sys.executable).with_name("ray"))
+
+
+def start_node(*args: str, env: dict[str, str]) -> None:
+    command = [ray_cli(), "start", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats"]
+    subprocess.run([*command, *args], env=env, check=True, capture_output=True, timeout=120)
+
+
+def raylet_of(resource: str) -> psutil.Process:
+    """The raylet of the node declaring ``resource`` (its command line lists the node's resources)."""
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if "raylet" in (process.info["name"] or "") and resource in cmdline:
+            return process
+    raise AssertionError(f"no raylet with resource {resource}")
+
+
+@pytest.fixture
+def cluster(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Two Ray nodes on loopback; the environment their workers inherit (PYTHONPATH for the test's model)."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # loopback only; the driver process inherits it
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "disabled",
+        "BLOB_MODEL_DELAY": SLOW,
+        "RAY_health_check_period_ms": "500",  # a killed node is declared dead in seconds, not half a minute
+        "RAY_health_check_failure_threshold": "4",
+    }
+    temp = tmp_path / "ray"  # short: Ray's socket paths must stay under 107 bytes
+    if len(str(temp)) > 60:
+        temp = Path("/tmp") / f"vl-ray-{os.getpid()}"
+    start_node("--head", "--port", str(PORT), "--temp-dir", str(temp), "--include-dashboard", "false",
+               "--resources", '{"head_node": 1}', env=env)  # fmt: skip
+    start_node("--address", ADDRESS, "--resources", '{"second_node": 1}', env=env)
+    try:
+        yield env
+    finally:
+        subprocess.run([ray_cli(), "stop", "--force"], capture_output=True, timeout=120)
+        if ray.is_initialized():
+            ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres(store: Store) -> Store:
+    if not store.url.startswith("postgresql"):
+        pytest.skip("runs across nodes are tested on PostgreSQL (VERILABEL_TEST_POSTGRES_URL), as they must run")
+    return store
+
+
+def reference(store: Store, field: str) -> list[tuple]:
+    """The labels of the same dataset labelled by the local executor."""
+    info = runs.wait_run(store, runs.create_run(store, request(field)).id, timeout=120)
+    assert info.status == "in_review"
+    return label_snapshot(store, info.id)
+
+
+def ray_run(store: Store, field: str, **options: object) -> str:
+    return runs.create_run(
+        store, request(field, model=BLOBS, executor="ray", ray_address=ADDRESS, workers=2, **options)
+    ).id
+
+
+def wait_for_progress(store: Store, run_id: str, done: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while runs.get_run(store, run_id).done < done:
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.1)
+
+
+def test_a_run_across_two_nodes_survives_a_node_killed_mid_run(postgres: Store, cluster, tmp_path, monkeypatch):
+    store = postgres
+    blob_dataset(store, tmp_path / "imgs", 48)
+    expected = reference(store, "local")
+    monkeypatch.setenv("BLOB_MODEL_DELAY", SLOW)
+    run_id = ray_run(store, "spread", shards=12)
+    wait_for_progress(store, run_id, 8)
+    second = raylet_of("second_node")
+    for process in [*second.children(recursive=True), second]:
+        process.send_signal(signal.SIGKILL)  # the node is gone: its raylet and its workers, mid-batch
+    info = runs.wait_run(store, run_id, timeout=180)
+    assert info.status == "in_review", info.error
+    assert label_snapshot(store, run_id) == expected and duplicate_ids(store, run_id) == 0
+    hosts = {(w.shard, w.state) for w in info.workers}
+    assert (-1, "finished") in hosts and any(state == "lost" for _, state in hosts)  # the coordinator settled it
+
+
+def test_the_driver_killed_leaves_a_run_that_resumes_exactly(postgres: Store, cluster, tmp_path, monkeypatch):
+    store = postgres
+    blob_dataset(store, tmp_path / "imgs", 40)
+    expected = reference(store, "local")
+    run_id = ray_run(store, "resumed", shards=10)
+    wait_for_progress(store, run_id, 8)
+    drivers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "verilabel.runs.ray_executor" in " ".join(p.info["cmdline"] or [])
+    ]
+    assert len(drivers) == 1
+    drivers[0].send_signal(signal.SIGKILL)  # its actors die with it
+    deadline = time.monotonic() + 60
+    while not runs.get_run(store, run_id).resumable:
+        assert time.monotonic() < deadline, "the run never became resumable"
+        time.sleep(0.2)
+    assert runs.get_run(store, run_id).done < 40
+    monkeypatch.setenv("BLOB_MODEL_DELAY", "0")
+    info = runs.wait_run(store, runs.resume_run(store, run_id).id, timeout=180)
+    assert info.status == "in_review", info.error
+    assert label_snapshot(store, run_id) == expected and duplicate_ids(store, run_id) == 0
+
+
+def test_sqlite_is_refused_on_a_cluster_of_several_nodes(home: Path, cluster, tmp_path):
+    sqlite = Store.open()
+    assert sqlite.url.startswith("sqlite")
+    blob_dataset(sqlite, tmp_path / "imgs", 2)
+    with pytest.raises(ConfigError, match=r"2 nodes, but the store is SQLite.*postgresql") as caught:
+        ray_run(sqlite, "nope")
+    assert caught.value.field == "executor"
+
+
+def test_ray_options_go_with_the_ray_executor_only(home: Path, tmp_path):
+    store = Store.open()
+    blob_dataset(store, tmp_path / "imgs", 2)
+    with pytest.raises(ConfigError, match="--shards goes with --executor ray"):
+        runs.create_run(store, request("x", shards=4))
+    with pytest.raises(ConfigError, match=r"use local .* or ray"):
+        runs.create_run(store, request("x", executor="dask"))
