@@ -23,8 +23,9 @@ from verilabel.models.torch_support import is_asynchronous, resolve_device
 from verilabel.models.weights import hf_repo, hf_snapshot
 
 TEXT_BATCH = 256  # prompts per text-encoder call
-# What a hub snapshot needs: configs, tokenizer files and safetensors weights (not the TF / Flax / .bin copies).
-HF_FILES = ("*.json", "*.txt", "*.model", "*.safetensors")
+# What a hub snapshot needs: configs, tokenizer files, chat templates and safetensors weights (not the TF / Flax /
+# .bin copies).
+HF_FILES = ("*.json", "*.txt", "*.model", "*.safetensors", "*.jinja")
 
 
 # --- options and loading --------------------------------------------------------------------------------------
@@ -43,10 +44,12 @@ def templates_option(entry: CatalogueEntry, request: LoadRequest, default: Seque
 
 
 def load_transformers(
-    entry: CatalogueEntry, request: LoadRequest, auto_class: str, *, text: bool = True
+    entry: CatalogueEntry, request: LoadRequest, auto_class: str, *, text: bool = True, half: bool = False
 ) -> tuple[Any, Any, Any]:
     """(network in eval mode on its device, processor, device) from the weights of ``entry`` or ``--weights``.
-    ``text``: the model reads prompts (an image processor and a tokenizer); else only an image processor."""
+    ``text``: the model reads prompts (an image processor and a tokenizer); else only an image processor.
+    ``half``: on a CUDA device the weights stay in bf16 (fp16 where the GPU has none) instead of fp32 under
+    autocast: a generative model reads all its weights at every token it decodes (a 7B one holds 30 GB in fp32)."""
     directory = hf_snapshot(hf_repo(entry.weights, request.weights, name=entry.name), name=entry.name, files=HF_FILES)
     import transformers
 
@@ -67,6 +70,11 @@ def load_transformers(
             f"{directory} has no image processor and tokenizer for {entry.name!r} (save the processor)"
         )
     device = resolve_device(request.device)
+    if half and device.type == "cuda":
+        import torch
+
+        half_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return net.to(device, half_dtype).eval(), processor, device
     return net.float().eval().to(device), processor, device
 
 
