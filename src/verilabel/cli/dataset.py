@@ -157,6 +157,56 @@ def add(
     _report(_with_progress("probing images", lambda p: service.add_images(store, name, from_dir, progress=p)), as_json)
 
 
+@app.command("caption")
+def caption(
+    name: str = typer.Argument(..., help="Dataset name."),
+    model: str = typer.Option("florence-2-base", "--model", help="A captioning model (Florence-2)."),
+    detail: str = typer.Option("caption", "--detail", help="caption, detailed or more_detailed."),
+    key: str = typer.Option("caption", "--key", help="The metadata key the caption goes under."),
+    weights: str | None = typer.Option(None, "--weights", help="Local weights folder or another hub id."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per model call (model default)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Caption samples that already have one again."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
+    """Write a caption of each sample into its metadata (resumable: captioned samples are skipped)."""
+    from verilabel.datasets.captions import caption_dataset
+    from verilabel.store import Store
+
+    store = Store.open()
+
+    def work(progress: Any) -> Any:
+        done = [0]
+
+        def step(n: int) -> None:
+            done[0] += n
+            progress(done[0], None)
+
+        return caption_dataset(
+            store,
+            name,
+            model,
+            key=key,
+            detail=detail,
+            weights=weights,
+            device=device,
+            overwrite=overwrite,
+            batch_size=batch_size,
+            on_batch=step,
+        )
+
+    summary = _with_progress("captioning", work)
+    if as_json:
+        print_json(summary.to_json())
+        return
+    out = console()
+    out.print(f"[bold]{escape(name)}[/]: {summary.captioned} captioned, {summary.skipped} already had one ({key})")
+    for path, error in summary.failed[:5]:
+        out.print(f"[yellow]not captioned[/] {escape(path)}: {escape(error)}")
+    if len(summary.failed) > 5:
+        out.print(f"... and {len(summary.failed) - 5} more")
+
+
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP)) -> None:
     """List datasets."""
