@@ -48,7 +48,12 @@ def _report(summary: ImportSummary, as_json: bool) -> None:
 @app.command("create")
 def create(
     name: str = typer.Argument(..., help="Dataset name."),
-    from_dir: Path | None = typer.Option(None, "--from-dir", help="Folder of images (searched recursively)."),
+    from_dir: str | None = typer.Option(
+        None, "--from-dir", help="Folder of images (searched recursively), or a bucket prefix: s3://, gs://, az://."
+    ),
+    from_list: Path | None = typer.Option(
+        None, "--from-list", help="A text file of images, one path or URI (https://, s3://...) per line."
+    ),
     from_coco: Path | None = typer.Option(None, "--from-coco", help="COCO detection JSON file."),
     from_label_studio: Path | None = typer.Option(
         None, "--from-label-studio", help="A Label Studio project's JSON export: its annotations become labels."
@@ -83,14 +88,14 @@ def create(
 
     sources = [
         s
-        for s in (from_dir, from_coco, from_yolo, from_voc, from_label_studio, from_cvat, from_fiftyone)
+        for s in (from_dir, from_list, from_coco, from_yolo, from_voc, from_label_studio, from_cvat, from_fiftyone)
         if s is not None
     ]
     if len(sources) > 1:
         raise ConfigError(
             "source",
-            "pass only one of --from-dir, --from-coco, --from-yolo, --from-voc, --from-label-studio, --from-cvat, "
-            "--from-fiftyone",
+            "pass only one of --from-dir, --from-list, --from-coco, --from-yolo, --from-voc, --from-label-studio, "
+            "--from-cvat, --from-fiftyone",
         )
     if from_coco is not None and images is None:
         raise ConfigError("images", "--from-coco needs --images DIR (the folder its file_name values are in)")
@@ -119,6 +124,10 @@ def create(
         summary = _with_progress(
             "probing images", lambda p: service.add_images(store, name, from_dir, create=create, progress=p)
         )
+    elif from_list is not None:
+        summary = _with_progress(
+            "probing images", lambda p: service.add_listed(store, name, from_list, create=create, progress=p)
+        )
     elif from_coco is not None:
         assert images is not None
         summary = service.import_coco(store, name, from_coco, images, field_name=field, create=create)
@@ -144,8 +153,8 @@ def create(
 @app.command("add")
 def add(
     name: str = typer.Argument(..., help="Dataset name."),
-    from_dir: Path = typer.Option(
-        ..., "--from-dir", help="Folder of images; only files not yet in the dataset are added."
+    from_dir: str = typer.Option(
+        ..., "--from-dir", help="Folder of images or bucket prefix; only images not yet in the dataset are added."
     ),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:

@@ -16,13 +16,14 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any
 from urllib.parse import quote
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from verilabel.datasets import media
 from verilabel.datasets.service import dataset_row, find_field
 from verilabel.datasets.views import View
 from verilabel.errors import ConfigError, ConflictError
@@ -343,10 +344,14 @@ def _detections(sample: ExportItem, fmt: str) -> list[Detection]:
 
 
 def _link_image(sample: ExportItem, folder: Path) -> str:
-    """Link the sample's image into ``folder`` under a name unique in the export (its sample id first)."""
-    name = f"{sample.sample_id}_{Path(sample.path).name}"
+    """Link the sample's image into ``folder`` under a name unique in the export (its sample id first); an image
+    in object storage is downloaded there instead (training tools read local files)."""
+    name = f"{sample.sample_id}_{PurePosixPath(sample.path).name}"
     link = folder / name
-    if not link.exists() and not link.is_symlink():
+    if media.is_remote(sample.path):
+        if not link.exists():
+            link.write_bytes(media.read_bytes(sample.path))
+    elif not link.exists() and not link.is_symlink():
         link.symlink_to(sample.path)
     return name
 

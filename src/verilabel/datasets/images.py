@@ -7,6 +7,7 @@ can record it against the sample and go on.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from verilabel.datasets import media
 from verilabel.datasets.jpeg import decode_jpeg
 from verilabel.errors import SampleError
 
@@ -54,11 +56,13 @@ def probe(path: str | os.PathLike[str]) -> ImageHeader:
 
     try:
         with _header_only():
-            img = Image.open(path)
+            img = Image.open(_remote_header(str(path)) if media.is_remote(path) else path)
         with img:
             width, height = img.size
             orientation = _orientation(img)
             fmt = img.format
+    except SampleError:
+        raise
     except FileNotFoundError as exc:
         raise SampleError(f"file not found: {path}") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
@@ -66,6 +70,21 @@ def probe(path: str | os.PathLike[str]) -> ImageHeader:
     if orientation in _TRANSPOSED_ORIENTATIONS:
         width, height = height, width
     return ImageHeader(width, height, fmt)
+
+
+def _remote_header(uri: str) -> io.BytesIO:
+    """The start of a remote image, enough for its header; the whole object when the header runs past it (a
+    JPEG whose EXIF block is large)."""
+    from PIL import Image
+
+    head = media.read_head(uri)
+    if len(head) == media.HEAD_BYTES:
+        try:
+            with _header_only(), Image.open(io.BytesIO(head)) as img:
+                _orientation(img)
+        except Exception:
+            return io.BytesIO(media.read_bytes(uri))
+    return io.BytesIO(head)
 
 
 def _orientation(img: Any) -> int:
@@ -124,13 +143,15 @@ def decode_sized(
     import numpy as np
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    fast = decode_jpeg(path, max_pixels=max_pixels, draft_size=draft_size)
+    # A remote object is read once, with retries (``verilabel.datasets.media``), then decoded from memory.
+    data = media.read_bytes(str(path)) if media.is_remote(path) else None
+    fast = decode_jpeg(path, max_pixels=max_pixels, draft_size=draft_size, data=data)
     if fast is not None:
         return fast
 
     try:
         with _header_only():
-            img = Image.open(path)
+            img = Image.open(io.BytesIO(data) if data is not None else path)
         with img:
             width, height = img.size
             if width * height > max_pixels:

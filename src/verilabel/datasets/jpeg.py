@@ -71,20 +71,23 @@ def draft_scale(width: int, height: int, draft_size: int | None) -> int:
 
 
 def decode_jpeg(
-    path: str | os.PathLike[str], *, max_pixels: int, draft_size: int | None
+    path: str | os.PathLike[str], *, max_pixels: int, draft_size: int | None, data: bytes | None = None
 ) -> tuple[np.ndarray, tuple[int, int]] | None:
     """RGB ``uint8`` pixels of a JPEG decoded by OpenCV, EXIF orientation applied, with the image's full size
-    (width, height, as displayed); None to let PIL decide."""
+    (width, height, as displayed); None to let PIL decide. ``data``: the file's bytes, already read."""
     cv2 = opencv()
     if cv2 is None:
         return None
-    try:
-        with open(path, "rb") as file:
-            data = file.read(3)
-            if data != b"\xff\xd8\xff":
-                return None  # not a JPEG: PIL reads it, and only PIL
-            data += file.read()
-    except OSError:
+    if data is None:
+        try:
+            with open(path, "rb") as file:
+                data = file.read(3)
+                if data != b"\xff\xd8\xff":
+                    return None  # not a JPEG: PIL reads it, and only PIL
+                data += file.read()
+        except OSError:
+            return None
+    elif not data.startswith(b"\xff\xd8\xff"):
         return None
     if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
         return None  # truncated: PIL says so

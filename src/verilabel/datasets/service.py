@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from verilabel.datasets.images import DEFAULT_MAX_PIXELS, iter_image_files, probe, too_large
+from verilabel.datasets import media
+from verilabel.datasets.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, iter_image_files, probe, too_large
 from verilabel.datasets.views import View
 from verilabel.errors import ConflictError, DatasetImportError, NotFoundError, SampleError
 from verilabel.review import counts
@@ -153,10 +154,10 @@ def delete_dataset(store: Store, name: str) -> None:
         session.execute(delete(DatasetRow).where(DatasetRow.id == dataset_row(session, name).id))
 
 
-def _probe_all(paths: Sequence[Path], summary: ImportSummary, progress: Progress | None) -> list[dict[str, Any]]:
+def _probe_all(paths: Sequence[str], summary: ImportSummary, progress: Progress | None) -> list[dict[str, Any]]:
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(path: Path) -> dict[str, Any]:
+    def one(path: str) -> dict[str, Any]:
         try:
             header = probe(path)
         except SampleError as exc:
@@ -193,19 +194,47 @@ def _existing_paths(session: Session, dataset_id: int) -> set[str]:
 def add_images(
     store: Store, name: str, directory: str | Path, *, create: bool = False, progress: Progress | None = None
 ) -> ImportSummary:
-    """Add every image under ``directory`` (recursively) that the dataset does not have yet. ``create``: the
-    dataset is new, and made in the same transaction as its samples (nothing is left behind if this fails)."""
-    root = Path(directory).expanduser().resolve()
-    if not root.is_dir():
-        raise DatasetImportError(f"not a folder: {root}. Pass the folder that holds the images.")
+    """Add every image under ``directory`` (recursively; a folder, or a bucket prefix such as s3://bucket/dir)
+    that the dataset does not have yet. ``create``: the dataset is new, and made in the same transaction as its
+    samples (nothing is left behind if this fails)."""
+    if media.is_remote(str(directory)):
+        found = media.list_images(str(directory), IMAGE_EXTENSIONS)
+    else:
+        root = Path(directory).expanduser().resolve()
+        if not root.is_dir():
+            raise DatasetImportError(f"not a folder: {root}. Pass the folder that holds the images.")
+        found = [str(path) for path in iter_image_files(root)]
+    return _add_found(store, name, found, create=create, progress=progress)
+
+
+def add_listed(
+    store: Store, name: str, list_file: str | Path, *, create: bool = False, progress: Progress | None = None
+) -> ImportSummary:
+    """Add the images a text file lists, one per line: local paths (relative to the file's folder) or URIs
+    (``https://``, ``s3://``...); blank lines and ``#`` comments are skipped."""
+    listing = Path(list_file).expanduser().resolve()
+    try:
+        lines = listing.read_text().splitlines()
+    except OSError as exc:
+        raise DatasetImportError(f"cannot read the list {listing}: {exc.strerror or exc}") from None
+    found = []
+    for line in (line.strip() for line in lines):
+        if line and not line.startswith("#"):
+            found.append(line if media.is_remote(line) else str((listing.parent / line).resolve()))
+    if not found:
+        raise DatasetImportError(f"{listing} lists no images: write one path or URI per line")
+    return _add_found(store, name, list(dict.fromkeys(found)), create=create, progress=progress)
+
+
+def _add_found(store: Store, name: str, found: list[str], *, create: bool, progress: Progress | None) -> ImportSummary:
     summary = ImportSummary(name)
     existing: set[str] = set()
     if not create:
         with store.read() as session:
             existing = _existing_paths(session, dataset_row(session, name).id)
     new_paths = []
-    for path in iter_image_files(root):
-        if str(path) in existing:
+    for path in found:
+        if path in existing:
             summary.already_present += 1
         else:
             new_paths.append(path)
@@ -412,7 +441,7 @@ def import_yolo(
     if not images:
         raise DatasetImportError(f"no images under {root}/images (the YOLO layout is images/ beside labels/)")
     summary = ImportSummary(name)
-    probed = _probe_all(images, summary, progress)
+    probed = _probe_all([str(p) for p in images], summary, progress)
     items: list[ImportItem] = [
         (Path(r["path"]), r["width"], r["height"], list(yolo.read_labels(Path(r["path"]), names)), ()) for r in probed
     ]

@@ -4,17 +4,23 @@ A sample's file is served only if the dataset has it and its type is an image ty
 content type, so a file cannot be served as HTML. Thumbnails and patches are JPEGs cached under
 ``VERILABEL_HOME/thumbnails``, keyed by the sample and its file's modification time: an edited image gets a new
 one, and the URL's ETag changes with it.
+
+A sample in object storage (``s3://``, ``https://``...) is fetched once by the server, with its credentials, into
+``VERILABEL_HOME/thumbnails/remote`` (keyed by the URI and the object's ETag or size and time) and served from
+there: the browser never needs the bucket's credentials, and thumbnails and patches are cut from that copy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from sqlalchemy import select
 
+from verilabel.datasets import media
 from verilabel.errors import NotFoundError, SampleError
 from verilabel.store import Store
 from verilabel.store.schema import RunLabelRow, SampleRow
@@ -42,12 +48,44 @@ class MediaFile:
         return f'"{self.version}"'
 
 
-def sample_file(store: Store, sample_id: int) -> MediaFile:
+def sample_file(store: Store, sample_id: int, cache: Path) -> MediaFile:
     with store.read() as session:
         path = session.scalar(select(SampleRow.path).where(SampleRow.id == sample_id))
     if path is None:
         raise NotFoundError(f"no sample {sample_id}")
+    if media.is_remote(path):
+        return _remote_copy(path, cache / "remote", f"sample {sample_id}")
     return _media(Path(path), f"sample {sample_id}")
+
+
+def _remote_copy(uri: str, folder: Path, what: str) -> MediaFile:
+    """The object at ``uri``, fetched once into ``folder`` (again when it changes)."""
+    suffix = PurePosixPath(uri.partition("?")[0]).suffix.lower()
+    media_type = MEDIA_TYPES.get(suffix)
+    if media_type is None:
+        raise NotFoundError(f"{what} is not an image file")
+    try:
+        found = media.info(uri)
+        mark = found.get("ETag") or found.get("etag") or found.get("LastModified") or found.get("mtime") or ""
+        version = hashlib.sha256(f"{uri}|{mark}|{found.get('size')}".encode()).hexdigest()[:24]
+        target = folder / version[:2] / f"{version}{suffix}"
+        if not target.is_file():
+            _write_atomically(target, media.read_bytes(uri))
+    except SampleError as exc:
+        raise NotFoundError(f"the file of {what} cannot be read now: {exc}") from None
+    return MediaFile(target, media_type, version)
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _media(path: Path, what: str) -> MediaFile:
@@ -65,7 +103,7 @@ def thumbnail(store: Store, cache: Path, sample_id: int, size: int) -> MediaFile
     """A JPEG of the sample at most ``size`` px on its longer side (EXIF orientation applied)."""
     if size not in THUMBNAIL_SIZES:
         raise NotFoundError(f"thumbnails come in sizes {', '.join(map(str, THUMBNAIL_SIZES))}")
-    source = sample_file(store, sample_id)
+    source = sample_file(store, sample_id, cache)
     target = cache / f"{sample_id % 256:02x}" / f"{sample_id}-{source.version}-{size}.jpg"
     if not target.is_file():
         _write_jpeg(target, _open(source.path, size), size)
@@ -83,7 +121,7 @@ def patch(store: Store, cache: Path, run_id: str, label_id: str, size: int = 256
     if found is None:
         raise NotFoundError(f"run {run_id} has no label {label_id}")
     sample_id, x, y, w, h = found
-    source = sample_file(store, sample_id)
+    source = sample_file(store, sample_id, cache)
     target = cache / "patches" / run_id / f"{label_id}-{source.version}-{size}.jpg"
     if not target.is_file():
         image = _open(source.path, None)

@@ -30,8 +30,8 @@ def file_response(media: MediaFile, max_age: int = 3600) -> FileResponse:
 
 
 @router.get("/{sample_id}/image", response_class=FileResponse)
-def image(sample_id: SampleId, who: Viewer, store: StoreDep) -> FileResponse:
-    return file_response(sample_file(store, sample_id))
+def image(sample_id: SampleId, who: Viewer, store: StoreDep, cache: CacheDep) -> FileResponse:
+    return file_response(sample_file(store, sample_id, cache))
 
 
 @router.get("/{sample_id}/thumbnail", response_class=FileResponse)
