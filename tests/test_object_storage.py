@@ -230,3 +230,30 @@ def test_https_urls_from_a_list_are_probed_labelled_and_fail_alone(store: Store,
             ds.add_images(store, "web", base + "/")
     finally:
         server.shutdown()
+
+
+def test_the_label_studio_backend_reads_tasks_in_allowed_buckets_only(s3):
+    from verilabel.integrations.label_studio_backend import Backend
+
+    config = (
+        '<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+        '<Label value="red"/><Label value="green"/><Label value="blue"/></RectangleLabels></View>'
+    )
+    client, _ = s3
+    image = client.get_object(Bucket="photos", Key="shop/img_00000.png")["Body"].read()
+    client.put_object(Bucket="photos", Key="elsewhere/img_00000.png", Body=image)
+    backend = Backend(BLOBS, storage=["s3://photos/shop/"])
+    tasks = [
+        {"id": 1, "data": {"image": "s3://photos/shop/img_00000.png"}},
+        {"id": 2, "data": {"image": "s3://photos/elsewhere/img_00000.png"}},  # not under --storage: refused
+        {"id": 3, "data": {"image": "s3://photos/shop/missing.png"}},
+    ]
+    allowed, refused, missing = backend.predict({"tasks": tasks, "label_config": config})["results"]
+    assert allowed["result"] and {r["value"]["rectanglelabels"][0] for r in allowed["result"]} <= {
+        "red",
+        "green",
+        "blue",
+    }
+    assert refused["result"] == [] and missing["result"] == []
+    opened = Backend(BLOBS, storage=["s3://photos/"]).predict({"tasks": tasks[1:2], "label_config": config})
+    assert opened["results"][0]["result"]  # the same image, once its prefix is allowed

@@ -41,6 +41,12 @@ def backend(
     allow_model: list[str] = typer.Option(
         [], "--allow-model", help="A python:pkg.mod:factory model a control's model= may name; repeatable."
     ),
+    storage: list[str] = typer.Option(
+        [],
+        "--storage",
+        help="An object-storage prefix (s3://bucket/dir/) whose task URIs it reads with its own credentials; "
+        "repeatable (for projects on cloud storage without pre-signed URLs).",
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (Label Studio must reach it)."),
     port: int = typer.Option(9090, "--port", help="Port to listen on."),
 ) -> None:
@@ -62,6 +68,7 @@ def backend(
         allowed=allow_model,
         classes=[c.strip() for c in classes.split(",") if c.strip()],
         aliases=parse_aliases(alias),
+        storage=storage,
     )
     typer.echo(
         f"Label Studio ML backend for {model} at http://{host}:{port} (connect it in the project's Settings > Model)"

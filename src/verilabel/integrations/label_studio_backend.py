@@ -233,6 +233,7 @@ class Backend:
         allowed: Sequence[str] = (),
         classes: Sequence[str] = (),
         aliases: Mapping[str, Sequence[str]] | None = None,
+        storage: Sequence[str] = (),
     ) -> None:
         from verilabel.models import registry
 
@@ -246,6 +247,9 @@ class Backend:
         self.allowed = {model, *allowed}
         self.classes = tuple(classes)  # --classes: the model classes it may answer with (all, when empty)
         self.aliases = {k: tuple(v) for k, v in (aliases or {}).items()}  # --alias LABEL=CLASS,...
+        # --storage: object-storage prefixes whose URIs (a project on cloud storage without pre-signed URLs) this
+        # backend reads with its own credentials; any other s3:// ... in a task is refused
+        self.storage = tuple(storage)
         registry.resolve(model, weights, self.options)  # an unknown model fails now, not on the first request
         self._models: dict[tuple[str, tuple[str, ...]], Model] = {}
         self._lock = threading.Lock()
@@ -297,7 +301,7 @@ class Backend:
                 if not isinstance(reference, str):
                     raise VerilabelError(f"no image in its data field {data_key!r}")
                 path = folder / f"{index}{Path(urllib.parse.urlparse(reference).path).suffix or '.img'}"
-                path.write_bytes(fetch(reference, connection))
+                path.write_bytes(fetch(reference, connection, self.storage))
                 array, size = decode_sized(path)
             except Exception as exc:  # one task's image: never the whole batch
                 log.warning("task %s: no prediction, its image cannot be read: %s", task.get("id"), exc)
@@ -360,9 +364,18 @@ class Backend:
         return out
 
 
-def fetch(reference: str, connection: Connection) -> bytes:
+def fetch(reference: str, connection: Connection, storage: Sequence[str] = ()) -> bytes:
     """The bytes of a task's image: a relative URL against Label Studio's host, with its token; an absolute
-    http(s) URL as it is (with the token when it is Label Studio's)."""
+    http(s) URL as it is (with the token when it is Label Studio's); an object-storage URI under one of the
+    ``storage`` prefixes the operator allowed, read with this machine's credentials (with retries)."""
+    from verilabel.datasets import media
+
+    if media.is_remote(reference) and not reference.startswith(("http://", "https://")):
+        if not any(reference.startswith(prefix) for prefix in storage):
+            raise VerilabelError(
+                f"{reference}: this backend reads object storage only under the prefixes given with --storage"
+            )
+        return media.read_bytes(reference)
     base = (os.environ.get("LABEL_STUDIO_URL") or connection.hostname or "").rstrip("/")
     token = connection.token or os.environ.get("LABEL_STUDIO_API_KEY")
     url = reference
