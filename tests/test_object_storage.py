@@ -142,6 +142,28 @@ def test_a_bucket_prefix_becomes_a_dataset_labelled_like_local_files(s3, store: 
     assert strip == [row[1:] for row in label_snapshot(store, local.id)] and strip
 
 
+def test_exports_of_a_bucket_dataset_name_its_objects(s3, store: Store, tmp_path):
+    from verilabel.datasets.export import export_field
+    from verilabel.review import service as review
+
+    ds.add_images(store, "shop", "s3://photos/shop", create=True)
+    run = runs.wait_run(store, runs.create_run(store, RunRequest("shop", "detection", BLOBS, "b")).id, timeout=90)
+    review.promote(store, run.id)
+    review.approve(store, run.id)
+    export_field(store, "shop", "b", "coco", tmp_path / "coco")
+    coco = json.loads((tmp_path / "coco" / "labels.json").read_text())
+    assert coco["info"]["images_root"] == "s3://photos/shop"
+    assert sorted(image["file_name"] for image in coco["images"]) == [f"img_{i:05d}.png" for i in range(6)]
+    export_field(store, "shop", "b", "label-studio", tmp_path / "ls")
+    tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    assert sorted(t["data"]["image"] for t in tasks) == [f"s3://photos/shop/img_{i:05d}.png" for i in range(6)]
+    export_field(store, "shop", "b", "yolo", tmp_path / "yolo")
+    copies = sorted((tmp_path / "yolo" / "images").rglob("*.png"))
+    assert len(copies) == 6 and not any(p.is_symlink() for p in copies)
+    key = "shop/" + copies[0].name.split("_", 1)[1]
+    assert copies[0].read_bytes() == s3[0].get_object(Bucket="photos", Key=key)["Body"].read()
+
+
 def test_a_missing_object_is_that_samples_failure_and_a_missing_bucket_an_import_error(s3, store: Store, capsys):
     client, _ = s3
     ds.add_images(store, "shop", "s3://photos/shop", create=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import posixpath
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -95,11 +96,12 @@ class ExportSource:
                 yield from session.scalars(select(SampleRow.path).where(SampleRow.id.in_(page)).order_by(SampleRow.id))
 
     def common_folder(self) -> str:
-        """The deepest folder holding every sample (one pass over the paths, nothing kept)."""
+        """The deepest folder (or bucket prefix: ``s3://bucket/dir``) holding every sample (one pass over the
+        paths, nothing kept); empty when they share none (local files and objects mixed)."""
         common: str | None = None
         for path in self.paths():
-            folder = os.path.dirname(path)
-            common = folder if common is None else os.path.commonpath([common, folder])
+            folder = _parent(path)
+            common = folder if common is None else _common(common, folder)
         return common or ""
 
     def sized_samples(self) -> Iterator[tuple[ExportItem, int, int]]:
@@ -270,7 +272,7 @@ def _export_coco(source: ExportSource, out: Path, options: ExportOptions) -> Exp
         images, annotations = _JsonArray(document), _JsonArray(spool)
         for sample, width, height in source.sized_samples():
             image_id = images.count + 1
-            images.add(coco.image_record(image_id, os.path.relpath(sample.path, root), width, height, sample.tags))
+            images.add(coco.image_record(image_id, relative_to(sample.path, root), width, height, sample.tags))
             for label in sample.labels:
                 if not isinstance(label, Detection):
                     raise ConfigError("format", "COCO export takes detection fields; this one holds classifications")
@@ -336,6 +338,33 @@ def _export_voc(source: ExportSource, out: Path, options: ExportOptions) -> Expo
     return ExportSummary("voc", len(stems), labels_written, str(out / "Annotations"))
 
 
+def _parent(path: str) -> str:
+    if media.is_remote(path):
+        scheme, _, rest = path.partition("://")
+        return f"{scheme}://{posixpath.dirname(rest)}"
+    return os.path.dirname(path)
+
+
+def _common(a: str, b: str) -> str:
+    """The common folder of two folders; a URI's keeps its ``scheme://`` (``os.path`` would fold the slashes)."""
+    scheme_a, sep_a, rest_a = a.partition("://")
+    scheme_b, sep_b, rest_b = b.partition("://")
+    if bool(sep_a) != bool(sep_b) or (sep_a and scheme_a != scheme_b):
+        return ""
+    if not sep_a:
+        return os.path.commonpath([a, b])
+    return f"{scheme_a}://{posixpath.commonpath([rest_a, rest_b])}"
+
+
+def relative_to(path: str, root: str) -> str:
+    """``path`` relative to the export's common folder ``root`` (a URI stays whole when there is none)."""
+    if not root:
+        return path
+    if media.is_remote(path):
+        return posixpath.relpath(path.partition("://")[2], root.partition("://")[2])
+    return os.path.relpath(path, root)
+
+
 def _detections(sample: ExportItem, fmt: str) -> list[Detection]:
     labels = [label for label in sample.labels if isinstance(label, Detection)]
     if len(labels) != len(sample.labels):
@@ -380,7 +409,7 @@ def _export_label_studio(source: ExportSource, out: Path, options: ExportOptions
                 prediction["score"] = round(sum(scores) / len(scores), 4)
             tasks.add(
                 {
-                    "data": {label_studio.IMAGE: f"/data/local-files/?d={quote(os.path.relpath(sample.path, root))}"},
+                    "data": {label_studio.IMAGE: _label_studio_image(sample.path, root)},
                     "meta": {"verilabel_sample_id": sample.sample_id, "tags": sample.tags},
                     "predictions": [prediction] if results else [],
                 }
@@ -397,6 +426,14 @@ def _export_label_studio(source: ExportSource, out: Path, options: ExportOptions
     return ExportSummary("label-studio", tasks.count, labels_written, str(out / "tasks.json"), next_step)
 
 
+def _label_studio_image(path: str, root: str) -> str:
+    """Where Label Studio finds a task's image: its local-files URL, or an object's URI as it is (a project with
+    that bucket as cloud storage resolves it)."""
+    if media.is_remote(path):
+        return path
+    return f"/data/local-files/?d={quote(os.path.relpath(path, root))}"
+
+
 def _export_cvat(source: ExportSource, out: Path, options: ExportOptions) -> ExportSummary:
     """``annotations.xml`` in CVAT for images 1.1, streamed; image names relative to the samples' common folder
     (CVAT matches them to a task's files by name)."""
@@ -406,7 +443,7 @@ def _export_cvat(source: ExportSource, out: Path, options: ExportOptions) -> Exp
     def images() -> Iterator[tuple[str, int, int, list[Label]]]:
         for sample, width, height in source.sized_samples():
             counted["labels"] += len(sample.labels)
-            yield os.path.relpath(sample.path, root), width, height, sample.labels
+            yield relative_to(sample.path, root), width, height, sample.labels
 
     path = out / "annotations.xml"
     with _whole_file(path) as file:

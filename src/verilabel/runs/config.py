@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from verilabel.datasets.images import DEFAULT_MAX_PIXELS
@@ -202,11 +202,17 @@ def validate(store: Store, request: RunRequest) -> ValidatedRun:
         check_still_free(session, request, dataset_id, name)
         if session.scalar(view.sample_ids_query(dataset_id).limit(1)) is None:
             raise ConfigError("target", f"{request.target!r} selects no samples of {request.dataset!r}")
+        if request.shards is None:  # Ray: sized by the samples
+            from verilabel.runs.ray_executor import shard_count
+
+            total = session.scalar(select(func.count()).select_from(view.sample_ids_query(dataset_id).subquery()))
+            request.shards = shard_count(request.workers, int(total or 0))
     return ValidatedRun(request, dataset_id, name, task, model, mapping, min_confidence, view)
 
 
 def _check_executor(store: Store, request: RunRequest) -> None:
-    """The executor and its options; ``request.shards`` is set to the run's shard count."""
+    """The executor and its options; for the local one ``request.shards`` is its worker count (one process per
+    shard), for Ray it is sized once the samples are counted (``validate``) unless given."""
     if request.executor == "local":
         ray_only = {"ray_address": request.ray_address, "gpus_per_worker": request.gpus_per_worker}
         ray_only |= {"cpus_per_worker": request.cpus_per_worker, "shards": request.shards}
@@ -225,7 +231,6 @@ def _check_executor(store: Store, request: RunRequest) -> None:
             raise ConfigError(option, f"{value} is outside 0..64")
     if request.shards is not None and not 1 <= request.shards <= 100_000:
         raise ConfigError("shards", f"{request.shards} is outside 1..100000")
-    request.shards = ray_executor.shard_count(request.workers, request.shards)
     ray_executor.check_cluster(store.url, request.ray_address)
 
 

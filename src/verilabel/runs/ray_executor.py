@@ -33,7 +33,8 @@ from verilabel.store import Store
 from verilabel.store.schema import RunSampleRow, RunWorkerRow
 
 COORDINATOR = -1  # the driver's worker slot
-SHARDS_PER_WORKER = 8
+SHARDS_PER_WORKER = 8  # at most: many shards balance slow and fast nodes...
+MIN_SHARD_SAMPLES = 500  # ...but each shard starts its pipeline afresh (a batch or two of idle device): not tiny
 MAX_LOST_WORKERS = 8  # replacements for actors that died, before the run gives up
 RAY_HINT = "install it with `pip install 'verilabel[ray]'` on every node"
 
@@ -93,8 +94,9 @@ def check_cluster(url: str, address: str | None) -> None:
             ray.shutdown()
 
 
-def shard_count(workers: int, requested: int | None = None) -> int:
-    return requested or workers * SHARDS_PER_WORKER
+def shard_count(workers: int, samples: int) -> int:
+    """How many shards a run of ``samples`` on ``workers`` gets: 2 to 8 per worker, of 500 samples or more."""
+    return max(workers * 2, min(workers * SHARDS_PER_WORKER, samples // MIN_SHARD_SAMPLES))
 
 
 class ShardWorker:

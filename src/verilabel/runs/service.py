@@ -534,7 +534,7 @@ def resume_run(
         if row.config.get("executor") == "ray":  # many shards per worker: as before unless the workers changed
             from verilabel.runs.ray_executor import shard_count
 
-            shards = (row.config.get("shards") or count) if count == row.workers else shard_count(count)
+            shards = (row.config.get("shards") or count) if count == row.workers else shard_count(count, info.pending)
             row.config = {**row.config, "workers": count, "shards": shards}
         session.execute(
             update(RunSampleRow)
