@@ -205,3 +205,24 @@ def test_a_run_started_from_a_filtered_grid_targets_that_filter(app):
     page.click("text=New run")
     page.wait_for_selector("form.new-run")
     assert page.input_value("#view") == "ids=1,2"
+
+
+def test_a_generative_models_confidence_is_called_a_proxy_above_the_slider(app, tmp_path):
+    """Florence-2 gives no score: its run's review says what the confidence is before anyone filters by it."""
+    pytest.importorskip("transformers")
+    from tests.support.random_models_vlm import save_florence2
+
+    url, tokens, browser = app
+    weights = save_florence2(tmp_path / "florence")
+    request_ = request("captioned", model="florence-2-base", weights=str(weights), classes=["red"], device="cpu")
+    request_.model_options = {"max_new_tokens": 16}
+    info = runs.wait_run(Store.open(), runs.create_run(Store.open(), request_).id, timeout=180)
+    assert info.status == "in_review", info.error
+    page = open_page(browser, url, tokens["editor"], f"#/runs/{info.id}")
+    note = page.wait_for_selector(".score-note")
+    assert "proxy" in note.inner_text() and "florence-2-base" in note.inner_text()
+    screenshot(page, "review-score-proxy")
+    blobs = open_page(browser, url, tokens["editor"], "#/runs/blobs")
+    blobs.wait_for_selector("table.classes tbody tr")
+    assert blobs.locator(".score-note").count() == 0  # a model's own scores need no warning
+    assert not page.errors and not blobs.errors

@@ -32,6 +32,21 @@ def test_every_entry_is_complete(entry):
     assert entry.extra
 
 
+FAMILIES_OF_2025_26 = {  # issue 12's list
+    "sam3", "rf-detr", "mm-grounding-dino", "llmdet", "florence-2", "qwen2.5-vl", "qwen3-vl",
+}  # fmt: skip
+
+
+def test_the_models_of_2025_26_are_there_and_say_what_their_scores_are():
+    assert {e.family for e in ENTRIES} >= FAMILIES_OF_2025_26
+    generative = {e.name for e in ENTRIES if e.family in {"florence-2", "qwen2.5-vl", "qwen3-vl"}}
+    assert generative and all(e.score == "token-probability" for e in ENTRIES if e.name in generative)
+    assert all(e.score == "model" for e in ENTRIES if e.name not in generative)
+    assert registry.score_kind("florence-2-base") == "token-probability"
+    assert registry.score_kind("florence-2-base+sam3-tracker") == "token-probability"
+    assert registry.score_kind("python:x.y:z") == "model"
+
+
 def test_the_families_of_the_issue_are_all_there():
     assert {e.family for e in ENTRIES} >= FAMILIES_ASKED_FOR
     sizes = {e.size for e in ENTRIES if e.family == "yolo"}

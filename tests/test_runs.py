@@ -267,6 +267,7 @@ def test_synonyms_merge_into_one_box_and_negatives_suppress_look_alikes(store: S
     assert any(row[1] == "blue" for row in before) and any(row[1] == "red" for row in after)
     stored = runs.get_run(store, merged.id).config
     assert stored["negative_classes"] == ["painted blue"] and "painted blue" in stored["model_classes"]
+    assert runs.get_run(store, merged.id).to_json()["score"] == "model"
 
 
 def test_a_negative_that_is_also_a_class_is_refused(store: Store, tmp_path: Path):
