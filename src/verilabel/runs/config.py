@@ -89,6 +89,7 @@ class ValidatedRun:
             "model_classes": list(self.mapping.model_classes),
             "to_dataset": dict(self.mapping.to_dataset),
             "negative_classes": list(self.mapping.negatives),
+            "score": registry.score_kind(self.model.name),  # what its confidences are (shown in the review)
         }
 
 

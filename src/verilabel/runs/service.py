@@ -29,7 +29,6 @@ from sqlalchemy.orm import Session
 from verilabel import history
 from verilabel.datasets.service import dataset_row, ensure_field
 from verilabel.errors import ConflictError, NotFoundError
-from verilabel.models import registry
 from verilabel.review import counts
 from verilabel.review.counts import PROMOTED, REVIEW
 from verilabel.runs import progress
@@ -186,7 +185,7 @@ class RunInfo:
             "min_confidence": self.min_confidence,
             "model_classes": self.config.get("model_classes"),
             "model_info": self.model_info,
-            "score": registry.score_kind(self.model),
+            "score": self.config.get("score", "model"),
             "timings": self.timings,
             "workers": [w.to_json() for w in self.workers],
             "failures": self.failures,
