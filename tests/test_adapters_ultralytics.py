@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -123,27 +124,37 @@ def test_detections_masks_and_keypoints_match_ultralytics_own_predict(weights):
         theirs = YOLO(str(weights[kind])).predict(
             item.array[..., ::-1].copy(), imgsz=IMGSZ, conf=0.25, rect=False, retina_masks=True, verbose=False
         )[0]
-        assert len(theirs.boxes) > 0, name
-        agreement: list[float] = []
-        unmatched = list(ours)
-        for j in range(len(theirs.boxes)):  # scores tie often with random weights: match each box to one of ours
-            label = next(label for label in unmatched if same(label, theirs, j, ref.vocabulary))
-            unmatched.remove(label)
-            if kind == "pose":
-                points = np.array(label.keypoints.points) * (311, 237)
-                np.testing.assert_allclose(points, theirs.keypoints.xy[j].numpy(), atol=0.05)
-                assert label.keypoints.names[0] == "nose" and len(label.keypoints.names) == 17
-            if kind == "segment":
-                x, y, w, h = label.box.to_pixels(311, 237)
-                expected = theirs.masks.data[j].numpy()[y : y + h, x : x + w] > 0.5
-                assert label.mask.array.shape == expected.shape
-                agreement.append((label.mask.array == expected).mean())
-        # Only masks on the edge of emptiness may differ: ultralytics' two-step upsampling flattens faint peaks.
-        assert all(kind == "segment" and label.mask.array.mean() < 0.02 for label in unmatched), name
-        if kind == "segment":
-            # random prototypes make speckled masks, where the two samplings differ most; the ramp test below
-            # shows both put an edge on the same pixel
-            assert np.mean(agreement) > 0.92 and min(agreement) > 0.85
+        assert_same_as_theirs(ours, theirs, ref.vocabulary, task, name)
+
+
+def assert_same_as_theirs(
+    ours: list[Any], theirs: Any, names: tuple[str, ...], task: str, name: str, faint: float = 0.02
+) -> None:
+    """Each of ultralytics' boxes (on ``image(7, 311, 237)``) is one of ours: class, score, box, and keypoints or
+    mask; ours has no other box but those whose mask ultralytics found empty (ours covers under ``faint`` of its
+    box)."""
+    assert len(theirs.boxes) > 0, name
+    agreement: list[float] = []
+    unmatched = list(ours)
+    for j in range(len(theirs.boxes)):  # scores tie often with random weights: match each box to one of ours
+        label = next((label for label in unmatched if same(label, theirs, j, names)), None)
+        assert label is not None, f"{name}: ultralytics' box {j} is not among ours"
+        unmatched.remove(label)
+        if task == "keypoints":
+            points = np.array(label.keypoints.points) * (311, 237)
+            np.testing.assert_allclose(points, theirs.keypoints.xy[j].numpy(), atol=0.05)
+            assert label.keypoints.names[0] == "nose" and len(label.keypoints.names) == 17
+        if task == "segmentation":
+            x, y, w, h = label.box.to_pixels(311, 237)
+            expected = theirs.masks.data[j].numpy()[y : y + h, x : x + w] > 0.5
+            assert label.mask.array.shape == expected.shape
+            agreement.append((label.mask.array == expected).mean())
+    # Only masks on the edge of emptiness may differ: ultralytics' two-step upsampling flattens faint peaks.
+    assert all(task == "segmentation" and label.mask.array.mean() < faint for label in unmatched), name
+    if task == "segmentation":
+        # random prototypes make speckled masks, where the two samplings differ most; the ramp test below
+        # shows both put an edge on the same pixel
+        assert np.mean(agreement) > 0.92 and min(agreement) > 0.85, name
 
 
 def same(label: Any, theirs: Any, j: int, names: tuple[str, ...]) -> bool:
@@ -452,3 +463,262 @@ def test_split_predict_runs_overlapped_in_the_pipeline_with_the_same_labels(weig
     arrays = [image(seed, 96 + 16 * seed, 80).array for seed in range(5)]
     context = PredictContext("segmentation" if kind == "segment" else "detection", NAMES, 0.0)
     assert overlapped_matches_predict(model, arrays, context, tmp_path)
+
+
+# --- YOLO26, YOLOE-26 -----------------------------------------------------------------------------------------------
+SIZES = "nsmlx"
+TEXT_PROMPTS = ("cat", "dog")
+
+
+@pytest.fixture(scope="module")
+def weights_26(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("yolo26")
+    return {
+        "detect-26": save_yolo(folder, "detect-26", names=NAMES),
+        "segment-26": save_yolo(folder, "segment-26", names=NAMES),
+        "pose-26": save_yolo(folder, "pose-26"),
+        "classify-26": save_yolo(folder, "classify-26", names=(*NAMES, "fish")),
+        "yoloe-26": save_yolo(folder, "yoloe-26", names=TEXT_PROMPTS),
+    }
+
+
+YOLO26 = [
+    ("yolo26n-coco", "detect-26", "detection"),
+    ("yolo26n-seg-coco", "segment-26", "segmentation"),
+    ("yolo26n-pose-coco", "pose-26", "keypoints"),
+]
+
+
+def test_yolo26_and_yoloe26_entries_resolve_and_name_ultralytics_release_weights():
+    from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
+
+    release = inspect.signature(attempt_download_asset).parameters["release"].default
+    assert release == "v8.4.0"  # the release ultralytics 8.4 downloads YOLO26 and YOLOE-26 from
+    prefix = f"url:https://github.com/ultralytics/assets/releases/download/{release}/"
+    expected = {
+        **{f"yolo26{k}-coco": (f"yolo26{k}.pt", ("detection",), 80) for k in SIZES},
+        **{f"yolo26{k}-seg-coco": (f"yolo26{k}-seg.pt", ("segmentation",), 80) for k in SIZES},
+        **{f"yolo26{k}-pose-coco": (f"yolo26{k}-pose.pt", ("keypoints", "detection"), 1) for k in SIZES},
+        **{f"yolo26{k}-cls-imagenet": (f"yolo26{k}-cls.pt", ("classification",), 1000) for k in SIZES},
+        **{f"yoloe-26{k}-seg": (f"yoloe-26{k}-seg.pt", ("segmentation", "detection"), 0) for k in SIZES},
+    }
+    catalogued = {entry.name for entry in registry.catalogue() if "26" in entry.name}
+    assert catalogued == set(expected)
+    for name, (file, tasks, classes) in expected.items():
+        ref = registry.resolve(name)
+        entry = ref.entry
+        assert entry is not None and entry.weights == prefix + file and file in GITHUB_ASSETS_NAMES, name
+        assert entry.loader == "verilabel.models.adapters.ultralytics_yolo:load" and entry.licence == "AGPL-3.0"
+        assert ref.tasks == tasks and len(ref.vocabulary) == classes and ref.zero_shot == (classes == 0), name
+        assert entry.runtimes == (("torch",) if entry.zero_shot else ("torch", "onnx")), name
+        if "pose" in name:
+            assert ref.vocabulary == ("person",) and entry.keypoint_names[:2] == ("nose", "left_eye")
+            assert len(entry.keypoint_names) == 17
+    sizes = {registry.resolve(f"yolo26{k}-coco").entry.size for k in SIZES}  # type: ignore[union-attr]
+    assert sizes == {"nano", "small", "medium", "large", "xlarge"}
+
+
+@pytest.mark.parametrize("end2end", [False, True], ids=["nms", "end2end"])
+@pytest.mark.parametrize(("name", "kind", "task"), YOLO26, ids=[kind for _, kind, _ in YOLO26])
+def test_yolo26_matches_ultralytics_own_predict_with_either_head(weights_26, name, kind, task, end2end):
+    """YOLO26 heads carry both branches. By default, as ultralytics' own predict (``nms=None``), the one-to-many
+    branch and NMS; with ``end2end``, as ultralytics' ``nms=False``, the NMS-free one-to-one branch, whose rows
+    come already chosen (its top 300, ``x1 y1 x2 y2 score class extra``) and go through no NMS."""
+    from ultralytics import YOLO
+
+    model, ref = load(name, weights_26[kind], end2end=end2end)
+    item = image(7, 311, 237)
+    extra = {"detection": 0, "segmentation": 32, "keypoints": 17 * 3}[task]
+    raw = model.forward([model.prepare(item.array)]).predictions
+    anchors = sum((IMGSZ // stride) ** 2 for stride in (8, 16, 32))
+    classes = len(ref.vocabulary)
+    assert tuple(raw.shape) == ((1, 300, 6 + extra) if end2end else (1, 4 + classes + extra, anchors))
+    ours = model.predict([item], PredictContext(task, ref.vocabulary, 0.25))[0]
+    theirs = YOLO(str(weights_26[kind])).predict(
+        item.array[..., ::-1].copy(),
+        imgsz=IMGSZ,
+        conf=0.25,
+        rect=False,
+        retina_masks=True,
+        verbose=False,
+        nms=False if end2end else None,
+    )[0]
+    # YOLO26's random prototypes leave a few more faint masks (up to 2-3 % of their box) than YOLO11's
+    assert_same_as_theirs(ours, theirs, ref.vocabulary, task, name, faint=0.05)
+
+
+def test_yolo26_heads_differ_and_end2end_skips_nms(weights_26, monkeypatch):
+    """The two branches give different boxes (so the comparisons above tell them apart), and the NMS-free rows
+    are taken as they come: two overlapping boxes of one class both stay."""
+    item = image(7, 311, 237)
+    context = PredictContext("detection", NAMES, 0.25)
+    found = {}
+    for end2end in (False, True):
+        model, _ = load("yolo26n-coco", weights_26["detect-26"], end2end=end2end)
+        found[end2end] = {(label.label, round(label.confidence, 4)) for label in model.predict([item], context)[0]}
+    assert found[False] and found[True] and found[False] != found[True]
+    rows = torch.tensor([[[32, 64, 96, 112, 0.9, 1], [33, 64, 96, 112, 0.8, 1], [0, 40, 10, 50, 0.1, 0]]])
+    monkeypatch.setattr(model, "forward", lambda prepared: RawOutput(rows.float()))
+    labels = model.predict([image(0, 320, 240)], PredictContext("detection", NAMES, 0.2))[0]
+    assert [label.label for label in labels] == ["dog", "dog"]
+    capped, _ = load("yolo26n-coco", weights_26["detect-26"], end2end=True, classes=NAMES, max_labels=2)
+    assert capped._head.max_det == 300  # its top-k keeps 300 before the class filter, as ultralytics' predictor
+    assert len(capped.predict([item], context)[0]) == 2
+
+
+@pytest.mark.parametrize("end2end", [False, True], ids=["nms", "end2end"])
+@pytest.mark.parametrize(("name", "kind", "task"), YOLO26[:2], ids=[kind for _, kind, _ in YOLO26[:2]])
+def test_yolo26_on_onnx_runtime_gives_torchs_labels(weights_26, name, kind, task, end2end):
+    """The export stops before an end-to-end head's top-k (ONNX Runtime's TopK would pick among near-equal
+    scores its own way, and the export would not match torch): the top-k runs in torch after either runtime."""
+    item = image(7, 311, 237)
+    context = PredictContext(task, NAMES, 0.25)
+    labels = {}
+    for runtime in ("torch", "onnx"):
+        ref = registry.resolve(name, str(weights_26[kind]))
+        request = LoadRequest(
+            weights=str(weights_26[kind]), device="cpu", runtime=runtime, options={"imgsz": IMGSZ, "end2end": end2end}
+        )
+        model = registry.load(ref, request)
+        assert model.runtime.name == runtime
+        labels[runtime] = sorted(model.predict([item], context)[0], key=lambda label: -label.confidence)
+    assert len(labels["onnx"]) == len(labels["torch"]) > 0
+    for theirs, ours in zip(labels["torch"], labels["onnx"], strict=True):
+        assert ours.label == theirs.label and ours.confidence == pytest.approx(theirs.confidence, abs=1e-3)
+        assert np.allclose(ours.box.as_tuple(), theirs.box.as_tuple(), atol=1e-3)
+
+
+@pytest.mark.parametrize("nms", [None, False], ids=["one-to-many", "end2end"])
+def test_yolo26_onnx_exports_run_on_the_onnx_yolo_adapter_as_ultralytics_predicts(weights_26, tmp_path, nms):
+    """A YOLO26 exported by ultralytics (``yolo export format=onnx``): by default its one-to-many outputs (NMS
+    here), with ``nms=False`` its NMS-free head's ``K x 6`` rows (kept as they come); as ultralytics' predict."""
+    pytest.importorskip("onnx")  # ultralytics' exporter needs it
+    import shutil
+    import warnings
+
+    from ultralytics import YOLO
+
+    checkpoint = Path(shutil.copy(weights_26["detect-26"], tmp_path / "yolo26.pt"))
+    with warnings.catch_warnings():  # torch's legacy ONNX exporter and its tracer complain, harmlessly
+        warnings.simplefilter("ignore")
+        exported = YOLO(str(checkpoint)).export(format="onnx", imgsz=IMGSZ, dynamic=True, simplify=False, nms=nms)
+    ref = registry.resolve("onnx-yolo", exported)
+    model = registry.load(ref, LoadRequest(weights=exported, device="cpu"))
+    assert ref.vocabulary == NAMES and model._end_to_end == (nms is False)
+    item = image(7, 311, 237)
+    ours = model.predict([item], PredictContext("detection", NAMES, 0.25))[0]
+    theirs = YOLO(str(checkpoint)).predict(
+        item.array[..., ::-1].copy(), imgsz=IMGSZ, conf=0.25, rect=False, verbose=False, nms=nms
+    )[0]
+    assert len(ours) == len(theirs.boxes)
+    assert_same_as_theirs(ours, theirs, NAMES, "detection", f"yolo26 export, nms={nms}")
+
+
+@pytest.mark.parametrize("end2end", [False, True], ids=["nms", "end2end"])
+def test_yoloe26_text_prompts_match_ultralytics_own_predict(weights_26, injected_embeddings, end2end):
+    """YOLOE-26 with the same (injected) text embeddings as ultralytics' ``set_classes``: same boxes and masks,
+    with either head."""
+    from ultralytics import YOLOE
+
+    model, _ = load("yoloe-26n-seg", weights_26["yoloe-26"], classes=TEXT_PROMPTS, end2end=end2end)
+    assert model._net.text_model == "mobileclip2:b" and model._net.text_model in ultralytics_yolo.TEXT_ENCODERS
+    item = image(7, 311, 237)
+    ours = model.predict([item], PredictContext("segmentation", TEXT_PROMPTS, 0.25))[0]
+    theirs_model = YOLOE(str(weights_26["yoloe-26"]))
+    with torch.no_grad():  # ultralytics' get_text_pe: the text encoder's embeddings through the prompt head
+        raw = fixed_text_embeddings(TEXT_PROMPTS).reshape(1, len(TEXT_PROMPTS), -1)
+        theirs_model.set_classes(list(TEXT_PROMPTS), theirs_model.model.model[-1].get_tpe(raw))
+    theirs = theirs_model.predict(
+        item.array[..., ::-1].copy(),
+        imgsz=IMGSZ,
+        conf=0.25,
+        rect=False,
+        retina_masks=True,
+        verbose=False,
+        nms=False if end2end else None,
+    )[0]
+    assert_same_as_theirs(ours, theirs, TEXT_PROMPTS, "segmentation", "yoloe-26n-seg", faint=0.05)
+
+
+def test_yoloe26_needs_its_mobileclip2_text_encoder(weights_26):
+    with pytest.raises(ModelLoadError, match=r"mobileclip2_b\.ts"):
+        load("yoloe-26n-seg", weights_26["yoloe-26"], classes=("cat",))
+
+
+# the shorter side to 64, then crops whose offsets torchvision rounds half to even: 1.5 -> 2, 3.5 -> 4, 18.5 -> 18
+CLASSIFIER_SIZES = [(67, 64), (64, 71), (97, 61), (64, 64), (300, 203), (51, 90)]
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_yolo26_classifier_matches_ultralytics_own_predict(weights_26, runtime):
+    from ultralytics import YOLO
+
+    path = weights_26["classify-26"]
+    ref = registry.resolve("yolo26n-cls-imagenet", str(path))
+    assert ref.vocabulary == (*NAMES, "fish")  # --weights: the checkpoint's own class names
+    request = LoadRequest(weights=str(path), device="cpu", runtime=runtime, options={"imgsz": 64})
+    model = registry.load(ref, request)
+    assert model.runtime.name == runtime and model.spec.input_size == 64
+    theirs_model = YOLO(str(path))
+    items = [image(seed, width, height) for seed, (width, height) in enumerate(CLASSIFIER_SIZES)]
+    context = PredictContext("classification", ref.vocabulary, 0.0)
+    results = check_predictions(model.spec, context, items, model.predict(items, context))
+    for item, (label,) in zip(items, results, strict=True):
+        probabilities = theirs_model.predict(item.array[..., ::-1].copy(), imgsz=64, verbose=False)[0].probs
+        expected = probabilities.data.numpy()
+        assert label.label == ref.vocabulary[int(expected.argmax())]
+        assert label.confidence == pytest.approx(float(expected.max()), abs=1e-5)
+        for name, score in label.attributes["scores"]:
+            assert score == pytest.approx(float(expected[ref.vocabulary.index(name)]), abs=1e-4)
+    only_dogs = model.predict(items, PredictContext("classification", ("dog",), 0.0))
+    assert {label.label for result in only_dogs for label in result} == {"dog"}
+    assert model.predict(items, PredictContext("classification", ("dog",), 0.99)) == [[] for _ in items]
+
+
+def test_yolo26_classifier_from_the_catalogue_names_its_classes_as_the_entry(home, tmp_path):
+    """The catalogue's ImageNet vocabulary is torchvision's list, index-aligned with the class ids; ultralytics'
+    checkpoints spell some of those classes their own way ("hammerhead shark"): labels use the entry's names."""
+    import yaml
+    from ultralytics.utils import ROOT
+
+    theirs = yaml.safe_load((ROOT / "cfg" / "datasets" / "ImageNet.yaml").read_text())["names"]
+    names = tuple(theirs[i] for i in range(1000))
+    cached = home / "weights" / "yolo26n-cls.pt"  # where the catalogue's download lands
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    save_yolo(tmp_path, "classify-26", names=names).rename(cached)
+    ref = registry.resolve("yolo26n-cls-imagenet")
+    assert ref.vocabulary[4] == "hammerhead" and names[4] == "hammerhead shark"
+    model = registry.load(ref, LoadRequest(device="cpu", options={"imgsz": 64}))
+    assert model.spec.vocabulary == ref.vocabulary
+    items = [image(1, 80, 64)]
+    (label,) = model.predict(items, PredictContext("classification", ("hammerhead",), 0.0))[0]
+    assert label.label == "hammerhead"
+
+
+def test_task_and_weights_must_agree_for_yolo26(weights_26):
+    with pytest.raises(ModelLoadError, match="needs a classify model"):
+        load("yolo26n-cls-imagenet", weights_26["detect-26"])
+    with pytest.raises(ModelLoadError, match="holds a YOLO classify model"):
+        load("yolo26n-coco", weights_26["classify-26"])
+    with pytest.raises(ModelLoadError, match="needs a pose model"):
+        load("yolo26n-pose-coco", weights_26["segment-26"])
+
+
+def test_yoloe_suppresses_across_classes_as_ultralytics_predict_and_others_on_request(
+    weights, weights_26, monkeypatch, injected_embeddings
+):
+    """Ultralytics' YOLOE predict runs class-agnostic NMS (overlapping prompts would box one object twice); the
+    other families keep one box per class unless ``agnostic`` is asked for."""
+    item = image(0, 320, 240)
+    rows = [[64, 88, 64, 48, 0.9, 0.0], [66, 88, 64, 48, 0.0, 0.7]]  # a cat, and a dog in the same place
+
+    def found(model: Any, classes: tuple[str, ...], extra: int) -> list[str]:
+        force(model, monkeypatch, [row + [0.0] * extra for row in rows])
+        return sorted(label.label for label in model.predict([item], PredictContext("detection", classes, 0.5))[0])
+
+    assert found(load("yolo11n-coco", weights["detect"])[0], NAMES, 1) == ["cat", "dog"]
+    assert found(load("yolo11n-coco", weights["detect"], agnostic=True)[0], NAMES, 1) == ["cat"]
+    yoloe, _ = load("yoloe-26n-seg", weights_26["yoloe-26"], classes=TEXT_PROMPTS)
+    assert found(yoloe, TEXT_PROMPTS, 32) == ["cat"]
+    yoloe, _ = load("yoloe-26n-seg", weights_26["yoloe-26"], classes=TEXT_PROMPTS, agnostic="false")
+    assert found(yoloe, TEXT_PROMPTS, 32) == ["cat", "dog"]

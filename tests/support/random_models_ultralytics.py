@@ -22,6 +22,12 @@ ARCHITECTURES: dict[str, tuple[str, dict[str, str]]] = {
     "pose": ("PoseModel", {"tiny": "yolo11n-pose.yaml", "full": "yolov8m-pose.yaml"}),
     "world": ("WorldModel", {"tiny": "yolov8s-worldv2.yaml", "full": "yolov8m-worldv2.yaml"}),
     "yoloe": ("YOLOESegModel", {"tiny": "yoloe-11s-seg.yaml", "full": "yoloe-11m-seg.yaml"}),
+    # YOLO26: dual heads (one-to-many and the NMS-free one-to-one), as released
+    "detect-26": ("DetectionModel", {"tiny": "yolo26n.yaml", "full": "yolo26m.yaml"}),
+    "segment-26": ("SegmentationModel", {"tiny": "yolo26n-seg.yaml", "full": "yolo26m-seg.yaml"}),
+    "pose-26": ("PoseModel", {"tiny": "yolo26n-pose.yaml", "full": "yolo26m-pose.yaml"}),
+    "classify-26": ("ClassificationModel", {"tiny": "yolo26n-cls.yaml", "full": "yolo26m-cls.yaml"}),
+    "yoloe-26": ("YOLOESegModel", {"tiny": "yoloe-26n-seg.yaml", "full": "yoloe-26m-seg.yaml"}),
 }
 EMBED_DIM = 512
 
@@ -44,7 +50,8 @@ def build_yolo(
     from verilabel.models.catalogue import vocabulary_file
 
     cls_name, configs = ARCHITECTURES[kind]
-    names = names or (("person",) if kind == "pose" else vocabulary_file("coco-80"))
+    family = kind.split("-")[0]  # "pose-26" is a pose model, "yoloe-26" a YOLOE
+    names = names or (("person",) if family == "pose" else vocabulary_file("coco-80"))
     torch.manual_seed(seed)
     net = getattr(tasks, cls_name)(configs[size], nc=len(names), verbose=False)
     net.names = dict(enumerate(names))
@@ -53,8 +60,10 @@ def build_yolo(
     if kind == "detect-v10":
         net.end2end = True  # the released YOLOv10 weights use the one-to-one (NMS-free) head
     _calibrate_batch_norm(net)
-    if kind not in ("world", "yoloe"):  # their class scores come from text embeddings instead
+    if family not in ("world", "yoloe", "classify"):  # text embeddings score their classes; a classifier has no cv3
         _spread_class_scores(net, *scores)
+    if kind == "yoloe-26":
+        _spread_prompt_scores(net, names, *scores)
     return net.eval()
 
 
@@ -96,6 +105,34 @@ def _spread_class_scores(net: Any, mean: float = -3.0, spread: float = 3.0) -> N
             conv.bias.copy_((conv.bias - centre) * gain + mean)
 
 
+def _spread_prompt_scores(net: Any, names: tuple[str, ...], mean: float = -3.0, spread: float = 3.0) -> None:
+    """``_spread_class_scores`` for YOLOE: each contrastive head's logit scale and bias set so that its logits are
+    ~ N(mean, spread) for ``fixed_text_embeddings(names)`` on random images (fresh heads score every box near
+    0.001, where ties and the 0.0 floor make two predictors' box lists hard to compare)."""
+    import math
+
+    import torch
+
+    head = net.model[-1]
+    contrastive = [module for name in ("cv4", "one2one_cv4") for module in (getattr(head, name, None) or [])]
+    stats: dict[int, tuple[float, float]] = {}
+    hooks = [
+        module.register_forward_hook(lambda m, _, out: stats.__setitem__(id(m), (out.mean().item(), out.std().item())))
+        for module in contrastive
+    ]
+    with torch.no_grad():
+        net.pe = head.get_tpe(fixed_text_embeddings(names).reshape(1, len(names), -1))
+        net(_calibration_images())
+        del net.pe  # prompts are the predictor's to set
+        for hook in hooks:
+            hook.remove()
+        for module in contrastive:  # logits = similarity * exp(logit_scale) + bias: a linear map of them
+            centre, scale = stats[id(module)]
+            gain = spread / max(scale, 1e-6)
+            module.logit_scale.add_(math.log(gain))
+            module.bias.copy_((module.bias - centre) * gain + mean)
+
+
 def _calibration_images(size: int = 320) -> Any:
     """Noise photos of a few shapes, letterboxed as the adapter does (the kind of input the tests feed)."""
     import numpy as np
@@ -123,7 +160,8 @@ def save_yolo(
     net = build_yolo(kind, size, names, seed, scores)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{kind}-{size}-random.pt"
-    task = {"world": "detect", "yoloe": "segment"}.get(kind, kind.split("-")[0])
+    family = kind.split("-")[0]
+    task = {"world": "detect", "yoloe": "segment"}.get(family, family)
     checkpoint = {"model": net.half(), "train_args": {"imgsz": 640, "task": task}, "date": None, "version": "random"}
     torch.save(checkpoint, path)
     return path

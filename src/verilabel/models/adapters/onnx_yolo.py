@@ -1,9 +1,11 @@
-"""A YOLOv8 / YOLO11 detector exported to ONNX (``yolo export format=onnx``), run with onnxruntime: no torch.
+"""A YOLOv8 / YOLO11 / YOLO26 detector exported to ONNX (``yolo export format=onnx``), run with onnxruntime: no
+torch.
 
 Letterboxed in the decode pool (the same ``Letterbox`` as the ultralytics adapter), one session run per batch
 (per image when the export has a fixed batch of 1), NMS in numpy. Class names come from the file's metadata
-(ultralytics writes ``names``) or ``--model-option names=a,b,c``. Exports with NMS built in (YOLOv10, YOLO26,
-``nms=True``) give ``x1 y1 x2 y2 score class`` rows and skip the NMS here; pose and segmentation exports work as
+(ultralytics writes ``names``) or ``--model-option names=a,b,c``. Exports with NMS built in (``nms=True``), and
+those of an NMS-free head (YOLOv10, YOLO26 with ``nms=False``; ultralytics 8.4 exports their one-to-many head by
+default), give ``x1 y1 x2 y2 score class`` rows and skip the NMS here; pose and segmentation exports work as
 detectors (their extra channels are ignored).
 """
 

@@ -1,10 +1,19 @@
-"""YOLO through ultralytics: detection (COCO, Open Images V7), instance segmentation, pose, and the
-open-vocabulary YOLO-World and YOLOE.
+"""YOLO through ultralytics: detection (COCO, Open Images V7), instance segmentation, pose, ImageNet
+classification, and the open-vocabulary YOLO-World and YOLOE.
 
 The hot path never calls ``YOLO.predict`` (one image at a time, with its own preprocessing threads): the decode
 pool letterboxes each image to the square model input (uint8, OpenCV), the model thread runs ONE forward of the
 underlying ``nn.Module`` per batch, then ultralytics' own NMS, and boxes, masks and keypoints are mapped back to
-the original image exactly (``Letterbox``).
+the original image exactly (``Letterbox``). A classifier takes ultralytics' centre crop instead
+(``UltralyticsClassifier``).
+
+Heads trained both ways (YOLOv10, YOLO26, YOLOE-26) carry a one-to-many branch, decoded for NMS, and the NMS-free
+one-to-one branch, whose forward ends with a top-k: its ``max_det`` best rows as ``x1 y1 x2 y2 score class
+extra...``. Ultralytics' own predict runs the one-to-many branch and NMS unless told ``nms=False``: so does this
+adapter unless ``end2end`` is set, and then keeps the rows above the score floor as they come, with no NMS
+(``_choose_head``; ``non_max_suppression(end2end=True)`` only filters). That top-k runs in torch after the
+network, so that ONNX Runtime can run the rest (``_split_top_k``). As ultralytics' predict, YOLOE's NMS (or
+top-k) is class-agnostic (``agnostic``).
 
 Open vocabulary: YOLO-World scores boxes against CLIP ViT-B/32 text embeddings, YOLOE against MobileCLIP ones.
 The text encoder is loaded on first use from its own weights file (cached under ``VERILABEL_HOME/weights``, one
@@ -18,7 +27,7 @@ import dataclasses
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +36,11 @@ import numpy as np
 
 from verilabel.errors import ModelLoadError
 from verilabel.labels import Detection, Label, Mask
+from verilabel.models.adapters.torchvision_classification import top_classification
 from verilabel.models.catalogue import CatalogueEntry, vocabulary_file
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext, SplitPredict
 from verilabel.models.postprocess import box_detection, keypoints_detection
-from verilabel.models.preprocess import Letterbox, letterbox, to_batch
+from verilabel.models.preprocess import Letterbox, letterbox, resize_shorter, to_batch
 from verilabel.models.runtimes import Core, RuntimeChoice, TorchCore, accelerate, unsupported
 from verilabel.models.torch_support import full_precision, inference, is_asynchronous, resolve_device
 from verilabel.models.weights import source_file
@@ -128,8 +138,10 @@ def read_vocabulary(weights: str, entry: CatalogueEntry, options: dict[str, Any]
 
 
 def _kind(net: Any) -> str:
-    from ultralytics.nn.tasks import PoseModel, SegmentationModel, WorldModel, YOLOEModel
+    from ultralytics.nn.tasks import ClassificationModel, PoseModel, SegmentationModel, WorldModel, YOLOEModel
 
+    if isinstance(net, ClassificationModel):
+        return "classify"
     if isinstance(net, YOLOEModel):
         return "yoloe"
     if isinstance(net, WorldModel):
@@ -143,12 +155,17 @@ def _kind(net: Any) -> str:
 
 # What each catalogue family and task needs from the checkpoint's network.
 _FAMILY_KINDS = {"yolo-world": {"world"}, "yoloe": {"yoloe"}}
-_TASK_KINDS = {"segmentation": {"segment", "yoloe"}, "keypoints": {"pose"}}
+_TASK_KINDS = {
+    "detection": {"detect", "segment", "pose", "world", "yoloe"},
+    "segmentation": {"segment", "yoloe"},
+    "keypoints": {"pose"},
+    "classification": {"classify"},
+}
 
 
 def _check_kind(net: Any, entry: CatalogueEntry, path: Path) -> str:
     kind = _kind(net)
-    needed = _FAMILY_KINDS.get(entry.family, {"detect", "segment", "pose"})
+    needed = _FAMILY_KINDS.get(entry.family, {"detect", "segment", "pose", "classify"})
     for task in entry.tasks:
         needed = needed & _TASK_KINDS.get(task, needed)
     if kind not in needed:
@@ -228,6 +245,9 @@ class YoloOptions:
     batch_size: int = DEFAULT_BATCH
     text_encoder: str | None = None  # a local file replacing the default text encoder's weights
     end2end: bool = False  # YOLOv10 / YOLO26: the NMS-free one-to-one head instead of one-to-many + NMS
+    # One box per place whatever its class (NMS, or the end-to-end top-k, across classes). None: as ultralytics'
+    # own predict, which does so for YOLOE only (overlapping prompts, "car" and "vehicle", would box twice).
+    agnostic: bool | None = None
 
     @classmethod
     def of(cls, entry: CatalogueEntry, request: LoadRequest) -> YoloOptions:
@@ -239,7 +259,8 @@ class YoloOptions:
                 max_det=int(given.get("max_det", DEFAULT_MAX_DET)),
                 batch_size=int(given.get("batch_size", DEFAULT_BATCH)),
                 text_encoder=str(given["text_encoder"]) if given.get("text_encoder") else None,
-                end2end=str(given.get("end2end", False)).lower() in ("1", "true", "yes"),
+                end2end=_flag(given.get("end2end", False)),
+                agnostic=None if given.get("agnostic") in (None, "") else _flag(given["agnostic"]),
             )
         except (TypeError, ValueError) as exc:
             raise ModelLoadError(f"bad option for {entry.name!r}: {exc}") from None
@@ -248,6 +269,10 @@ class YoloOptions:
         if not 0 <= options.iou <= 1:
             raise ModelLoadError(f"iou for {entry.name!r} must be in [0, 1], got {options.iou}")
         return options
+
+
+def _flag(value: Any) -> bool:
+    return str(value).lower() in ("1", "true", "yes")
 
 
 @dataclass
@@ -273,8 +298,11 @@ class UltralyticsYolo(SplitPredict):
         options: YoloOptions,
         core: Core | None = None,
         runtime: RuntimeChoice | None = None,
+        names: tuple[str, ...] | None = None,
+        top_k: Callable[[Any], Any] | None = None,
     ) -> None:
         self._net = net
+        self._top_k = top_k  # an end-to-end head's own selection, run after the network (``_split_top_k``)
         self._core = core or TorchCore(_predictions(net))  # the network, or its ONNX Runtime session
         self.runtime = runtime or RuntimeChoice("torch")
         self._head = net.model[-1]
@@ -283,7 +311,7 @@ class UltralyticsYolo(SplitPredict):
         self.asynchronous = is_asynchronous(device)
         self._options = options
         self._entry = entry
-        self._names = () if entry.zero_shot else class_names(net) or entry.vocabulary
+        self._names = () if entry.zero_shot else names or class_names(net) or entry.vocabulary
         spec = entry.spec(batch_size=options.batch_size, input_size=options.imgsz)
         self.spec = spec if entry.zero_shot else dataclasses.replace(spec, vocabulary=self._names)
         self._text_encoder: Any = None
@@ -338,7 +366,10 @@ class UltralyticsYolo(SplitPredict):
         """One forward of the network on the batch (bf16 / fp16 autocast on CUDA), no NMS."""
         batch = to_batch(images, self._device)
         with inference(self._device):
-            return RawOutput(*self._core(batch))
+            predictions, *protos = self._core(batch)
+            if self._top_k is not None:
+                predictions = self._top_k(predictions.float())
+            return RawOutput(predictions, *protos)
 
     def infer(self, images: Sequence[ImageItem], context: PredictContext) -> Inferred | None:
         """Queue the batch's forward (on CUDA it returns before the GPU is done), with the classes its outputs
@@ -387,6 +418,7 @@ class UltralyticsYolo(SplitPredict):
             classes=class_ids,
             max_det=self._options.max_det,
             nc=num_classes,
+            agnostic=bool(self._options.agnostic),
             end2end=bool(getattr(self._head, "end2end", False)),
         )
 
@@ -436,44 +468,148 @@ def _with_mask(detection: Detection | None, box: Letterbox, logits: np.ndarray, 
     return Detection(detection.label, detection.box, detection.confidence, mask=Mask(crop))
 
 
+class UltralyticsClassifier(SplitPredict):
+    """An ultralytics classifier (YOLO26-cls): the top class among those asked for, with the top-5 as ``scores``
+    (``top_classification``, as verilabel's other ImageNet classifiers).
+
+    Its input is ultralytics' ``classify_transforms``: the shorter side resized to ``imgsz`` (PIL bilinear, as
+    torchvision's ``Resize`` does to the PIL image ultralytics hands it), the centred square, pixels in [0, 1]
+    (mean 0, std 1: no ImageNet normalisation). Its head already returns softmax probabilities."""
+
+    def __init__(
+        self,
+        entry: CatalogueEntry,
+        net: Any,
+        names: tuple[str, ...],
+        device: Any,
+        options: YoloOptions,
+        core: Core | None = None,
+        runtime: RuntimeChoice | None = None,
+    ) -> None:
+        self._core = core or TorchCore(_predictions(net))  # the network, or its ONNX Runtime session
+        self.runtime = runtime or RuntimeChoice("torch")
+        self._device = device
+        self.asynchronous = is_asynchronous(device)
+        self._size = options.imgsz
+        spec = entry.spec(batch_size=options.batch_size, input_size=options.imgsz)
+        self.spec = dataclasses.replace(spec, vocabulary=names)
+        self._index = {name: i for i, name in enumerate(names)}
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """Runs in the decode pool: the resized centre square, still uint8."""
+        return centre_square(resize_shorter(image, self._size), self._size)
+
+    def forward(self, images: list[np.ndarray]) -> Any:
+        """Class probabilities, one row per image."""
+        batch = to_batch(images, self._device)
+        with inference(self._device):
+            return self._core(batch)[0]
+
+    def infer(self, images: Sequence[ImageItem], context: PredictContext) -> Any:
+        return self.forward(self.prepared(images)) if images and context.classes else None
+
+    def to_labels(self, raw: Any, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
+        if raw is None:
+            return [[] for _ in images]
+        probabilities = raw.float().cpu().numpy()
+        allowed = np.array([self._index[c] for c in context.classes if c in self._index], dtype=np.int64)
+        names = self.spec.vocabulary
+        return [top_classification(row, names, allowed, context.min_confidence) for row in probabilities]
+
+
+def centre_square(image: np.ndarray, size: int) -> np.ndarray:
+    """The centred ``size`` x ``size`` window of an image at least that large, its offsets rounded as
+    torchvision's ``CenterCrop`` rounds them (``round``: half to even)."""
+    height, width = image.shape[:2]
+    top, left = round((height - size) / 2), round((width - size) / 2)
+    return image[top : top + size, left : left + size]
+
+
+def _split_top_k(head: Any) -> Callable[[Any], Any] | None:
+    """An end-to-end head ends its forward with a top-k (``Detect.postprocess``: the ``max_det`` best (anchor,
+    class) pairs as ``x1 y1 x2 y2 score class extra...`` rows). Exported, that top-k is ONNX Runtime's, which
+    orders and picks near-equal scores its own way: the export would not match torch, and ``auto`` would fall
+    back to torch. So the network stops before it (the head returns every anchor's decoded row) and the adapter
+    runs the head's own top-k in torch after it, whichever runtime ran the network. None for other heads."""
+    if not getattr(head, "end2end", False):
+        return None
+    top_k: Callable[[Any], Any] = head.postprocess
+    head.postprocess = _every_row  # an instance attribute: shadows the class's method in the head's forward
+    return top_k
+
+
+def _every_row(predictions: Any) -> Any:
+    return predictions
+
+
 def _choose_head(net: Any, options: YoloOptions) -> None:
     """Heads trained both ways (YOLOv10, YOLO26) run one-to-many + NMS unless ``end2end`` is asked for: what
-    ultralytics' own predict does by default (its ``nms=None``). Fusing then drops the other branch."""
+    ultralytics' own predict does by default (its ``nms=None``). Fusing then drops the other branch. An
+    end-to-end head (chosen, or the only one a checkpoint kept) gets what ultralytics' predictor sets on it."""
     head = net.model[-1]
-    if getattr(head, "one2one_cv2", None) is None or getattr(head, "cv2", None) is None:
-        return  # one branch only: nothing to choose
-    head.end2end = options.end2end
-    if options.end2end:
+    if getattr(head, "one2one_cv2", None) is not None and getattr(head, "cv2", None) is not None:
+        head.end2end = options.end2end
+    if getattr(head, "end2end", False):
         head.max_det = max(options.max_det, DEFAULT_MAX_DET)  # its top-k, before any class filtering
+        head.agnostic_nms = bool(options.agnostic)  # its top-k's "one class per anchor"
 
 
-def load(request: LoadRequest, entry: CatalogueEntry) -> UltralyticsYolo:
+def _names_for(net: Any, entry: CatalogueEntry, request: LoadRequest) -> tuple[str, ...]:
+    """The names of the class ids the network outputs: the checkpoint's own for ``--weights`` (the registry read
+    them there too), the entry's vocabulary for the catalogue's weights when it has as many (it is index-aligned
+    with their class ids, and the registry checked the run's classes against it: ultralytics' ImageNet
+    checkpoints spell some classes unlike torchvision's list)."""
+    own = class_names(net)
+    if request.weights is None and entry.vocabulary and len(entry.vocabulary) == len(own):
+        return entry.vocabulary
+    return own or entry.vocabulary
+
+
+def load(request: LoadRequest, entry: CatalogueEntry) -> UltralyticsYolo | UltralyticsClassifier:
     options = YoloOptions.of(entry, request)
     path = source_file(entry.weights, request.weights, name=entry.name)
     net = read_checkpoint(path)
     kind = _check_kind(net, entry, path)
+    names = () if entry.zero_shot else _names_for(net, entry, request)
+    if kind == "classify":
+        return _load_classifier(request, entry, net, names, options)
     # NMS drops the classes not asked for before it keeps its top boxes: the run's cap holds for any class subset.
     options = dataclasses.replace(options, max_det=request.detection_limit(options.max_det))
+    if options.agnostic is None:
+        options = dataclasses.replace(options, agnostic=kind == "yoloe")
     _choose_head(net, options)
     device = resolve_device(request.device)
     net = net.fuse(verbose=False).eval().to(device)  # conv + batch norm folded; YOLOE's prompts stay unfused
+    end2end = bool(getattr(net.model[-1], "end2end", False))
+    top_k = _split_top_k(net.model[-1])
     if entry.zero_shot:
         core, runtime = None, unsupported(entry.name, request, "its prompts change from run to run: torch runs it")
     else:
-        head = net.model[-1]
         core, runtime = accelerate(
             _predictions(net),
             request=request,
             device=device,
             name=entry.name,
             shape=(1, 3, options.imgsz, options.imgsz),
-            settings={"end2end": bool(getattr(head, "end2end", False)), "max_det": getattr(head, "max_det", None)},
+            settings={"end2end": end2end, "top_k": "after the network" if end2end else None},
         )
     full_precision(net.model[-1])  # the head decodes boxes (and masks, keypoints): in fp32 under autocast
-    model = UltralyticsYolo(entry, net, kind, device, options, core, runtime)
+    model = UltralyticsYolo(entry, net, kind, device, options, core, runtime, names, top_k)
     if entry.zero_shot and request.classes:
         model.use_prompts(tuple(request.classes))  # fail fast on a missing text encoder; warm the cache
     return model
+
+
+def _load_classifier(
+    request: LoadRequest, entry: CatalogueEntry, net: Any, names: tuple[str, ...], options: YoloOptions
+) -> UltralyticsClassifier:
+    device = resolve_device(request.device)
+    net = net.fuse(verbose=False).eval().to(device)
+    core, runtime = accelerate(
+        _predictions(net), request=request, device=device, name=entry.name, shape=(1, 3, options.imgsz, options.imgsz)
+    )
+    full_precision(net.model[-1])  # the softmax over 1000 classes: in fp32 under autocast
+    return UltralyticsClassifier(entry, net, names, device, options, core, runtime)
 
 
 def _predictions(net: Any) -> Any:
