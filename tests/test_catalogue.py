@@ -39,6 +39,8 @@ FAMILIES_OF_2025_26 = {  # issue 12's list
 
 def test_the_models_of_2025_26_are_there_and_say_what_their_scores_are():
     assert {e.family for e in ENTRIES} >= FAMILIES_OF_2025_26
+    names = {e.name for e in ENTRIES}
+    assert {"yolo26n-coco", "yolo26x-seg-coco", "yolo26m-pose-coco", "yoloe-26s-seg", "sam3-tracker"} <= names
     generative = {e.name for e in ENTRIES if e.family in {"florence-2", "qwen2.5-vl", "qwen3-vl"}}
     assert generative and all(e.score == "token-probability" for e in ENTRIES if e.name in generative)
     assert all(e.score == "model" for e in ENTRIES if e.name not in generative)
