@@ -20,6 +20,7 @@ ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
 from tests.runs_helpers import BLOBS, blob_dataset, duplicate_ids, label_snapshot, request  # noqa: E402
+from verilabel.datasets import service as ds  # noqa: E402
 from verilabel.errors import ConfigError  # noqa: E402
 from verilabel.runs import service as runs  # noqa: E402
 from verilabel.store import Store  # noqa: E402
@@ -143,6 +144,37 @@ def test_the_driver_killed_leaves_a_run_that_resumes_exactly(postgres: Store, cl
     info = runs.wait_run(store, runs.resume_run(store, run_id).id, timeout=180)
     assert info.status == "in_review", info.error
     assert label_snapshot(store, run_id) == expected and duplicate_ids(store, run_id) == 0
+
+
+def test_cancel_failures_and_resume_behave_as_locally(postgres: Store, cluster, tmp_path):
+    """A broken image is a per-sample failure with the local executor's message; a cancel stops every node's
+    workers after their batch and leaves the run resumable; the resumed run has the local run's labels."""
+    store = postgres
+    blob_dataset(store, tmp_path / "imgs", 120)  # ~4 s of work left when the cancel comes: it lands mid-run
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "broken.png").write_bytes(b"not a png")
+    ds.add_images(store, "d", tmp_path / "more")
+    local = runs.wait_run(store, runs.create_run(store, request("local")).id, timeout=120)
+    run_id = ray_run(store, "cancelled", shards=10)
+    wait_for_progress(store, run_id, 4)
+    runs.cancel_run(store, run_id)
+    stopped = runs.wait_run(store, run_id, timeout=90)
+    assert stopped.status == "cancelled" and stopped.done + stopped.failed < 121 and stopped.resumable
+    info = runs.wait_run(store, runs.resume_run(store, run_id).id, timeout=180)
+    assert info.status == "in_review", info.error
+    assert (info.done, info.failed) == (local.done, local.failed) == (120, 1)
+    assert [f["error"] for f in info.failures] == [f["error"] for f in local.failures]
+    assert label_snapshot(store, run_id) == label_snapshot(store, local.id) and duplicate_ids(store, run_id) == 0
+
+
+def test_without_ray_installed_the_ray_executor_says_how_to_get_it(home: Path, tmp_path, monkeypatch):
+    store = Store.open()
+    blob_dataset(store, tmp_path / "imgs", 2)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"needs Ray: install it with `pip install 'verilabel\[ray\]'`"):
+        runs.create_run(store, request("x", executor="ray"))
+    local = runs.wait_run(store, runs.create_run(store, request("y")).id, timeout=60)
+    assert local.status == "in_review"  # the local executor never needs it
 
 
 def test_sqlite_is_refused_on_a_cluster_of_several_nodes(home: Path, cluster, tmp_path):
