@@ -37,20 +37,17 @@ def is_remote(path: str | os.PathLike[str]) -> bool:
     return bool(sep) and scheme.lower() in REMOTE_SCHEMES
 
 
-def filesystem(uri: str) -> tuple[Any, str]:
-    """The fsspec filesystem of ``uri`` (one per scheme, reused) and the path within it."""
-    scheme = uri.partition("://")[0].lower()
-    try:
-        import fsspec  # noqa: F401
-    except ImportError:
-        raise _missing_backend(scheme) from None
-    return _filesystem(scheme), uri
+def filesystem(uri: str) -> Any:
+    """The fsspec filesystem of ``uri``'s scheme (one per scheme, reused); fsspec takes the whole URI as path."""
+    return _filesystem(uri.partition("://")[0].lower())
 
 
 @cache
 def _filesystem(scheme: str) -> Any:
-    import fsspec
-
+    try:
+        import fsspec
+    except ImportError:
+        raise _missing_backend(scheme) from None
     options: dict[str, Any] = {}
     if scheme == "s3" and os.environ.get("VERILABEL_S3_ENDPOINT"):
         options["endpoint_url"] = os.environ["VERILABEL_S3_ENDPOINT"]
@@ -69,22 +66,22 @@ def _missing_backend(scheme: str) -> DatasetImportError:
 
 def read_bytes(uri: str) -> bytes:
     """The whole object at ``uri``."""
-    fs, path = filesystem(uri)
-    data: bytes = with_retries(uri, lambda: fs.cat_file(path))
+    fs = filesystem(uri)
+    data: bytes = with_retries(uri, lambda: fs.cat_file(uri))
     return data
 
 
 def read_head(uri: str, size: int = HEAD_BYTES) -> bytes:
     """The first ``size`` bytes of the object (an image's header is in them), or all of a smaller one."""
-    fs, path = filesystem(uri)
-    data: bytes = with_retries(uri, lambda: fs.cat_file(path, start=0, end=size))
+    fs = filesystem(uri)
+    data: bytes = with_retries(uri, lambda: fs.cat_file(uri, start=0, end=size))
     return data
 
 
 def info(uri: str) -> dict[str, Any]:
     """The object's size and version marks (ETag, modification time) where the backend gives them."""
-    fs, path = filesystem(uri)
-    return dict(with_retries(uri, lambda: fs.info(path)))
+    fs = filesystem(uri)
+    return dict(with_retries(uri, lambda: fs.info(uri)))
 
 
 def with_retries(uri: str, call: Callable[[], T]) -> T:
@@ -152,9 +149,9 @@ def list_images(prefix: str, extensions: frozenset[str]) -> list[str]:
         raise DatasetImportError(
             f"{prefix}: an https address cannot be listed. Put the images in a bucket, or add them by path"
         )
-    fs, path = filesystem(prefix)
+    fs = filesystem(prefix)
     try:
-        found = with_retries(prefix, lambda: fs.find(path.rstrip("/") + "/"))
+        found = with_retries(prefix, lambda: fs.find(prefix.rstrip("/") + "/"))
     except SampleError as exc:
         raise DatasetImportError(str(exc)) from None
     uris = []

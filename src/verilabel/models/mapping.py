@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from verilabel.errors import ConfigError
 from verilabel.labels import Detection, Label
@@ -33,6 +34,13 @@ class ClassMapping:
     @property
     def dataset_classes(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.to_dataset.values()))
+
+    @cached_property
+    def synonymous(self) -> frozenset[str]:
+        """The dataset classes two or more model classes (prompts) map to: their detections may be merged.
+        Computed once: the engine reads it for every image."""
+        targets = list(self.to_dataset.values())
+        return frozenset(t for t in targets if targets.count(t) > 1)
 
 
 def parse_negatives(values: Sequence[str]) -> list[str]:
@@ -135,23 +143,17 @@ def _map_positives(
     return ClassMapping(ordered, {k: to_dataset[k] for k in ordered})
 
 
-def to_dataset_labels(labels: Sequence[Label], mapping: ClassMapping | Mapping[str, str]) -> list[Label]:
+def to_dataset_labels(labels: Sequence[Label], mapping: ClassMapping) -> list[Label]:
     """A model's labels (in model classes) as the dataset stores them: negatives suppress the detections they
     outscore and overlap, then leave; the rest take their dataset class; one class's detections found by two of
-    its prompts and overlapping are merged (the most confident stays). Labels of classes not asked for go.
-
-    ``mapping`` may be a plain ``to_dataset`` dict (no negatives)."""
-    to_dataset = mapping.to_dataset if isinstance(mapping, ClassMapping) else mapping
-    negatives = set(mapping.negatives) if isinstance(mapping, ClassMapping) else set()
-    blockers = [label for label in labels if label.label in negatives and isinstance(label, Detection)]
+    its prompts and overlapping are merged (the most confident stays). Labels of classes not asked for go."""
+    to_dataset = mapping.to_dataset
+    blockers = [label for label in labels if label.label in mapping.negatives and isinstance(label, Detection)]
     kept = [label for label in labels if label.label in to_dataset]
     if blockers:
         kept = [label for label in kept if not _suppressed(label, blockers)]
-    prompts: dict[str, set[str]] = {}
-    for source, target in to_dataset.items():
-        prompts.setdefault(target, set()).add(source)
-    if any(len(sources) > 1 for sources in prompts.values()):
-        kept = _merge_synonyms(kept, to_dataset, prompts)
+    if mapping.synonymous:
+        kept = _merge_synonyms(kept, to_dataset, mapping.synonymous)
     # Most classes keep their name: no copy then (``replace`` re-validates every field of every label).
     return [
         label if to_dataset[label.label] == label.label else replace(label, label=to_dataset[label.label])
@@ -166,7 +168,7 @@ def _suppressed(label: Label, blockers: Sequence[Detection]) -> bool:
     return any((blocker.confidence or 0.0) >= score and box_iou(label, blocker) >= NEGATIVE_IOU for blocker in blockers)
 
 
-def _merge_synonyms(labels: list[Label], to_dataset: Mapping[str, str], prompts: Mapping[str, set[str]]) -> list[Label]:
+def _merge_synonyms(labels: list[Label], to_dataset: Mapping[str, str], synonymous: frozenset[str]) -> list[Label]:
     """Drop a detection when a more confident one of its dataset class, found by another prompt, overlaps it."""
     order = sorted(range(len(labels)), key=lambda i: -(labels[i].confidence or 0.0))
     winners: dict[str, list[Detection]] = {}
@@ -174,7 +176,7 @@ def _merge_synonyms(labels: list[Label], to_dataset: Mapping[str, str], prompts:
     for i in order:
         label = labels[i]
         target = to_dataset[label.label]
-        if not isinstance(label, Detection) or len(prompts[target]) < 2:
+        if not isinstance(label, Detection) or target not in synonymous:
             continue
         rivals = winners.setdefault(target, [])
         if any(r.label != label.label and box_iou(label, r) >= MERGE_IOU for r in rivals):

@@ -19,6 +19,7 @@ it stops on a cancel, and it settles the run's status once every actor has ended
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 import time
@@ -156,7 +157,7 @@ class Driver:
         stop = self.coordinator.stop
         actors: dict[int, Any] = {}
         calls: dict[Any, tuple[int, int | None]] = {}  # in flight: (slot, shard being labelled or None: starting)
-        slots = iter(range(10**6))
+        slots = itertools.count()
 
         def spawn() -> None:
             slot = next(slots)
@@ -171,7 +172,7 @@ class Driver:
                 idle = {slot for slot, _ in calls.values()}
                 for slot in idle:
                     ray.kill(actors.pop(slot))
-                self.mark_gone(idle, every=True)
+                self.mark_gone(idle)
                 break
             (ref,), _ = ray.wait(list(calls), num_returns=1)
             slot, shard = calls.pop(ref)
@@ -203,20 +204,26 @@ class Driver:
         print(f"worker {slot} lost ({type(exc).__name__}); shard {shard} back in the queue", file=sys.stderr)
         if shard is not None:
             queue.appendleft(shard)
-        self.mark_gone({slot}, every=True)
+        self.mark_gone({slot})
         if self.lost > MAX_LOST_WORKERS:
             raise VerilabelError(
                 f"{self.lost} Ray workers died (the last: {type(exc).__name__}); the run stopped. See `ray status` "
                 f"and the Ray logs, then `verilabel run resume {self.config.get('name', self.run_id)}`"
             )
 
-    def mark_gone(self, slots: set[int], *, every: bool = False) -> None:
-        """Worker rows of dead actors stop counting as alive (a remote row would for a while otherwise)."""
+    def mark_gone(self, slots: set[int]) -> None:
+        """Worker rows of dead actors still ``running`` stop counting as alive (a remote row would for a while
+        otherwise); rows the actors settled themselves keep their state."""
         with self.store.write() as session:
-            query = update(RunWorkerRow).where(RunWorkerRow.run_id == self.run_id, RunWorkerRow.shard.in_(slots))
-            if not every:
-                query = query.where(RunWorkerRow.state == "running")
-            session.execute(query.values(state="lost"))
+            session.execute(
+                update(RunWorkerRow)
+                .where(
+                    RunWorkerRow.run_id == self.run_id,
+                    RunWorkerRow.shard.in_(slots),
+                    RunWorkerRow.state == "running",
+                )
+                .values(state="lost")
+            )
 
     def pending_shards(self) -> list[int]:
         """Shards with pending samples, the fullest first."""
