@@ -193,5 +193,5 @@ def test_a_database_from_a_newer_verilabel_is_refused_with_the_fix(tmp_path: Pat
     with store.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     store.dispose()
-    with pytest.raises(StoreError, match=r"newer verilabel \(schema 9999; this one knows up to 0005\).*pip install -U"):
+    with pytest.raises(StoreError, match=r"newer verilabel \(schema 9999; this one knows up to 0006\).*pip install -U"):
         Store(url)

@@ -216,6 +216,102 @@ def caption(
         out.print(f"... and {len(summary.failed) - 5} more")
 
 
+@app.command("embed")
+def embed(
+    name: str = typer.Argument(..., help="Dataset name."),
+    model: str = typer.Option(
+        ..., "--model", help="A model that embeds images: CLIP, SigLIP, OpenCLIP or an ImageNet classifier."
+    ),
+    patches: str | None = typer.Option(
+        None, "--patches", help="Embed the crops of this run's labels (default: the whole samples)."
+    ),
+    key: str | None = typer.Option(None, "--key", help="Name of the map (default: samples, or RUN-patches)."),
+    method: str = typer.Option("pca", "--method", help="2-D projection: pca, or umap (verilabel[umap])."),
+    weights: str | None = typer.Option(None, "--weights", help="Local weights folder or another hub id."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per model call (model default)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Compute the map under KEY again from scratch."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
+    """Embed samples (or a run's label patches) and project them to a 2-D map for the app's embeddings view
+    (resumable: points embedded by an interrupted call are kept)."""
+    from verilabel.datasets.embeddings import compute_embeddings
+    from verilabel.store import Store
+
+    store = Store.open()
+
+    def work(progress: Any) -> Any:
+        done = [0]
+
+        def step(n: int) -> None:
+            done[0] += n
+            progress(done[0], None)
+
+        return compute_embeddings(
+            store,
+            name,
+            model,
+            key=key,
+            patches=patches,
+            method=method,
+            weights=weights,
+            device=device,
+            batch_size=batch_size,
+            overwrite=overwrite,
+            on_batch=step,
+        )
+
+    summary = _with_progress("embedding", work)
+    if as_json:
+        print_json(summary.to_json())
+        return
+    out = console()
+    out.print(
+        f"[bold]{escape(name)}[/]: {summary.embedded} embedded, {summary.skipped} kept from before, "
+        f"{summary.projected} on the map {escape(summary.key)!r} ({method})"
+    )
+    for path, error in summary.failed[:5]:
+        out.print(f"[yellow]not embedded[/] {escape(path)}: {escape(error)}")
+    if len(summary.failed) > 5:
+        out.print(f"... and {len(summary.failed) - 5} more")
+
+
+@app.command("embeddings")
+def embeddings(
+    name: str = typer.Argument(..., help="Dataset name."),
+    delete: str | None = typer.Option(None, "--delete", help="Delete the map with this key."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
+) -> None:
+    """List the dataset's embedding maps (or delete one)."""
+    from verilabel.datasets.embeddings import delete_embeddings, list_embeddings
+    from verilabel.store import Store
+
+    store = Store.open()
+    if delete is not None:
+        delete_embeddings(store, name, delete)
+        if as_json:
+            print_json({"deleted": delete})
+        else:
+            console().print(f"deleted the embeddings {escape(delete)!r} of {escape(name)}")
+        return
+    infos = list_embeddings(store, name)
+    if as_json:
+        print_json([info.to_json() for info in infos])
+        return
+    rows = [
+        [
+            info.key,
+            info.kind + (f" of {info.run}" if info.run else ""),
+            info.model,
+            info.method,
+            str(info.points) + ("" if info.ready else " (not projected: run embed again)"),
+        ]
+        for info in infos
+    ]
+    table = fitted_table([("key", True), ("of", False), ("model", False), ("method", True), ("points", True)], rows)
+    console().print(table if infos else f"no embeddings yet: `verilabel dataset embed {escape(name)} --model MODEL`")
+
+
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP)) -> None:
     """List datasets."""

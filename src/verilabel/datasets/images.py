@@ -178,3 +178,13 @@ def decode_sized(
     except (OSError, ValueError, SyntaxError) as exc:
         # PIL raises OSError for truncated and corrupt data ("image file is truncated", "broken data stream")
         raise SampleError(f"corrupt or truncated image: {path} ({exc})") from exc
+
+
+def crop_box(box: tuple[float, float, float, float], width: int, height: int, margin: float) -> tuple[int, ...]:
+    """Pixel bounds (left, top, right, bottom) of a relative box (x, y, w, h) grown by ``margin`` of its size on
+    each side, inside the image and at least one pixel wide and high."""
+    x, y, w, h = box
+    left, top = max(0, int((x - w * margin) * width)), max(0, int((y - h * margin) * height))
+    right = min(width, max(left + 1, round((x + w * (1 + margin)) * width)))
+    bottom = min(height, max(top + 1, round((y + h * (1 + margin)) * height)))
+    return min(left, width - 1), min(top, height - 1), right, bottom

@@ -24,6 +24,9 @@ and ``to_labels(raw, images, context) -> list[list[Label]]`` waits for it and bu
 then calls ``to_labels`` in a thread of its own, so that the host's post-processing of one batch overlaps the
 device's forward of the next (``predict`` must stay equal to ``to_labels(infer(...))``).
 
+A model may also embed images: ``embed(images) -> ndarray`` of unit-length rows, one per image
+(``verilabel dataset embed``: the 2-D maps of samples and label patches in the app).
+
 A model may say what runs it in ``runtime`` (a ``verilabel.models.runtimes.RuntimeChoice``): the catalogue's
 adapters hand their networks to ONNX Runtime on a CPU through ``runtimes.accelerate`` (``LoadRequest.runtime``).
 """

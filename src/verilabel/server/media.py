@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import select
 
 from verilabel.datasets import media
+from verilabel.datasets.images import crop_box
 from verilabel.errors import NotFoundError, SampleError
 from verilabel.store import Store
 from verilabel.store.schema import RunLabelRow, SampleRow
@@ -126,16 +127,11 @@ def patch(store: Store, cache: Path, run_id: str, label_id: str, size: int = 256
     if not target.is_file():
         image = _open(source.path, None)
         if x is None or y is None or w is None or h is None:  # a classification: the whole image
-            box = (0.0, 0.0, 1.0, 1.0)
+            bounds: tuple[int, ...] = (0, 0, *image.size)
         else:
-            box = (x - w * margin, y - h * margin, x + w * (1 + margin), y + h * (1 + margin))
-        width, height = image.size
-        left, top = max(0, int(box[0] * width)), max(0, int(box[1] * height))
-        right, bottom = (
-            min(width, max(left + 1, round(box[2] * width))),
-            min(height, max(top + 1, round(box[3] * height))),
-        )
-        _write_jpeg(target, image.crop((left, top, right, bottom)), size)
+            width, height = image.size
+            bounds = crop_box((x, y, w, h), width, height, margin)
+        _write_jpeg(target, image.crop(bounds), size)
     return MediaFile(target, "image/jpeg", f"{label_id}-{source.version}-{size}")
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -213,6 +214,39 @@ class RunClassCountRow(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
     scored: Mapped[int] = mapped_column(Integer, default=0)  # labels with a confidence
     confidence_sum: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class EmbeddingSetRow(Base):
+    """A 2-D map of a dataset's samples (``kind`` samples) or of a run's label patches (``kind`` patches), under a
+    key: which model embedded them and how the vectors were projected (``verilabel.datasets.embeddings``)."""
+
+    __tablename__ = "embeddings"
+    __table_args__ = (UniqueConstraint("dataset_id", "key", name="uq_embeddings_dataset_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    model: Mapped[str] = mapped_column(String(300))
+    method: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    projected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # None: not every point yet
+
+
+class EmbeddingPointRow(Base):
+    """One embedded sample or label: its vector (float16) and, once the set is projected, its place on the map."""
+
+    __tablename__ = "embedding_points"
+    __table_args__ = (Index("ix_embedding_points_set_sample", "embedding_id", "sample_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    embedding_id: Mapped[int] = mapped_column(ForeignKey("embeddings.id", ondelete="CASCADE"))
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), index=True)
+    label_id: Mapped[str | None] = mapped_column(String(32))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    x: Mapped[float | None] = mapped_column(Float)
+    y: Mapped[float | None] = mapped_column(Float)
 
 
 class UserRow(Base):

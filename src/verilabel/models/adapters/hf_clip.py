@@ -148,6 +148,20 @@ class ZeroShotClassifier(ForwardOnClasses):
             images = normalize(self._encoder.encode_images(pixels).float(), dim=-1)
             return self._encoder.logits(images, texts)
 
+    def embed(self, images: Sequence[ImageItem]) -> np.ndarray:
+        """Unit-length image embeddings, one row per image (the tower that scores the classes)."""
+        from torch.nn.functional import normalize
+
+        with inference(self._device):
+            pixels = to_batch(
+                [prepare_image(item.array, self._image) for item in images],
+                self._device,
+                mean=self._image.mean,
+                std=self._image.std,
+            )
+            vectors = normalize(self._encoder.encode_images(pixels).float(), dim=-1)
+        return np.asarray(vectors.cpu().numpy(), dtype=np.float32)
+
     def postprocess(self, logits: Any, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
         probs = logits.float().sigmoid() if self._encoder.sigmoid else logits.float().softmax(dim=-1)
         return [self._classify(row, context) for row in probs.cpu().numpy()]

@@ -60,6 +60,7 @@ class ImageNetClassifier(SplitPredict):
         runtime: RuntimeChoice | None = None,
     ) -> None:
         self.spec = entry.spec(batch_size=batch, input_size=resize)
+        self._net = net  # the torch network, also when ``core`` runs an ONNX export of it (``embed`` needs it)
         self._core = core or TorchCore(net)  # the network, or its ONNX Runtime session (``runtimes``)
         self.runtime = runtime or RuntimeChoice("torch")
         self._device = device
@@ -79,6 +80,22 @@ class ImageNetClassifier(SplitPredict):
 
     def infer(self, images: Sequence[ImageItem], context: PredictContext) -> Any:
         return self.forward(self.prepared(images))
+
+    def embed(self, images: Sequence[ImageItem]) -> np.ndarray:
+        """Unit-length image embeddings: the pooled features the classifier's last linear layer reads."""
+        import torch
+
+        head = [m for m in self._net.modules() if isinstance(m, torch.nn.Linear)][-1]
+        features: list[Any] = []
+        hook = head.register_forward_hook(lambda module, args, out: features.append(args[0]))
+        try:
+            with inference(self._device):
+                batch = [self.prepare(item.array) for item in images]
+                self._net(to_batch(batch, self._device, mean=RGB_MEAN_IMAGENET, std=RGB_STD_IMAGENET))
+        finally:
+            hook.remove()
+        vectors = torch.nn.functional.normalize(features[0].flatten(1).float(), dim=-1)
+        return np.asarray(vectors.cpu().numpy(), dtype=np.float32)
 
     def to_labels(self, logits: Any, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
         probabilities = logits.float().softmax(dim=1).cpu().numpy()

@@ -156,3 +156,36 @@ def export(
 def dataset_history(name: str, who: Viewer, store: StoreDep, limit: int = Query(200, ge=1, le=1000)) -> list[Any]:
     dataset_id = datasets.dataset_info(store, name).id
     return [event.to_json() for event in history.events(store, dataset_id=dataset_id, limit=limit)]
+
+
+@router.get("/{name}/embeddings")
+def list_embeddings(
+    name: str, who: Viewer, store: StoreDep, run: str | None = Query(None, description="Only this run's patches.")
+) -> list[dict[str, Any]]:
+    """The dataset's 2-D maps (``verilabel dataset embed``): of its samples, or of a run's label patches."""
+    from verilabel.datasets.embeddings import list_embeddings
+
+    return [info.to_json() for info in list_embeddings(store, name, run=run)]
+
+
+@router.get("/{name}/embeddings/{key}")
+def embedding_map(
+    name: str,
+    key: str,
+    who: Viewer,
+    store: StoreDep,
+    field: str | None = Query(None, description="Samples: colour each by its most confident label in this field."),
+) -> dict[str, Any]:
+    """The map's points, column by column: ids, x and y in [0, 1], class indices into ``class_names`` (-1: none);
+    for patches also each label's confidence and whether it is promoted."""
+    from verilabel.datasets.embeddings import embedding_map
+
+    return embedding_map(store, name, key, field=field).to_json()
+
+
+@router.delete("/{name}/embeddings/{key}", status_code=204)
+def delete_embeddings(name: str, key: str, who: Editor, store: StoreDep) -> Response:
+    from verilabel.datasets.embeddings import delete_embeddings
+
+    delete_embeddings(store, name, key)
+    return Response(status_code=204)
