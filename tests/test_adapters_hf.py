@@ -174,6 +174,23 @@ def test_clip_logits_match_the_transformers_model(weights):
     assert torch.allclose(model.forward(prepared, classes), expected, atol=1e-4)
 
 
+def test_clip_embeds_images_with_its_image_tower(weights):
+    """``embed`` (the embeddings view): CLIP's own image features, unit length, one row per image."""
+    model = load("clip-vit-base-patch32", weights["clip"])
+    net = transformers.CLIPModel.from_pretrained(weights["clip"]).eval()
+    images = items((48, 80), (64, 64), (90, 40))
+    pixels = to_batch(
+        [model.prepare(i.array) for i in images], torch.device("cpu"), mean=model._image.mean, std=model._image.std
+    )
+    with torch.inference_mode():
+        features = net.get_image_features(pixel_values=pixels)
+        features = getattr(features, "pooler_output", features)
+        expected = torch.nn.functional.normalize(features, dim=-1).numpy()
+    vectors = model.embed(images)
+    assert vectors.shape == (3, 16) and vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+
+
 def test_siglip_scores_each_class_with_its_own_sigmoid(weights):
     model = load("siglip-base-patch16-224", weights["siglip"])
     assert model.spec.input_size == 32

@@ -25,7 +25,7 @@ from verilabel.models.adapters.torchvision_semantic import (  # noqa: E402
 from verilabel.models.catalogue import builtin_catalogue, vocabulary_file  # noqa: E402
 from verilabel.models.checks import check_predictions  # noqa: E402
 from verilabel.models.interface import LoadRequest  # noqa: E402
-from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET  # noqa: E402
+from verilabel.models.preprocess import RGB_MEAN_IMAGENET, RGB_STD_IMAGENET, to_batch  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -92,6 +92,24 @@ def test_classifier_loads_local_weights_and_returns_top1_with_top5_scores(weight
     subset = model.predict(images, PredictContext("classification", ("tabby", "espresso"), 0.0))
     assert all(label.label in ("tabby", "espresso") and len(label.attributes["scores"]) == 2 for (label,) in subset)
     assert model.predict(images, PredictContext("classification", ref.vocabulary, 0.99)) == [[], [], []]
+
+
+def test_classifier_embeds_with_the_features_its_last_layer_reads(weights):
+    """``embed``: the pooled features before the classification layer (ResNet's ``fc``), unit length."""
+    name, path = weights["classification"]
+    model = registry.load(registry.resolve(name), LoadRequest(weights=str(path), device="cpu"))
+    images = [noise(1, 240, 320), noise(2, 400, 300)]
+    net = model._net
+    batch = to_batch(
+        [model.prepare(i.array) for i in images], torch.device("cpu"), mean=RGB_MEAN_IMAGENET, std=RGB_STD_IMAGENET
+    )
+    with torch.inference_mode():
+        body = torch.nn.Sequential(*list(net.children())[:-1])  # everything up to fc: the pooled features
+        expected = torch.nn.functional.normalize(body(batch).flatten(1), dim=-1).numpy()
+    vectors = model.embed(images)
+    assert vectors.shape == (2, net.fc.in_features)
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    assert [h for h in net.fc._forward_hooks.values()] == []  # the hook is gone afterwards
 
 
 def test_forced_logits_give_softmax_top1_among_the_asked_classes():
