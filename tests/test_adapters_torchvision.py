@@ -106,10 +106,11 @@ def test_classifier_embeds_with_the_features_its_last_layer_reads(weights):
     with torch.inference_mode():
         body = torch.nn.Sequential(*list(net.children())[:-1])  # everything up to fc: the pooled features
         expected = torch.nn.functional.normalize(body(batch).flatten(1), dim=-1).numpy()
-    vectors = model.embed(images)
+    vectors = model.embed(images)  # through ONNX Runtime, as the classifier (a second export, without fc)
+    assert model._features.__class__.__name__ == "OnnxCore"
     assert vectors.shape == (2, net.fc.in_features)
-    np.testing.assert_allclose(vectors, expected, atol=1e-5)
-    assert [h for h in net.fc._forward_hooks.values()] == []  # the hook is gone afterwards
+    np.testing.assert_allclose(vectors, expected, atol=1e-4)
+    assert isinstance(net.fc, torch.nn.Linear)  # the classifier keeps its head
 
 
 def test_forced_logits_give_softmax_top1_among_the_asked_classes():

@@ -6,11 +6,12 @@ ImageNet logits uses it (``verilabel.models.offline.efficientnet_lite``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from verilabel.errors import ModelLoadError
 from verilabel.labels import Classification, Label
 from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest, PredictContext, SplitPredict
@@ -58,10 +59,13 @@ class ImageNetClassifier(SplitPredict):
         batch: int = BATCH,
         core: Core | None = None,
         runtime: RuntimeChoice | None = None,
+        features: Callable[[Any], Core] | None = None,
     ) -> None:
         self.spec = entry.spec(batch_size=batch, input_size=resize)
-        self._net = net  # the torch network, also when ``core`` runs an ONNX export of it (``embed`` needs it)
+        self._net = net
         self._core = core or TorchCore(net)  # the network, or its ONNX Runtime session (``runtimes``)
+        self._features: Core | None = None  # the network without its last layer (``embed``), built on first use
+        self._run_features = features or TorchCore  # the network, or its ONNX Runtime session (``runtimes``)
         self.runtime = runtime or RuntimeChoice("torch")
         self._device = device
         self.asynchronous = is_asynchronous(device)
@@ -83,18 +87,14 @@ class ImageNetClassifier(SplitPredict):
 
     def embed(self, images: Sequence[ImageItem]) -> np.ndarray:
         """Unit-length image embeddings: the pooled features the classifier's last linear layer reads."""
-        import torch
+        from torch.nn.functional import normalize
 
-        head = [m for m in self._net.modules() if isinstance(m, torch.nn.Linear)][-1]
-        features: list[Any] = []
-        hook = head.register_forward_hook(lambda module, args, out: features.append(args[0]))
-        try:
-            with inference(self._device):
-                batch = [self.prepare(item.array) for item in images]
-                self._net(to_batch(batch, self._device, mean=RGB_MEAN_IMAGENET, std=RGB_STD_IMAGENET))
-        finally:
-            hook.remove()
-        vectors = torch.nn.functional.normalize(features[0].flatten(1).float(), dim=-1)
+        if self._features is None:
+            self._features = self._run_features(without_last_linear(self._net))
+        with inference(self._device):
+            batch = [self.prepare(item.array) for item in images]
+            features = self._features(to_batch(batch, self._device, mean=RGB_MEAN_IMAGENET, std=RGB_STD_IMAGENET))[0]
+            vectors = normalize(features.flatten(1).float(), dim=-1)
         return np.asarray(vectors.cpu().numpy(), dtype=np.float32)
 
     def to_labels(self, logits: Any, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
@@ -102,6 +102,22 @@ class ImageNetClassifier(SplitPredict):
         allowed = np.array([self._index[c] for c in context.classes if c in self._index], dtype=np.int64)
         names = self.spec.vocabulary
         return [top_classification(row, names, allowed, context.min_confidence) for row in probabilities]
+
+
+def without_last_linear(net: Any) -> Any:
+    """A copy of ``net`` whose last ``Linear`` layer (the classifier: ResNet's ``fc``, ViT's ``heads.head``,
+    EfficientNet's ``_fc``) passes its input through: the network's pooled features."""
+    import copy
+
+    import torch
+
+    names = [name for name, module in net.named_modules() if isinstance(module, torch.nn.Linear)]
+    if not names:
+        raise ModelLoadError(f"{type(net).__name__} has no linear layer to take the features before")
+    headless = copy.deepcopy(net)
+    parent, _, attribute = names[-1].rpartition(".")
+    setattr(headless.get_submodule(parent) if parent else headless, attribute, torch.nn.Identity())
+    return headless.eval()
 
 
 def build_network(arch: str, num_classes: int = 1000) -> Any:
@@ -128,5 +144,13 @@ def build(
     if "onnx" not in entry.runtimes:  # a catalogue entry may keep a network on torch (``onnx = false``)
         runtime = unsupported(entry.name, request, "its catalogue entry keeps it on torch")
         return ImageNetClassifier(entry, net, device, resize=resize, crop=crop, runtime=runtime)
-    core, runtime = accelerate(net, request=request, device=device, name=entry.name, shape=(1, 3, crop, crop))
-    return ImageNetClassifier(entry, net, device, resize=resize, crop=crop, core=core, runtime=runtime)
+    shape = (1, 3, crop, crop)
+    core, runtime = accelerate(net, request=request, device=device, name=entry.name, shape=shape)
+
+    def features(headless: Any) -> Core:  # the same runtime for ``embed`` (its own export: the graph differs)
+        settings = {"output": "features"}
+        return accelerate(headless, request=request, device=device, name=entry.name, shape=shape, settings=settings)[0]
+
+    return ImageNetClassifier(
+        entry, net, device, resize=resize, crop=crop, core=core, runtime=runtime, features=features
+    )
