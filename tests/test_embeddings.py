@@ -5,6 +5,7 @@ and the CLI."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -228,3 +229,41 @@ def test_cli_embed_and_list(store: Store, tmp_path: Path, capsys: pytest.Capture
     assert code == 0 and "deleted the embeddings 'samples' of d" in out
     code, _, err = cli("dataset", "embeddings", "d", "--delete", "samples")
     assert code != 0 and "no embeddings 'samples'" in err
+
+
+def test_an_error_that_stops_a_computation_is_kept_on_the_map_until_the_next(store: Store, tmp_path: Path) -> None:
+    two_looks(tmp_path / "img", each=2)
+    ds.create_dataset(store, "d")
+    ds.add_images(store, "d", tmp_path / "img")
+    with pytest.raises(ConfigError, match="does not embed images"):
+        compute_embeddings(store, "d", "python:tests.support.blob_model:detector", key="m")
+    [info] = list_embeddings(store, "d")
+    assert (info.points, info.ready) == (0, False) and "does not embed images" in (info.error or "")
+
+    compute_embeddings(store, "d", MODEL, key="m", overwrite=True)
+    [info] = list_embeddings(store, "d")
+    assert (info.points, info.ready, info.error) == (4, True, None)
+
+
+def test_the_app_starts_a_computation_in_the_background(store: Store, tmp_path: Path, home: Path) -> None:
+    two_looks(tmp_path / "img", each=3)
+    ds.create_dataset(store, "d")
+    ds.add_images(store, "d", tmp_path / "img")
+    served = serve(store, home)
+    editor = served.client("editor")
+
+    refused = editor.post("/api/v1/datasets/d/embeddings", json={"model": "owlvit-base-patch32"})
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "model"
+    assert editor.post("/api/v1/datasets/d/embeddings", json={"model": "python:os:getcwd"}).status_code == 422
+    assert served.client("viewer").post("/api/v1/datasets/d/embeddings", json={"model": MODEL}).status_code == 403
+    assert list_embeddings(store, "d") == []
+
+    started = editor.post("/api/v1/datasets/d/embeddings", json={"model": MODEL, "key": "bg"})
+    assert started.status_code == 202, started.text
+    assert started.json()["key"] == "bg" and started.json()["ready"] is False
+    deadline = time.monotonic() + 120
+    while not (listed := editor.get("/api/v1/datasets/d/embeddings").json())[0]["ready"]:
+        assert listed[0]["error"] is None and time.monotonic() < deadline, listed
+        time.sleep(0.5)
+    assert listed[0]["points"] == 6
+    assert len(editor.get("/api/v1/datasets/d/embeddings/bg").json()["x"]) == 6

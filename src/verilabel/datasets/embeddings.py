@@ -10,6 +10,9 @@ so a new projection needs no model.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -75,6 +78,7 @@ class EmbeddingInfo:
     points: int
     ready: bool  # projected: every point has its place on the map
     created_at: datetime
+    error: str | None = None  # why the last computation stopped
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +90,7 @@ class EmbeddingInfo:
             "points": self.points,
             "ready": self.ready,
             "created_at": self.created_at.isoformat(),
+            "error": self.error,
         }
 
 
@@ -108,7 +113,65 @@ def compute_embeddings(
     on_batch: Callable[[int], None] | None = None,
 ) -> EmbeddingSummary:
     """Embed the samples of ``dataset`` (or, with ``patches=RUN``, the crops of that run's labels) under ``key``,
-    then project them to 2-D. Resumable: points embedded by an earlier call under the same key are kept."""
+    then project them to 2-D. Resumable: points embedded by an earlier call under the same key are kept. An error
+    that stops it is kept on the set (``EmbeddingInfo.error``) until the next call."""
+    job = prepare_embeddings(
+        store, dataset, model, key=key, patches=patches, method=method, weights=weights, overwrite=overwrite
+    )
+    try:
+        built = registry.load(registry.resolve(model, weights), LoadRequest(weights=weights, device=device))
+        embed = getattr(built, "embed", None)
+        if embed is None:
+            raise ConfigError("model", f"{model!r} does not embed images; use one of {', '.join(embedding_models())}")
+        summary = EmbeddingSummary(job.key)
+        size = batch_size or built.spec.batch_size
+        items = _patch_items(store, job.run_id) if job.run_id else _sample_items(store, job.dataset_id)
+        with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="verilabel-embed") as pool:
+            for page in _pages(items, size):
+                todo = _not_done(store, job.set_id, page, summary)
+                if not todo:
+                    continue
+                decoded = list(pool.map(lambda item: _decode(item, built.spec.input_size), todo))
+                ready = [
+                    (item, image) for item, image in zip(todo, decoded, strict=True) if isinstance(image, ImageItem)
+                ]
+                summary.failed += [
+                    (item.path, why) for item, why in zip(todo, decoded, strict=True) if isinstance(why, str)
+                ]
+                if ready:
+                    vectors = embed([image for _, image in ready])
+                    _write_points(store, job.set_id, [item for item, _ in ready], vectors)
+                    summary.embedded += len(ready)
+                if on_batch is not None:
+                    on_batch(len(todo))
+        summary.projected = project(store, job.set_id, method)
+    except Exception as exc:
+        _record_error(store, job.set_id, str(exc) or type(exc).__name__)
+        raise
+    return summary
+
+
+@dataclass(frozen=True)
+class EmbeddingJob:
+    dataset_id: int
+    set_id: int
+    key: str
+    run_id: str | None
+
+
+def prepare_embeddings(
+    store: Store,
+    dataset: str,
+    model: str,
+    *,
+    key: str | None = None,
+    patches: str | None = None,
+    method: str = "pca",
+    weights: str | None = None,
+    overwrite: bool = False,
+) -> EmbeddingJob:
+    """Check what ``compute_embeddings`` is asked (nothing heavy is loaded) and open its set: a new one, or the one
+    an earlier call left under ``key``."""
     if method not in METHODS:
         raise ConfigError("method", f"{method!r}: use one of {', '.join(METHODS)}")
     if method == "umap":
@@ -126,32 +189,43 @@ def compute_embeddings(
     if ref.stages or (ref.entry is not None and not ref.entry.loader.startswith(EMBEDDING_LOADERS)):
         raise ConfigError("model", f"{model!r} does not embed images; use one of {', '.join(embedding_models())}")
     registry.check_obtainable(ref, weights)
-    built = registry.load(ref, LoadRequest(weights=weights, device=device))
-    embed = getattr(built, "embed", None)
-    if embed is None:
-        raise ConfigError("model", f"{model!r} does not embed images; use one of {', '.join(embedding_models())}")
     set_id = _open_set(store, dataset_id, key, "patches" if run_id else "samples", run_id, model, method, overwrite)
-    summary = EmbeddingSummary(key)
-    size = batch_size or built.spec.batch_size
-    items = _patch_items(store, run_id) if run_id else _sample_items(store, dataset_id)
-    with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="verilabel-embed") as pool:
-        for page in _pages(items, size):
-            todo = _not_done(store, set_id, page, summary)
-            if not todo:
-                continue
-            decoded = list(pool.map(lambda item: _decode(item, built.spec.input_size), todo))
-            ready = [(item, image) for item, image in zip(todo, decoded, strict=True) if isinstance(image, ImageItem)]
-            summary.failed += [
-                (item.path, why) for item, why in zip(todo, decoded, strict=True) if isinstance(why, str)
-            ]
-            if ready:
-                vectors = embed([image for _, image in ready])
-                _write_points(store, set_id, [item for item, _ in ready], vectors)
-                summary.embedded += len(ready)
-            if on_batch is not None:
-                on_batch(len(todo))
-    summary.projected = project(store, set_id, method)
-    return summary
+    return EmbeddingJob(dataset_id, set_id, key, run_id)
+
+
+def start_embeddings(
+    store: Store,
+    dataset: str,
+    model: str,
+    *,
+    key: str | None = None,
+    patches: str | None = None,
+    method: str = "pca",
+    overwrite: bool = False,
+) -> EmbeddingInfo:
+    """``compute_embeddings`` in a background process (the app's "compute" button): checked and opened here, so
+    that a wrong setting is refused at once; ``list_embeddings`` then follows it (points, ready, error)."""
+    from verilabel.runs.service import logs_dir
+
+    job = prepare_embeddings(store, dataset, model, key=key, patches=patches, method=method, overwrite=overwrite)
+    command = [sys.executable, "-m", "verilabel", "dataset", "embed", dataset, "--model", model, "--key", job.key]
+    command += ["--method", method] + (["--patches", job.run_id] if job.run_id else [])
+    with open(logs_dir() / f"embed-{job.set_id}.log", "ab") as log:
+        subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "VERILABEL_DATABASE_URL": store.url},
+            start_new_session=True,
+            close_fds=True,
+        )
+    return next(info for info in list_embeddings(store, dataset) if info.key == job.key)
+
+
+def _record_error(store: Store, set_id: int, error: str) -> None:
+    with store.write() as session:
+        session.execute(update(EmbeddingSetRow).where(EmbeddingSetRow.id == set_id).values(error=error[:2000]))
 
 
 @dataclass(frozen=True)
@@ -199,6 +273,7 @@ def _open_set(
             if same and not overwrite:
                 if found.method != method:
                     found.method, found.projected_at = method, None
+                found.error = None
                 return found.id
             if not overwrite:
                 raise ConfigError(
@@ -418,6 +493,7 @@ def list_embeddings(store: Store, dataset: str, *, run: str | None = None) -> li
                 points=int(count),
                 ready=row.projected_at is not None,
                 created_at=row.created_at,
+                error=row.error,
             )
             for row, run_name, count in session.execute(query).all()
         ]

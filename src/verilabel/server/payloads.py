@@ -92,6 +92,18 @@ class RunCreate(BaseModel):
     runtime: str = "auto"
 
 
+class EmbeddingCreate(BaseModel):
+    """What ``verilabel dataset embed`` takes, less what names a file (``--weights``) or the server's hardware."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    patches: str | None = None  # a run: embed its labels' crops (none: the samples)
+    key: str | None = None
+    method: str = "pca"
+    overwrite: bool = False
+
+
 class RunControl(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -232,6 +232,7 @@ class EmbeddingSetRow(Base):
     method: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     projected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # None: not every point yet
+    error: Mapped[str | None] = mapped_column(Text)  # why the last computation stopped, until the next one starts
 
 
 class EmbeddingPointRow(Base):

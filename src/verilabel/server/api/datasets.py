@@ -14,9 +14,19 @@ from verilabel.errors import ConfigError
 from verilabel.server.api.deps import MasksDep, StoreDep
 from verilabel.server.auth import Editor, Viewer
 from verilabel.server.media import mask_png
-from verilabel.server.payloads import RunCreate, SampleTags, label_json, sample_json
+from verilabel.server.payloads import EmbeddingCreate, RunCreate, SampleTags, label_json, sample_json
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+
+def refuse_python_model(model: str) -> None:
+    """A ``python:`` reference would import a module named by a client: the CLI only."""
+    if model.startswith("python:"):
+        raise ConfigError(
+            "model",
+            "models given as python:module:factory run from the CLI only; to use yours here, register it as a "
+            "plugin (the `verilabel.models` entry-point group, see docs/models.md)",
+        )
 
 
 @router.get("")
@@ -95,12 +105,7 @@ def create_run(name: str, body: RunCreate, who: Editor, store: StoreDep, masks: 
     from verilabel.runs.config import RunRequest
     from verilabel.runs.service import create_run
 
-    if body.model.startswith("python:"):
-        raise ConfigError(
-            "model",
-            "models given as python:module:factory run from the CLI only; to use yours here, register it as a "
-            "plugin (the `verilabel.models` entry-point group, see docs/models.md)",
-        )
+    refuse_python_model(body.model)
     options = body.model_dump(exclude={"view", "sample_ids"})
     request = RunRequest(
         dataset=name,
@@ -166,6 +171,18 @@ def list_embeddings(
     from verilabel.datasets.embeddings import list_embeddings
 
     return [info.to_json() for info in list_embeddings(store, name, run=run)]
+
+
+@router.post("/{name}/embeddings", status_code=202)
+def start_embeddings(name: str, body: EmbeddingCreate, who: Editor, store: StoreDep) -> dict[str, Any]:
+    """Compute a map in the background (checked first: a wrong setting is a 422 naming it); the list then shows
+    its points growing, ``ready`` once projected, or the ``error`` that stopped it."""
+    from verilabel.datasets.embeddings import start_embeddings
+
+    refuse_python_model(body.model)
+    return start_embeddings(
+        store, name, body.model, key=body.key, patches=body.patches, method=body.method, overwrite=body.overwrite
+    ).to_json()
 
 
 @router.get("/{name}/embeddings/{key}")
