@@ -1,5 +1,6 @@
 """The run engine end to end: real worker processes, a real (user-plugin) model, a real database."""
 
+import contextlib
 import os
 import signal
 import time
@@ -102,7 +103,7 @@ def test_sigkill_mid_run_then_resume_gives_exactly_the_uninterrupted_labels(
     pid = current.workers[0].pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0) if _is_child(pid) else None
+    _reap(pid)
     stalled = runs.wait_run(store, info.id, timeout=60)
     assert stalled.stalled and stalled.resumable and stalled.status == "generating"
     assert 30 <= stalled.done < 120
@@ -114,11 +115,11 @@ def test_sigkill_mid_run_then_resume_gives_exactly_the_uninterrupted_labels(
     assert resumed.labels == reference.labels
 
 
-def _is_child(pid: int) -> bool:
-    try:
-        return os.waitpid(pid, os.WNOHANG) is not None
-    except ChildProcessError:
-        return False
+def _reap(pid: int) -> None:
+    """Wait for a killed worker, so that it leaves no zombie behind (a WNOHANG probe first would race: it reaps the
+    worker when the kill has already landed, and the wait after it then finds no child)."""
+    with contextlib.suppress(ChildProcessError):  # not this process's child
+        os.waitpid(pid, 0)
 
 
 def test_two_workers_on_disjoint_shards_produce_each_label_once(store: Store, tmp_path: Path):
