@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from tests.review_helpers import synthetic_run
 from tests.server_helpers import serve
@@ -105,6 +106,13 @@ def test_an_interrupted_computation_resumes_without_doubling_points(store: Store
         distinct = session.scalar(select(func.count(func.distinct(EmbeddingPointRow.sample_id))))
     assert total == distinct == 10
     assert len(embedding_map(store, "d", "samples").sample_ids) == 10
+    with pytest.raises(IntegrityError), store.write() as session:  # a rival computation cannot double a point
+        point = session.scalars(select(EmbeddingPointRow)).first()
+        assert point is not None
+        session.execute(
+            insert(EmbeddingPointRow),
+            [{"embedding_id": point.embedding_id, "sample_id": point.sample_id, "label_id": "", "vector": b""}],
+        )
 
 
 def test_patch_map_of_a_run_carries_classes_confidences_and_promotion(store: Store, tmp_path: Path) -> None:
@@ -194,6 +202,8 @@ def test_rest_api_lists_maps_colours_by_field_and_deletes(store: Store, tmp_path
     served = serve(store, home)
     viewer, editor = served.client("viewer"), served.client("editor")
 
+    models = {m["name"]: m["embeds"] for m in viewer.get("/api/v1/models").json()}
+    assert models[MODEL] and models["clip-vit-base-patch32"] and not models["owlvit-base-patch32"]
     listed = viewer.get("/api/v1/datasets/d/embeddings").json()
     assert [(e["key"], e["kind"], e["points"], e["ready"]) for e in listed] == [("samples", "samples", 3, True)]
     body = viewer.get("/api/v1/datasets/d/embeddings/samples", params={"field": "auto"}).json()

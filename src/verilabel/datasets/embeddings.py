@@ -26,6 +26,7 @@ from verilabel.datasets.images import crop_box, decode_sized
 from verilabel.datasets.service import dataset_row, now
 from verilabel.errors import ConfigError, NotFoundError
 from verilabel.models import registry
+from verilabel.models.catalogue import CatalogueEntry
 from verilabel.models.interface import ImageItem, LoadRequest
 from verilabel.store import Store
 from verilabel.store.schema import (
@@ -94,8 +95,13 @@ class EmbeddingInfo:
         }
 
 
+def embeds(entry: CatalogueEntry) -> bool:
+    """Whether the catalogue model has ``embed`` (its adapter is one of those that embed)."""
+    return entry.loader.startswith(EMBEDDING_LOADERS)
+
+
 def embedding_models() -> list[str]:
-    return [e.name for e in registry.catalogue() if e.loader.startswith(EMBEDDING_LOADERS)]
+    return [e.name for e in registry.catalogue() if embeds(e)]
 
 
 def compute_embeddings(
@@ -186,7 +192,7 @@ def prepare_embeddings(
     if not key.strip() or key != key.strip() or "/" in key:
         raise ConfigError("key", f"{key!r}: name the embeddings with letters, digits, '-' or '_'")
     ref = registry.resolve(model, weights)
-    if ref.stages or (ref.entry is not None and not ref.entry.loader.startswith(EMBEDDING_LOADERS)):
+    if ref.stages or (ref.entry is not None and not embeds(ref.entry)):
         raise ConfigError("model", f"{model!r} does not embed images; use one of {', '.join(embedding_models())}")
     registry.check_obtainable(ref, weights)
     set_id = _open_set(store, dataset_id, key, "patches" if run_id else "samples", run_id, model, method, overwrite)
@@ -360,7 +366,7 @@ def _not_done(store: Store, set_id: int, page: Sequence[_Item], summary: Embeddi
                 )
             ).all()
         )
-    todo = [item for item in page if (item.sample_id, item.label_id) not in done]
+    todo = [item for item in page if (item.sample_id, item.label_id or "") not in done]
     summary.skipped += len(page) - len(todo)
     return todo
 
@@ -383,14 +389,24 @@ def _write_points(store: Store, set_id: int, items: Sequence[_Item], vectors: np
         {
             "embedding_id": set_id,
             "sample_id": item.sample_id,
-            "label_id": item.label_id,
+            "label_id": item.label_id or "",  # "" for a sample: unique (set, sample, label) holds for both kinds
             "vector": np.asarray(vector, dtype=np.float16).tobytes(),
         }
         for item, vector in zip(items, vectors, strict=True)
     ]
     with store.write() as session:
-        present = set(session.scalars(select(SampleRow.id).where(SampleRow.id.in_({r["sample_id"] for r in rows}))))
-        rows = [row for row in rows if row["sample_id"] in present]  # a sample deleted meanwhile: no point
+        sample_ids = {row["sample_id"] for row in rows}
+        present = set(session.scalars(select(SampleRow.id).where(SampleRow.id.in_(sample_ids))))
+        done = set(  # a rival computation of the same key got there first (the unique index stops a closer race)
+            session.execute(
+                select(EmbeddingPointRow.sample_id, EmbeddingPointRow.label_id).where(
+                    EmbeddingPointRow.embedding_id == set_id, EmbeddingPointRow.sample_id.in_(sample_ids)
+                )
+            ).all()
+        )
+        rows = [  # a sample deleted meanwhile: no point
+            row for row in rows if row["sample_id"] in present and (row["sample_id"], row["label_id"]) not in done
+        ]
         if rows:
             session.execute(insert(EmbeddingPointRow), rows)
         session.execute(update(EmbeddingSetRow).where(EmbeddingSetRow.id == set_id).values(projected_at=None))
@@ -543,12 +559,15 @@ def embedding_map(store: Store, dataset: str, key: str, *, field: str | None = N
     info = next((i for i in list_embeddings(store, dataset) if i.key == key), None)
     if info is None:
         raise NotFoundError(f"dataset {dataset!r} has no embeddings {key!r}")
+    if not info.ready:  # being computed (or resumed): earlier places would show beside points not placed yet
+        patches = info.kind == "patches"
+        return EmbeddingMap(info, [], [] if patches else None, [], [], [], [], [] if patches else None, None)
     with store.read() as session:
-        set_id = session.scalar(
-            select(EmbeddingSetRow.id).where(
+        set_id, run_id = session.execute(
+            select(EmbeddingSetRow.id, EmbeddingSetRow.run_id).where(
                 EmbeddingSetRow.dataset_id == dataset_row(session, dataset).id, EmbeddingSetRow.key == key
             )
-        )
+        ).one()
         if info.kind == "patches":
             patch_rows = session.execute(
                 select(
@@ -560,7 +579,10 @@ def embedding_map(store: Store, dataset: str, key: str, *, field: str | None = N
                     RunLabelRow.confidence,
                     RunLabelRow.review_state,
                 )
-                .join(RunLabelRow, RunLabelRow.id == EmbeddingPointRow.label_id)  # labels gone: off the map
+                .join(  # labels gone (deleted, or approved into the dataset): off the map
+                    RunLabelRow,
+                    (RunLabelRow.run_id == run_id) & (RunLabelRow.id == EmbeddingPointRow.label_id),
+                )
                 .where(EmbeddingPointRow.embedding_id == set_id, EmbeddingPointRow.x.is_not(None))
                 .order_by(EmbeddingPointRow.id)
             ).all()

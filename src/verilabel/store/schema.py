@@ -239,12 +239,14 @@ class EmbeddingPointRow(Base):
     """One embedded sample or label: its vector (float16) and, once the set is projected, its place on the map."""
 
     __tablename__ = "embedding_points"
-    __table_args__ = (Index("ix_embedding_points_set_sample", "embedding_id", "sample_id"),)
+    __table_args__ = (
+        UniqueConstraint("embedding_id", "sample_id", "label_id", name="uq_embedding_points_set_sample_label"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     embedding_id: Mapped[int] = mapped_column(ForeignKey("embeddings.id", ondelete="CASCADE"))
     sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), index=True)
-    label_id: Mapped[str | None] = mapped_column(String(32))
+    label_id: Mapped[str] = mapped_column(String(32))  # the embedded label (patches); "" for a whole sample
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     x: Mapped[float | None] = mapped_column(Float)
     y: Mapped[float | None] = mapped_column(Float)

@@ -13,10 +13,12 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 @router.get("")
 def list_models(who: Viewer, task: str | None = None, vocabulary: bool = False) -> list[dict[str, Any]]:
+    from verilabel.datasets.embeddings import embeds
     from verilabel.models.registry import catalogue, unavailable_because
 
     return [
-        entry.to_json(available=(why := unavailable_because(entry)) is None, vocabulary=vocabulary) | {"missing": why}
+        entry.to_json(available=(why := unavailable_because(entry)) is None, vocabulary=vocabulary)
+        | {"missing": why, "embeds": embeds(entry)}
         for entry in catalogue()
         if task is None or task in entry.tasks
     ]

@@ -7,6 +7,7 @@ import * as dataset from "./page-dataset.js";
 import * as newRun from "./page-new-run.js";
 import * as run from "./page-run.js";
 import * as patches from "./page-patches.js";
+import { runPage as runEmbeddings, datasetPage as datasetEmbeddings } from "./page-embeddings.js";
 
 const ROUTES = [
   [/^#?\/?$/, datasets],
@@ -14,6 +15,8 @@ const ROUTES = [
   [/^#\/datasets\/([^/]+)\/new-run$/, newRun],
   [/^#\/runs\/([^/]+)$/, run],
   [/^#\/runs\/([^/]+)\/patches$/, patches],
+  [/^#\/runs\/([^/]+)\/embeddings$/, { render: runEmbeddings }],
+  [/^#\/datasets\/([^/]+)\/embeddings$/, { render: datasetEmbeddings }],
 ];
 
 const root = document.getElementById("app");

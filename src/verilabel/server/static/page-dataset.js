@@ -68,7 +68,7 @@ export async function render(main, [name], { me, crumbs }) {
       h(
         "section.main",
         {},
-        h("div.titlebar", {}, h("h1", {}, name), count),
+        h("div.titlebar", {}, h("h1", {}, name), count, h("span.grow"), h("a.button", { href: `#/datasets/${encodeURIComponent(name)}/embeddings` }, "Embeddings")),
         h(
           "form.filter",
           {

@@ -44,6 +44,7 @@ export async function render(main, [id], ctx) {
         statusBadge(info),
         h("span.grow"),
         info.status === "in_review" ? h("a.button", { href: `#/runs/${info.id}/patches` }, "Patches") : null,
+        info.status === "in_review" ? h("a.button", { href: `#/runs/${info.id}/embeddings` }, "Embeddings") : null,
         canEdit && info.active ? h("button", { onclick: () => act("cancel") }, "Cancel") : null,
         canEdit && info.resumable ? h("button", { onclick: () => act("resume") }, "Resume") : null,
         canEdit && info.status !== "approved" ? h("button.danger", { onclick: remove }, "Delete") : null,

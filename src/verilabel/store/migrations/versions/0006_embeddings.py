@@ -42,7 +42,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("embedding_id", sa.Integer(), nullable=False),
         sa.Column("sample_id", sa.Integer(), nullable=False),
-        sa.Column("label_id", sa.String(length=32), nullable=True),
+        sa.Column("label_id", sa.String(length=32), nullable=False),
         sa.Column("vector", sa.LargeBinary(), nullable=False),
         sa.Column("x", sa.Float(), nullable=True),
         sa.Column("y", sa.Float(), nullable=True),
@@ -56,8 +56,8 @@ def upgrade() -> None:
             ["sample_id"], ["samples.id"], name=op.f("fk_embedding_points_sample_id_samples"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_embedding_points")),
+        sa.UniqueConstraint("embedding_id", "sample_id", "label_id", name="uq_embedding_points_set_sample_label"),
     )
-    op.create_index("ix_embedding_points_set_sample", "embedding_points", ["embedding_id", "sample_id"])
     op.create_index(op.f("ix_embedding_points_sample_id"), "embedding_points", ["sample_id"])
 
 
