@@ -106,6 +106,7 @@ def scale(store: Any, points: int) -> dict[str, Any]:
                     {
                         "embedding_id": set_id,
                         "sample_id": first[0] + start + i,
+                        "label_id": "",
                         "vector": v.astype(np.float16).tobytes(),
                     }
                     for i, v in enumerate(vectors)
