@@ -193,3 +193,60 @@ def test_ray_options_go_with_the_ray_executor_only(home: Path, tmp_path):
         runs.create_run(store, request("x", shards=4))
     with pytest.raises(ConfigError, match=r"use local .* or ray"):
         runs.create_run(store, request("x", executor="dask"))
+
+
+def test_embeddings_across_two_nodes_equal_local_ones_with_a_worker_dying_mid_shard(postgres: Store, cluster, tmp_path):
+    """``dataset embed --executor ray``: shards as Ray tasks on both nodes; one task's process dies after its first
+    batch (the embedder ``os._exit`` s), Ray retries it, and the map holds every sample once, as the local one."""
+    from sqlalchemy import func, select
+
+    from verilabel.datasets.embeddings import RayOptions, compute_embeddings, embedding_map
+    from verilabel.store.schema import EmbeddingPointRow, EmbeddingSetRow
+
+    store = postgres
+    blob_dataset(store, tmp_path / "imgs", 40)
+    model = "python:tests.support.embedders:mean_colour"
+    local = compute_embeddings(store, "d", model, key="local")
+    (tmp_path / "marker").mkdir()
+    options = RayOptions(address=ADDRESS, workers=2)
+    summary = compute_embeddings(
+        store, "d", model, key="ray", weights=str(tmp_path / "marker"), executor="ray", ray=options
+    )
+
+    assert (tmp_path / "marker" / "died").exists()  # a task's process did die mid-shard
+    assert summary.projected == local.projected == 40 and summary.failed == []
+    assert summary.embedded + summary.skipped >= 40
+    with store.read() as session:
+        vectors = {
+            (key, sample_id): vector
+            for key, sample_id, vector in session.execute(
+                select(EmbeddingSetRow.key, EmbeddingPointRow.sample_id, EmbeddingPointRow.vector).join(
+                    EmbeddingSetRow, EmbeddingSetRow.id == EmbeddingPointRow.embedding_id
+                )
+            )
+        }
+        total = session.scalar(select(func.count()).select_from(EmbeddingPointRow))
+    assert total == 80  # 40 each: none doubled by the retried shard
+    assert {s: v for (k, s), v in vectors.items() if k == "ray"} == {
+        s: v for (k, s), v in vectors.items() if k == "local"
+    }
+    places = {
+        key: {s: (x, y) for s, x, y in zip(found.sample_ids, found.x, found.y, strict=True)}
+        for key, found in (("local", embedding_map(store, "d", "local")), ("ray", embedding_map(store, "d", "ray")))
+    }
+    assert places["ray"].keys() == places["local"].keys()
+    for sample_id, place in places["ray"].items():  # the same vectors, projected in another order
+        assert place == pytest.approx(places["local"][sample_id], abs=1e-4)
+
+
+def test_embeddings_refuse_sqlite_on_a_cluster_and_ray_options_without_ray(home: Path, cluster, tmp_path):
+    from verilabel.datasets.embeddings import RayOptions, compute_embeddings, list_embeddings
+
+    store = Store.open()
+    blob_dataset(store, tmp_path / "imgs", 4)
+    model = "python:tests.support.embedders:mean_colour"
+    with pytest.raises(ConfigError, match="2 nodes, but the store is SQLite"):
+        compute_embeddings(store, "d", model, executor="ray", ray=RayOptions(address=ADDRESS))
+    assert "SQLite" in (list_embeddings(store, "d")[0].error or "")
+    with pytest.raises(ConfigError, match="need --executor ray"):
+        compute_embeddings(store, "d", model, key="other", ray=RayOptions(workers=2))

@@ -231,14 +231,23 @@ def embed(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Images per model call (model default)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Compute the map under KEY again from scratch."),
+    executor: str = typer.Option("local", "--executor", help="local, or ray: shards as Ray tasks on a cluster."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Ray: auto, ray://HOST:PORT (default: local)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Ray: shards embedded at once (default 1)."),
+    gpus_per_worker: float | None = typer.Option(
+        None, "--gpus-per-worker", min=0, help="Ray: GPUs per task (default: 1 where the cluster has GPUs)."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_OPTION_HELP),
 ) -> None:
     """Embed samples (or a run's label patches) and project them to a 2-D map for the app's embeddings view
     (resumable: points embedded by an interrupted call are kept)."""
-    from verilabel.datasets.embeddings import compute_embeddings
+    from verilabel.datasets.embeddings import RayOptions, compute_embeddings
     from verilabel.store import Store
 
     store = Store.open()
+    ray = None
+    if executor == "ray" or any(v is not None for v in (ray_address, workers, gpus_per_worker)):
+        ray = RayOptions(address=ray_address, workers=workers or 1, gpus_per_worker=gpus_per_worker)
 
     def work(progress: Any) -> Any:
         done = [0]
@@ -259,6 +268,8 @@ def embed(
             batch_size=batch_size,
             overwrite=overwrite,
             on_batch=step,
+            executor=executor,
+            ray=ray,
         )
 
     summary = _with_progress("embedding", work)

@@ -117,43 +117,98 @@ def compute_embeddings(
     batch_size: int | None = None,
     overwrite: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    executor: str = "local",
+    ray: RayOptions | None = None,
 ) -> EmbeddingSummary:
     """Embed the samples of ``dataset`` (or, with ``patches=RUN``, the crops of that run's labels) under ``key``,
     then project them to 2-D. Resumable: points embedded by an earlier call under the same key are kept. An error
-    that stops it is kept on the set (``EmbeddingInfo.error``) until the next call."""
+    that stops it is kept on the set (``EmbeddingInfo.error``) until the next call. ``executor="ray"`` embeds
+    shards of the points as Ray tasks across a cluster (``verilabel.datasets.embeddings_ray``)."""
+    if executor not in ("local", "ray"):
+        raise ConfigError("executor", f"{executor!r}: use local or ray")
+    if executor == "local" and ray is not None:
+        raise ConfigError("executor", "Ray options (address, workers, GPUs per worker) need --executor ray")
     job = prepare_embeddings(
         store, dataset, model, key=key, patches=patches, method=method, weights=weights, overwrite=overwrite
     )
     try:
-        built = registry.load(registry.resolve(model, weights), LoadRequest(weights=weights, device=device))
-        embed = getattr(built, "embed", None)
-        if embed is None:
-            raise ConfigError("model", f"{model!r} does not embed images; use one of {', '.join(embedding_models())}")
-        summary = EmbeddingSummary(job.key)
-        size = batch_size or built.spec.batch_size
-        items = _patch_items(store, job.run_id) if job.run_id else _sample_items(store, job.dataset_id)
-        with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="verilabel-embed") as pool:
-            for page in _pages(items, size):
-                todo = _not_done(store, job.set_id, page, summary)
-                if not todo:
-                    continue
-                decoded = list(pool.map(lambda item: _decode(item, built.spec.input_size), todo))
-                ready = [
-                    (item, image) for item, image in zip(todo, decoded, strict=True) if isinstance(image, ImageItem)
-                ]
-                summary.failed += [
-                    (item.path, why) for item, why in zip(todo, decoded, strict=True) if isinstance(why, str)
-                ]
-                if ready:
-                    vectors = embed([image for _, image in ready])
-                    _write_points(store, job.set_id, [item for item, _ in ready], vectors)
-                    summary.embedded += len(ready)
-                if on_batch is not None:
-                    on_batch(len(todo))
+        task = ShardTask(store.url, job, model, weights, device, batch_size)
+        if executor == "ray":
+            from verilabel.datasets.embeddings_ray import embed_on_ray
+
+            summary = embed_on_ray(store, task, ray or RayOptions(), on_batch)
+        else:
+            summary = embed_shard(task, on_batch=on_batch, store=store)
         summary.projected = project(store, job.set_id, method)
     except Exception as exc:
         _record_error(store, job.set_id, str(exc) or type(exc).__name__)
         raise
+    return summary
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide ``compute_embeddings(executor="ray")`` runs (as ``run create --executor ray``)."""
+
+    address: str | None = None  # auto, ray://..., or none: the cluster started here (or a one-machine Ray)
+    workers: int = 1  # shards embedded at once
+    gpus_per_worker: float | None = None  # none: 1 where the cluster has GPUs, else 0
+    cpus_per_worker: float = 1.0
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """What one process needs to embed a shard of a set's points: plain values, sent to Ray workers as they are."""
+
+    database_url: str
+    job: EmbeddingJob
+    model: str
+    weights: str | None
+    device: str
+    batch_size: int | None
+    shard: int = 0
+    shards: int = 1
+
+
+def embed_shard(
+    task: ShardTask, *, on_batch: Callable[[int], None] | None = None, store: Store | None = None
+) -> EmbeddingSummary:
+    """Embed the points of ``task.shard`` (samples whose id is ``shard`` mod ``shards``) not embedded yet: each
+    batch commits its points in one transaction, so a process killed mid-shard loses its open batch only and the
+    shard done again skips what is there."""
+    if store is None:  # a Ray worker: its own connection, for this shard
+        opened = Store.open(task.database_url)
+        try:
+            return embed_shard(task, on_batch=on_batch, store=opened)
+        finally:
+            opened.dispose()
+    job = task.job
+    built = registry.load(
+        registry.resolve(task.model, task.weights), LoadRequest(weights=task.weights, device=task.device)
+    )
+    embed = getattr(built, "embed", None)
+    if embed is None:
+        raise ConfigError("model", f"{task.model!r} does not embed images; use one of {', '.join(embedding_models())}")
+    summary = EmbeddingSummary(job.key)
+    size = task.batch_size or built.spec.batch_size
+    split = (task.shard, task.shards)
+    items = _patch_items(store, job.run_id, split) if job.run_id else _sample_items(store, job.dataset_id, split)
+    with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="verilabel-embed") as pool:
+        for page in _pages(items, size):
+            todo = _not_done(store, job.set_id, page, summary)
+            if not todo:
+                continue
+            decoded = list(pool.map(lambda item: _decode(item, built.spec.input_size), todo))
+            ready = [(item, image) for item, image in zip(todo, decoded, strict=True) if isinstance(image, ImageItem)]
+            summary.failed += [
+                (item.path, why) for item, why in zip(todo, decoded, strict=True) if isinstance(why, str)
+            ]
+            if ready:
+                vectors = embed([image for _, image in ready])
+                _write_points(store, job.set_id, [item for item, _ in ready], vectors)
+                summary.embedded += len(ready)
+            if on_batch is not None:
+                on_batch(len(todo))
     return summary
 
 
@@ -297,13 +352,14 @@ def _open_set(
         return row.id
 
 
-def _sample_items(store: Store, dataset_id: int) -> Iterator[_Item]:
+def _sample_items(store: Store, dataset_id: int, split: tuple[int, int] = (0, 1)) -> Iterator[_Item]:
+    shard, shards = split
     last = -1
     while True:
         with store.read() as session:
             page = session.execute(
                 select(SampleRow.id, SampleRow.path)
-                .where(SampleRow.dataset_id == dataset_id, SampleRow.id > last)
+                .where(SampleRow.dataset_id == dataset_id, SampleRow.id > last, SampleRow.id % shards == shard)
                 .order_by(SampleRow.id)
                 .limit(PAGE)
             ).all()
@@ -313,8 +369,9 @@ def _sample_items(store: Store, dataset_id: int) -> Iterator[_Item]:
         last = page[-1][0]
 
 
-def _patch_items(store: Store, run_id: str) -> Iterator[_Item]:
+def _patch_items(store: Store, run_id: str, split: tuple[int, int] = (0, 1)) -> Iterator[_Item]:
     """The run's boxed labels in sample order (a sample's crops come from one decode)."""
+    shard, shards = split
     last: tuple[int, str] = (-1, "")
     while True:
         with store.read() as session:
@@ -332,6 +389,7 @@ def _patch_items(store: Store, run_id: str) -> Iterator[_Item]:
                 .where(
                     RunLabelRow.run_id == run_id,
                     RunLabelRow.x.is_not(None),
+                    RunLabelRow.sample_id % shards == shard,
                     (RunLabelRow.sample_id > last[0])
                     | ((RunLabelRow.sample_id == last[0]) & (RunLabelRow.id > last[1])),
                 )
