@@ -269,3 +269,39 @@ def test_push_to_an_unreachable_label_studio_names_the_address(tmp_path: Path, c
     assert f"cannot reach Label Studio at http://127.0.0.1:{port}" in capsys.readouterr().err
     assert main([*args[:5], "--url", "localhost:8080", "--token", "t", "--project", "1"]) == 2
     assert "is not Label Studio's address: pass it as http(s)://HOST:PORT" in capsys.readouterr().err
+
+
+WORDS = "python:tests.support.blob_model:colour_words"  # zero-shot: crimson / scarlet find red, painted blue blue
+
+
+def test_synonyms_give_one_region_and_negatives_suppress_look_alikes(media):
+    """A label's several prompts (predicted_values) give one region per object, the surest; a negative prompt
+    (the control's model_negatives, or the backend's --negative) drops the regions it outscores and overlaps."""
+    from fastapi.testclient import TestClient
+
+    base, paths = media
+
+    def boxes(backend: Backend, negatives: str = "") -> list[tuple[str, float, float]]:
+        config = f"""<View><Image name="image" value="$image"/>
+          <RectangleLabels name="box" toName="image" model_negatives="{negatives}">
+            <Label value="Red" predicted_values="red,crimson,scarlet"/><Label value="blue"/>
+          </RectangleLabels></View>"""
+        body = {"tasks": [{"id": 1, "data": {"image": f"{base}/{p.name}"}} for p in paths], "label_config": config}
+        with TestClient(create_app(backend)) as client:
+            client.post("/setup", json={"project": "1.1", "schema": config, "hostname": base, "access_token": TOKEN})
+            results = client.post("/predict", json=body).json()["results"]
+        return sorted(
+            (r["value"]["rectanglelabels"][0], r["value"]["x"], r["value"]["y"]) for a in results for r in a["result"]
+        )
+
+    plain = boxes(Backend(WORDS, min_confidence=0.0))
+    reds = sorted(
+        ("Red", round(d.box.x * 100, 4), round(d.box.y * 100, 4))
+        for p in paths
+        for d in expected(DETECTOR, "detection", p, ("red",), 0.0)
+    )
+    assert [b for b in plain if b[0] == "Red"] == reds  # three prompts each found every red blob: one region each
+    assert any(b[0] == "blue" for b in plain)
+    by_control = boxes(Backend(WORDS, min_confidence=0.0), negatives="painted blue")
+    by_backend = boxes(Backend(WORDS, min_confidence=0.0, negatives=["painted blue"]))
+    assert by_control == by_backend == [b for b in plain if b[0] != "blue"]  # no blue left, the negative unseen

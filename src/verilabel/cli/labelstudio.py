@@ -31,6 +31,12 @@ def backend(
     alias: list[str] = typer.Option(
         [], "--alias", help="LABEL=MODEL_CLASS[,...] for labels without predicted_values; repeatable."
     ),
+    negative: list[str] = typer.Option(
+        [],
+        "--negative",
+        help="A prompt that suppresses look-alikes (zero-shot), for every control (besides its model_negatives); "
+        "repeatable, comma-separated.",
+    ),
     weights: str | None = typer.Option(None, "--weights", help="Local weights file/folder or another hub id."),
     min_confidence: float | None = typer.Option(
         None, "--min-confidence", help="Floor of the predictions (a control's model_score_threshold overrides it)."
@@ -56,7 +62,7 @@ def backend(
 
     from verilabel.cli.run import _model_options
     from verilabel.integrations.label_studio_backend import Backend, create_app
-    from verilabel.models.mapping import parse_aliases
+    from verilabel.models.mapping import parse_aliases, parse_negatives
 
     served = Backend(
         model,
@@ -68,6 +74,7 @@ def backend(
         allowed=allow_model,
         classes=[c.strip() for c in classes.split(",") if c.strip()],
         aliases=parse_aliases(alias),
+        negatives=parse_negatives(negative),
         storage=storage,
     )
     typer.echo(

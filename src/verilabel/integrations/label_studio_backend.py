@@ -14,6 +14,9 @@ labeling config that targets an image, the backend runs a model:
 - Labels follow the reference backends' conventions: ``predicted_values="a,b"`` on a ``<Label>`` / ``<Choice>``
   maps those model classes to it, otherwise the model class of the same name, then of the same name in another
   case. A zero-shot model is prompted with those values (or the label names).
+- Several prompts of one label (``predicted_values="dog,puppy"``) give one region where their boxes overlap, and
+  negative prompts (``model_negatives="toy dog,statue"`` on the control, or the backend's ``--negative``) drop the
+  regions they overlap with at least their score: the rules of a run (``verilabel.models.mapping``).
 - On the control: ``model_score_threshold`` (the confidence floor), ``model_skip="true"``, and ``model="NAME"``
   (a catalogue name, or a ``python:pkg.mod:factory`` the backend was started with) to run another model than
   the backend's default for it. Weights come from the command line only: nothing in a labeling config reaches
@@ -47,6 +50,7 @@ from verilabel.formats.label_studio_rle import brush_value
 from verilabel.formats.shapes import full_image_mask, outline
 from verilabel.labels import Classification, Detection, Label
 from verilabel.models.interface import ImageItem, Model, PredictContext, Task
+from verilabel.models.mapping import ClassMapping, parse_negatives, to_dataset_labels
 
 log = logging.getLogger("verilabel.label_studio")
 
@@ -85,6 +89,7 @@ class Control:
     point_threshold: float = 0.0  # KeyPointLabels: the floor of a point's own score
     point_size: float = 1.0  # KeyPointLabels: the drawn size of a point
     boxes: Control | None = None  # KeyPointLabels: the RectangleLabels control its detections' boxes go to
+    negatives: tuple[str, ...] = ()  # ``model_negatives``: prompts that suppress look-alikes (zero-shot models)
 
 
 def _labels(tag: ET.Element) -> tuple[ControlLabel, ...]:
@@ -150,6 +155,7 @@ def parse_config(config: str) -> list[Control]:
             point_threshold=_number(tag, "model_point_threshold", 0.0) or 0.0,
             point_size=_number(tag, "model_point_size", 1.0) or 1.0,
             boxes=boxes,
+            negatives=tuple(parse_negatives([tag.get("model_negatives") or ""])),
         )
 
     return [
@@ -184,6 +190,18 @@ def label_map(
         )
     mapping = _label_map(control, vocabulary, zero_shot)
     return {k: v for k, v in mapping.items() if k in only} if only else mapping
+
+
+def class_mapping(
+    mapping: Mapping[str, str], negatives: Sequence[str], vocabulary: Sequence[str], zero_shot: bool
+) -> ClassMapping:
+    """The control's model classes with the negatives asked for too: prompts for a zero-shot model, the
+    vocabulary's classes (any case) for a fixed one; a negative that is also a label's class stays a class."""
+    if not zero_shot:
+        lower = {name.lower(): name for name in vocabulary}
+        negatives = [lower[n.lower()] for n in negatives if n.lower() in lower]
+    extra = tuple(n for n in dict.fromkeys(negatives) if n not in mapping)
+    return ClassMapping((*mapping, *extra), dict(mapping), extra)
 
 
 def _label_map(control: Control, vocabulary: Sequence[str], zero_shot: bool) -> dict[str, str]:
@@ -233,6 +251,7 @@ class Backend:
         allowed: Sequence[str] = (),
         classes: Sequence[str] = (),
         aliases: Mapping[str, Sequence[str]] | None = None,
+        negatives: Sequence[str] = (),
         storage: Sequence[str] = (),
     ) -> None:
         from verilabel.models import registry
@@ -247,6 +266,7 @@ class Backend:
         self.allowed = {model, *allowed}
         self.classes = tuple(classes)  # --classes: the model classes it may answer with (all, when empty)
         self.aliases = {k: tuple(v) for k, v in (aliases or {}).items()}  # --alias LABEL=CLASS,...
+        self.negatives = tuple(negatives)  # --negative: for every control, besides its own model_negatives
         # --storage: object-storage prefixes whose URIs (a project on cloud storage without pre-signed URLs) this
         # backend reads with its own credentials; any other s3:// ... in a task is refused
         self.storage = tuple(storage)
@@ -346,20 +366,23 @@ class Backend:
         mapping = label_map(control, ref.vocabulary, ref.zero_shot, self.aliases, self.classes)
         if not mapping or not items:
             return {}
-        model = self._model(name, tuple(mapping), control.task)
+        classes = class_mapping(mapping, (*self.negatives, *control.negatives), ref.vocabulary, ref.zero_shot)
+        model = self._model(name, classes.model_classes, control.task)
         floor = next(
             (f for f in (control.threshold, self.min_confidence, ref.default_confidence) if f is not None), 0.0
         )
-        context = PredictContext(control.task, tuple(mapping), floor)
+        context = PredictContext(control.task, classes.model_classes, floor)
         boxes = label_map(control.boxes, ref.vocabulary, ref.zero_shot) if control.boxes else {}
-        write = _Regions(control, mapping, boxes)
+        # labels reach the writer in the control's names: synonyms merged, negatives applied (as in a run)
+        write = _Regions(control, {label: label for label in classes.dataset_classes}, boxes)
         order = sorted(items)
         out: dict[int, list[dict[str, Any]]] = {}
         size = max(1, model.spec.batch_size)
         for start in range(0, len(order), size):
             chunk = order[start : start + size]
             for index, labels in zip(chunk, model.predict([items[i] for i in chunk], context), strict=True):
-                kept = [x for x in labels if x.label in mapping and (x.confidence is None or x.confidence >= floor)]
+                scored = [x for x in labels if x.confidence is None or x.confidence >= floor]
+                kept = to_dataset_labels(scored, classes)
                 out[index] = [region for label in kept for region in write(label, items[index])]
         return out
 
