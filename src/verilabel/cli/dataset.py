@@ -25,6 +25,26 @@ def _with_progress(label: str, work: Any) -> Any:
         return work(lambda done, total: bar.update(task, completed=done, total=total))
 
 
+def _counting(progress: Any) -> Any:
+    """An ``on_batch(n)`` callback that moves ``_with_progress``'s bar on by ``n`` (no total known)."""
+    done = [0]
+
+    def step(n: int) -> None:
+        done[0] += n
+        progress(done[0], None)
+
+    return step
+
+
+def _print_failures(failed: list[tuple[str, str]], what: str) -> None:
+    """The first few (path, why) failures of a command, and how many more."""
+    out = console()
+    for path, error in failed[:5]:
+        out.print(f"[yellow]{what}[/] {escape(path)}: {escape(error)}")
+    if len(failed) > 5:
+        out.print(f"... and {len(failed) - 5} more")
+
+
 def _report(summary: ImportSummary, as_json: bool) -> None:
     if as_json:
         print_json(summary.to_json())
@@ -185,12 +205,6 @@ def caption(
     store = Store.open()
 
     def work(progress: Any) -> Any:
-        done = [0]
-
-        def step(n: int) -> None:
-            done[0] += n
-            progress(done[0], None)
-
         return caption_dataset(
             store,
             name,
@@ -201,19 +215,17 @@ def caption(
             device=device,
             overwrite=overwrite,
             batch_size=batch_size,
-            on_batch=step,
+            on_batch=_counting(progress),
         )
 
     summary = _with_progress("captioning", work)
     if as_json:
         print_json(summary.to_json())
         return
-    out = console()
-    out.print(f"[bold]{escape(name)}[/]: {summary.captioned} captioned, {summary.skipped} already had one ({key})")
-    for path, error in summary.failed[:5]:
-        out.print(f"[yellow]not captioned[/] {escape(path)}: {escape(error)}")
-    if len(summary.failed) > 5:
-        out.print(f"... and {len(summary.failed) - 5} more")
+    console().print(
+        f"[bold]{escape(name)}[/]: {summary.captioned} captioned, {summary.skipped} already had one ({key})"
+    )
+    _print_failures(summary.failed, "not captioned")
 
 
 @app.command("embed")
@@ -250,12 +262,6 @@ def embed(
         ray = RayOptions(address=ray_address, workers=workers or 1, gpus_per_worker=gpus_per_worker)
 
     def work(progress: Any) -> Any:
-        done = [0]
-
-        def step(n: int) -> None:
-            done[0] += n
-            progress(done[0], None)
-
         return compute_embeddings(
             store,
             name,
@@ -267,7 +273,7 @@ def embed(
             device=device,
             batch_size=batch_size,
             overwrite=overwrite,
-            on_batch=step,
+            on_batch=_counting(progress),
             executor=executor,
             ray=ray,
         )
@@ -276,15 +282,11 @@ def embed(
     if as_json:
         print_json(summary.to_json())
         return
-    out = console()
-    out.print(
+    console().print(
         f"[bold]{escape(name)}[/]: {summary.embedded} embedded, {summary.skipped} kept from before, "
         f"{summary.projected} on the map {escape(summary.key)!r} ({method})"
     )
-    for path, error in summary.failed[:5]:
-        out.print(f"[yellow]not embedded[/] {escape(path)}: {escape(error)}")
-    if len(summary.failed) > 5:
-        out.print(f"... and {len(summary.failed) - 5} more")
+    _print_failures(summary.failed, "not embedded")
 
 
 @app.command("embeddings")

@@ -281,7 +281,8 @@ def start_embeddings(
             start_new_session=True,
             close_fds=True,
         )
-    return next(info for info in list_embeddings(store, dataset) if info.key == job.key)
+    with store.read() as session:
+        return _one_set(session, dataset, job.key)[1]
 
 
 def _record_error(store: Store, set_id: int, error: str) -> None:
@@ -293,7 +294,7 @@ def _record_error(store: Store, set_id: int, error: str) -> None:
 class _Item:
     sample_id: int
     path: str
-    label_id: str | None = None
+    label_id: str = ""  # the embedded label (patches); "" for a whole sample, as stored
     box: tuple[float, float, float, float] | None = None  # relative x, y, w, h
 
 
@@ -424,7 +425,7 @@ def _not_done(store: Store, set_id: int, page: Sequence[_Item], summary: Embeddi
                 )
             ).all()
         )
-    todo = [item for item in page if (item.sample_id, item.label_id or "") not in done]
+    todo = [item for item in page if (item.sample_id, item.label_id) not in done]
     summary.skipped += len(page) - len(todo)
     return todo
 
@@ -447,7 +448,7 @@ def _write_points(store: Store, set_id: int, items: Sequence[_Item], vectors: np
         {
             "embedding_id": set_id,
             "sample_id": item.sample_id,
-            "label_id": item.label_id or "",  # "" for a sample: unique (set, sample, label) holds for both kinds
+            "label_id": item.label_id,  # "" for a sample: unique (set, sample, label) holds for both kinds
             "vector": np.asarray(vector, dtype=np.float16).tobytes(),
         }
         for item, vector in zip(items, vectors, strict=True)
@@ -543,21 +544,34 @@ def _umap_2d(vectors: np.ndarray) -> np.ndarray:
 def list_embeddings(store: Store, dataset: str, *, run: str | None = None) -> list[EmbeddingInfo]:
     """The dataset's embedding sets (only those of ``run``'s patches when given), oldest first."""
     from verilabel.runs.service import run_row
-    from verilabel.store.schema import RunRow
 
     with store.read() as session:
         dataset_id = dataset_row(session, dataset).id
-        query = (
-            select(EmbeddingSetRow, RunRow.name, func.count(EmbeddingPointRow.id))
-            .outerjoin(RunRow, RunRow.id == EmbeddingSetRow.run_id)
-            .outerjoin(EmbeddingPointRow, EmbeddingPointRow.embedding_id == EmbeddingSetRow.id)
-            .where(EmbeddingSetRow.dataset_id == dataset_id)
-            .group_by(EmbeddingSetRow.id, RunRow.name)
-            .order_by(EmbeddingSetRow.created_at, EmbeddingSetRow.id)
-        )
-        if run is not None:
-            query = query.where(EmbeddingSetRow.run_id == run_row(session, run, dataset).id)
-        return [
+        run_id = run_row(session, run, dataset).id if run is not None else None
+        return [info for _, info in _sets(session, dataset_id, run_id=run_id)]
+
+
+def _sets(
+    session: Any, dataset_id: int, *, run_id: str | None = None, key: str | None = None
+) -> list[tuple[EmbeddingSetRow, EmbeddingInfo]]:
+    """The dataset's sets (of one run, or the one under ``key``), each with what a listing says of it."""
+    from verilabel.store.schema import RunRow
+
+    query = (
+        select(EmbeddingSetRow, RunRow.name, func.count(EmbeddingPointRow.id))
+        .outerjoin(RunRow, RunRow.id == EmbeddingSetRow.run_id)
+        .outerjoin(EmbeddingPointRow, EmbeddingPointRow.embedding_id == EmbeddingSetRow.id)
+        .where(EmbeddingSetRow.dataset_id == dataset_id)
+        .group_by(EmbeddingSetRow.id, RunRow.name)
+        .order_by(EmbeddingSetRow.created_at, EmbeddingSetRow.id)
+    )
+    if run_id is not None:
+        query = query.where(EmbeddingSetRow.run_id == run_id)
+    if key is not None:
+        query = query.where(EmbeddingSetRow.key == key)
+    return [
+        (
+            row,
             EmbeddingInfo(
                 key=row.key,
                 kind=row.kind,
@@ -568,9 +582,17 @@ def list_embeddings(store: Store, dataset: str, *, run: str | None = None) -> li
                 ready=row.projected_at is not None,
                 created_at=row.created_at,
                 error=row.error,
-            )
-            for row, run_name, count in session.execute(query).all()
-        ]
+            ),
+        )
+        for row, run_name, count in session.execute(query).all()
+    ]
+
+
+def _one_set(session: Any, dataset: str, key: str) -> tuple[EmbeddingSetRow, EmbeddingInfo]:
+    found = _sets(session, dataset_row(session, dataset).id, key=key)
+    if not found:
+        raise NotFoundError(f"dataset {dataset!r} has no embeddings {key!r}")
+    return found[0]
 
 
 def delete_embeddings(store: Store, dataset: str, key: str) -> None:
@@ -614,18 +636,12 @@ class EmbeddingMap:
 
 def embedding_map(store: Store, dataset: str, key: str, *, field: str | None = None) -> EmbeddingMap:
     """The projected points of the set ``key`` (none until it is projected)."""
-    info = next((i for i in list_embeddings(store, dataset) if i.key == key), None)
-    if info is None:
-        raise NotFoundError(f"dataset {dataset!r} has no embeddings {key!r}")
-    if not info.ready:  # being computed (or resumed): earlier places would show beside points not placed yet
-        patches = info.kind == "patches"
-        return EmbeddingMap(info, [], [] if patches else None, [], [], [], [], [] if patches else None, None)
     with store.read() as session:
-        set_id, run_id = session.execute(
-            select(EmbeddingSetRow.id, EmbeddingSetRow.run_id).where(
-                EmbeddingSetRow.dataset_id == dataset_row(session, dataset).id, EmbeddingSetRow.key == key
-            )
-        ).one()
+        row, info = _one_set(session, dataset, key)
+        set_id, run_id = row.id, row.run_id
+        if not info.ready:  # being computed (or resumed): earlier places would show beside points not placed yet
+            patches = info.kind == "patches"
+            return EmbeddingMap(info, [], [] if patches else None, [], [], [], [], [] if patches else None, None)
         if info.kind == "patches":
             patch_rows = session.execute(
                 select(
@@ -661,7 +677,7 @@ def embedding_map(store: Store, dataset: str, key: str, *, field: str | None = N
             .where(EmbeddingPointRow.embedding_id == set_id, EmbeddingPointRow.x.is_not(None))
             .order_by(EmbeddingPointRow.id)
         ).all()
-        best = _best_classes(session, dataset, field) if field else {}
+        best = _best_classes(session, row.dataset_id, dataset, field) if field else {}
     names = sorted(set(best.values()))
     index = {name: i for i, name in enumerate(names)}
     return EmbeddingMap(
@@ -687,12 +703,10 @@ def _unit_square(places: Sequence[tuple[float | None, float | None]]) -> tuple[l
     return [round(float(v), 5) for v in xy[:, 0]], [round(float(v), 5) for v in xy[:, 1]]
 
 
-def _best_classes(session: Any, dataset: str, field: str) -> dict[int, str]:
+def _best_classes(session: Any, dataset_id: int, dataset: str, field: str) -> dict[int, str]:
     """Per sample, the class of its most confident label in the dataset field ``field``."""
     field_id = session.scalar(
-        select(LabelFieldRow.id).where(
-            LabelFieldRow.dataset_id == dataset_row(session, dataset).id, LabelFieldRow.name == field
-        )
+        select(LabelFieldRow.id).where(LabelFieldRow.dataset_id == dataset_id, LabelFieldRow.name == field)
     )
     if field_id is None:
         raise NotFoundError(f"dataset {dataset!r} has no label field {field!r}")
