@@ -137,30 +137,25 @@ class ZeroShotClassifier(ForwardOnClasses):
 
     def forward(self, prepared: list[np.ndarray], classes: tuple[str, ...] | None = None) -> Any:
         """(images, classes) logits: the image tower on the batch against the cached class embeddings."""
-        from torch.nn.functional import normalize
-
         classes = classes or self._classes
         if not classes:
             raise ValueError("forward() needs classes: pass them, or load the model with LoadRequest(classes=...)")
         texts = self._texts(classes)
         with inference(self._device):
-            pixels = to_batch(prepared, self._device, mean=self._image.mean, std=self._image.std)
-            images = normalize(self._encoder.encode_images(pixels).float(), dim=-1)
-            return self._encoder.logits(images, texts)
+            return self._encoder.logits(self._image_embeddings(prepared), texts)
 
     def embed(self, images: Sequence[ImageItem]) -> np.ndarray:
         """Unit-length image embeddings, one row per image (the tower that scores the classes)."""
+        with inference(self._device):
+            vectors = self._image_embeddings([self.prepare(item.array) for item in images])
+        return np.asarray(vectors.cpu().numpy(), dtype=np.float32)
+
+    def _image_embeddings(self, prepared: list[np.ndarray]) -> Any:
+        """The image tower on a prepared batch, unit length (in the caller's inference mode)."""
         from torch.nn.functional import normalize
 
-        with inference(self._device):
-            pixels = to_batch(
-                [prepare_image(item.array, self._image) for item in images],
-                self._device,
-                mean=self._image.mean,
-                std=self._image.std,
-            )
-            vectors = normalize(self._encoder.encode_images(pixels).float(), dim=-1)
-        return np.asarray(vectors.cpu().numpy(), dtype=np.float32)
+        pixels = to_batch(prepared, self._device, mean=self._image.mean, std=self._image.std)
+        return normalize(self._encoder.encode_images(pixels).float(), dim=-1)
 
     def postprocess(self, logits: Any, images: Sequence[ImageItem], context: PredictContext) -> list[list[Label]]:
         probs = logits.float().sigmoid() if self._encoder.sigmoid else logits.float().softmax(dim=-1)

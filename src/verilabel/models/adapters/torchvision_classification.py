@@ -79,8 +79,10 @@ class ImageNetClassifier(SplitPredict):
     def forward(self, prepared: list[np.ndarray]) -> Any:
         """Logits, one row per image."""
         with inference(self._device):
-            batch = to_batch(prepared, self._device, mean=RGB_MEAN_IMAGENET, std=RGB_STD_IMAGENET)
-            return self._core(batch)[0]
+            return self._core(self._batch(prepared))[0]
+
+    def _batch(self, prepared: list[np.ndarray]) -> Any:
+        return to_batch(prepared, self._device, mean=RGB_MEAN_IMAGENET, std=RGB_STD_IMAGENET)
 
     def infer(self, images: Sequence[ImageItem], context: PredictContext) -> Any:
         return self.forward(self.prepared(images))
@@ -92,8 +94,7 @@ class ImageNetClassifier(SplitPredict):
         if self._features is None:
             self._features = self._run_features(without_last_linear(self._net))
         with inference(self._device):
-            batch = [self.prepare(item.array) for item in images]
-            features = self._features(to_batch(batch, self._device, mean=RGB_MEAN_IMAGENET, std=RGB_STD_IMAGENET))[0]
+            features = self._features(self._batch([self.prepare(item.array) for item in images]))[0]
             vectors = normalize(features.flatten(1).float(), dim=-1)
         return np.asarray(vectors.cpu().numpy(), dtype=np.float32)
 
